@@ -1,0 +1,205 @@
+"""The `neural-ingest` command line."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+from neural_ingest import __version__
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    # Beam's GCP IO says this on import when its optional extras are absent: not the user's concern.
+    handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[handler],
+        force=True,
+    )
+    for noisy in ("apache_beam", "opensearch", "urllib3", "sentence_transformers", "transformers", "httpx", "root"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _load(config: str, overrides: tuple[str, ...]):
+    from neural_ingest.config import ConfigError, load_config
+
+    try:
+        return load_config(config, list(overrides))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+class _UserError(click.ClickException):
+    exit_code = 2
+
+
+def _user_errors():
+    """Errors a user can fix, shown as one message instead of a traceback."""
+    from neural_ingest.catalogue import ModelMismatchError
+    from neural_ingest.config import ConfigError
+    from neural_ingest.model_resolve import ModelNotFoundError
+    from neural_ingest.sinks.base import SinkError
+
+    return (ConfigError, ModelNotFoundError, ModelMismatchError, SinkError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neural-ingest")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, including Beam's.")
+def main(verbose: bool) -> None:
+    """Batch embedding ETL for OpenSearch semantic search, on Apache Beam."""
+    _setup_logging(verbose)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False), help="Also write the summary as JSON here.")
+@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
+def run(config: str, overrides: tuple[str, ...], summary_path: str | None, beam_args: tuple[str, ...]) -> None:
+    """Run the ingest pipeline CONFIG describes. Extra arguments (e.g. --runner) go to Beam."""
+    from neural_ingest.pipelines.ingest import run_ingest
+
+    cfg = _load(config, overrides)
+    try:
+        summary = run_ingest(cfg, list(beam_args), summary_path)
+    except _user_errors() as e:
+        raise _UserError(str(e)) from None
+    _finish(summary)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.argument("query")
+@click.option("-k", default=10, show_default=True, help="Number of results.")
+@click.option("--json", "as_json", is_flag=True, help='Print [{"id", "score"}, ...], best first.')
+@click.option(
+    "--mode",
+    type=click.Choice(["dense", "sparse", "hybrid"]),
+    default=None,
+    help="dense: k-NN; sparse: neural_sparse / rank_feature; hybrid: both, normalised and combined. "
+    "Default: the first encoder's kind.",
+)
+@click.option(
+    "--weights", "hybrid_weights", default=None, metavar="DENSE,SPARSE", help="Hybrid combination weights [0.5,0.5]."
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+def search(
+    config: str, query: str, k: int, as_json: bool, mode: str | None, hybrid_weights: str | None, overrides: tuple[str, ...]
+) -> None:
+    """Search the configured sink with QUERY encoded by the pipeline's own model."""
+    from neural_ingest.search import search as do_search
+
+    cfg = _load(config, overrides)
+    mode = mode or getattr(cfg.encoders[0], "kind", "dense")
+    weights = None
+    if hybrid_weights:
+        try:
+            weights = tuple(float(x) for x in hybrid_weights.split(","))
+        except ValueError:
+            weights = ()
+        if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
+            raise _UserError(f"--weights {hybrid_weights!r}: expected two non-negative numbers DENSE,SPARSE, e.g. 0.3,0.7")
+    try:
+        hits = do_search(cfg, query, k=k, mode=mode, weights=weights)
+    except (*_user_errors(), ValueError) as e:
+        raise _UserError(str(e)) from None
+    if as_json:
+        rows = []
+        for h in hits:
+            row = {"id": h.id, "score": round(h.score, 6)}
+            if h.passage is not None:  # chunked index: the document's best chunk
+                row["passage"] = {k: h.passage.get(k) for k in ("text", "start", "end", "index")}
+            rows.append(row)
+        click.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text  # plain text: brackets in a document are not markup
+
+    text_field = getattr(cfg.sink, "text_field", "text")
+    t = Table(title=f"{query!r} on {cfg.sink.describe()}")
+    for col in ("#", "id", "score", "text"):
+        t.add_column(col)
+    for i, h in enumerate(hits, 1):
+        text = " ".join(str(h.source.get(text_field, "")).split())
+        if h.passage is not None:  # chunked index: show the best passage, not the document's start
+            text = f"(chunk {h.passage.get('index')}) " + " ".join(str(h.passage.get("text") or "").split())
+        t.add_row(str(i), h.id, f"{h.score:.4f}", Text(text[:100] + ("…" if len(text) > 100 else "")))
+    Console().print(t)
+
+
+def _finish(summary) -> None:
+    """Print the summary; exit non-zero when counts do not reconcile or the error budget is spent."""
+    summary.render()
+    if not summary.reconciles:
+        raise click.ClickException("counts do not reconcile (read != indexed + failed + skipped): please report this")
+    if summary.error_budget:
+        click.echo(f"Error: the run failed its error budget: {summary.error_budget}. Dead letters: {summary.dead_letter_path}", err=True)
+        sys.exit(3)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter files: replay them after fixing the cause."""
+
+
+@dlq.command("replay", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("dlq_path")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False))
+@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
+def dlq_replay(dlq_path: str, config: str, overrides: tuple[str, ...], summary_path: str | None, beam_args: tuple[str, ...]) -> None:
+    """Re-run the records in DLQ_PATH (a run's dead-letter directory, a file or a glob) with CONFIG."""
+    from neural_ingest.pipelines.replay import replay
+
+    cfg = _load(config, overrides)
+    try:
+        summary = replay(dlq_path, cfg, list(beam_args), summary_path)
+    except (*_user_errors(), FileNotFoundError, ValueError) as e:
+        raise _UserError(str(e)) from None
+    _finish(summary)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+def validate(config: str, overrides: tuple[str, ...]) -> None:
+    """Check CONFIG, the models and (for OpenSearch) the cluster and any existing index. Encodes nothing."""
+    from neural_ingest.pipelines.ingest import prepare
+
+    cfg = _load(config, overrides)
+    try:
+        prep = prepare(cfg)
+    except _user_errors() as e:
+        raise _UserError(str(e)) from None
+    for f, info in prep.fields.items():
+        click.echo(f"model ok: {info.name} -> field {f!r} ({info.kind}, dim={info.dimension}, space={info.space_type})")
+    problems = prep.sink.check(prep.fields)
+    if problems:
+        raise _UserError("sink check failed:\n  - " + "\n  - ".join(problems))
+    click.echo(f"sink ok: {prep.sink.describe()}")
+    click.echo("config is valid")
+
+
+from neural_ingest.cli_models import models as _models  # noqa: E402  (the `models` group: catalogue, ML Commons)
+
+main.add_command(_models)
+
+from neural_ingest.cli_reindex import reindex as _reindex, rollback as _rollback  # noqa: E402  (blue/green behind an alias)
+
+main.add_command(_reindex)
+main.add_command(_rollback)
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The one encoder interface every model kind implements, in the spirit of Beam's ModelHandler.
+
+An ``Encoder`` is a small picklable description (built from config) that knows how to load its
+model once per worker process, how to encode a batch of texts with it, and how big a batch should
+be. Dense, sparse and remote encoders are implementations; the DoFns never care which.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, Sequence, TypeVar
+
+from apache_beam.utils import shared
+
+M = TypeVar("M")
+
+# A dense vector is a float32 numpy array; a sparse vector is {token: weight}.
+Vector = Any
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the index mapping and query-time encoding need to know about a loaded model."""
+
+    name: str
+    kind: str  # "dense" | "sparse"
+    dimension: int | None = None
+    similarity: str | None = None  # "cosine" | "dot" | "euclidean"
+    normalized: bool | None = None
+    max_seq_length: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def space_type(self) -> str | None:
+        """k-NN space type matching the model's similarity function."""
+        return SPACE_TYPES.get(self.similarity or "")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["space_type"] = self.space_type
+        return d
+
+
+SPACE_TYPES = {"cosine": "cosinesimil", "dot": "innerproduct", "euclidean": "l2"}
+
+
+class EncodeError(RuntimeError):
+    """A batch (or one text) could not be encoded; the message says why, for the dead letter.
+
+    ``reason`` (default: the class name) names the dead letter's error type and the
+    ``failed.encode.<reason>`` counter; ``status`` is an HTTP status where a service said no;
+    ``attempts`` is how many times it was tried.
+    """
+
+    def __init__(self, message: str = "", *, reason: str | None = None, status: int | None = None, attempts: int = 1):
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+
+
+class Loaded(Generic[M]):
+    """A loaded model plus a lock: HF fast tokenizers are not safe to call from several threads."""
+
+    def __init__(self, model: M, info: ModelInfo):
+        self.model = model
+        self.info = info
+        self.lock = threading.Lock()
+
+
+class Encoder(ABC, Generic[M]):
+    """Load a model, encode batches of text, say how big a batch should be."""
+
+    kind: str = "dense"
+
+    @abstractmethod
+    def share_key(self) -> str:
+        """Identity of the loaded model: equal keys share one model per process."""
+
+    @abstractmethod
+    def load_model(self) -> Loaded[M]:
+        """Load the model (expensive; called once per worker process)."""
+
+    @abstractmethod
+    def encode(self, loaded: Loaded[M], texts: Sequence[str]) -> list[Vector]:
+        """Encode a batch of document texts, one vector per text, in order."""
+
+    def encode_queries(self, loaded: Loaded[M], texts: Sequence[str]) -> list[Vector]:
+        """Encode search queries; models with an asymmetric query side override this."""
+        return self.encode(loaded, texts)
+
+    @abstractmethod
+    def batch_size(self) -> int:
+        """Documents per encode call."""
+
+    def acquire(self) -> Loaded[M]:
+        """The process-wide shared model for this encoder, loading it on first use."""
+        return acquire_shared(self.share_key(), self.load_model)
+
+
+_HANDLES: dict[str, shared.Shared] = {}
+_HANDLES_LOCK = threading.Lock()
+
+
+def acquire_shared(key: str, loader: Any) -> Any:
+    """One ``apache_beam.utils.shared`` handle per model identity, so the driver's pre-flight load
+    and every DoFn thread of an in-process runner reuse one model instead of loading it again."""
+    with _HANDLES_LOCK:
+        handle = _HANDLES.setdefault(key, shared.Shared())
+    return handle.acquire(lambda: _load_and_record(key, loader), tag=key)
+
+
+MODEL_LOAD_LOG_ENV = "NEURAL_INGEST_MODEL_LOAD_LOG"
+
+
+def _load_and_record(key: str, loader: Any) -> Any:
+    """Run the loader; with $NEURAL_INGEST_MODEL_LOAD_LOG set, append {pid, key, seconds} to that file
+    (how tests and operators see that each worker process loads a model once)."""
+    import json
+    import os
+    import time
+
+    t0 = time.monotonic()
+    loaded = loader()
+    path = os.environ.get(MODEL_LOAD_LOG_ENV)
+    if path:
+        line = json.dumps({"pid": os.getpid(), "key": key, "seconds": round(time.monotonic() - t0, 3)})
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    return loaded
+
+
+def vector_problem(vec: Vector, info: ModelInfo) -> str | None:
+    """Why a vector must not be indexed (wrong size, NaN, bad sparse weight), or None if it is fine."""
+    import numpy as np
+
+    if info.kind == "sparse":
+        if not isinstance(vec, dict):
+            return f"expected a token->weight map, got {type(vec).__name__}"
+        from neural_ingest.encoders.sparse_weights import weight_problem
+
+        for tok, w in vec.items():
+            problem = weight_problem(tok, w)
+            if problem:
+                return problem
+        return None
+    arr = np.asarray(vec)
+    if arr.ndim != 1:
+        return f"expected a 1-D vector, got shape {arr.shape}"
+    if info.dimension is not None and arr.shape[0] != info.dimension:
+        return f"vector has {arr.shape[0]} dimensions, the model/index expects {info.dimension}"
+    if not np.all(np.isfinite(arr)):
+        return "vector contains NaN or infinite values"
+    return None

@@ -1,0 +1,75 @@
+"""Index mapping derived from the loaded models, and the check of an existing index against it."""
+from __future__ import annotations
+
+from typing import Any
+
+from neural_ingest.config import OpenSearchSinkConfig
+from neural_ingest.encoders.base import ModelInfo
+
+
+def space_type_for(cfg: OpenSearchSinkConfig, info: ModelInfo) -> str:
+    """Config wins; otherwise the model's similarity function decides (cosine -> cosinesimil, dot -> innerproduct)."""
+    return cfg.knn.space_type or info.space_type or "cosinesimil"
+
+
+def field_mapping(cfg: OpenSearchSinkConfig, info: ModelInfo) -> dict[str, Any]:
+    if info.kind == "sparse":
+        return {"type": "rank_features"}
+    return {
+        "type": "knn_vector",
+        "dimension": info.dimension,
+        "method": {
+            "name": "hnsw",
+            "engine": cfg.knn.engine,
+            "space_type": space_type_for(cfg, info),
+            "parameters": {"m": cfg.knn.m, "ef_construction": cfg.knn.ef_construction},
+        },
+    }
+
+
+def index_body(cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: Any = None) -> dict[str, Any]:
+    """Settings and mappings for a new index holding ``fields`` (name -> model info); with ``chunking``
+    (a ChunkPlan) the fields sit in the nested chunk field, or beside parent_id (sinks/chunked.py)."""
+    props: dict[str, Any] = {name: field_mapping(cfg, info) for name, info in fields.items()}
+    if chunking is not None:
+        from neural_ingest.sinks.chunked import chunk_properties
+
+        props = chunk_properties(props, chunking)
+    props[cfg.text_field] = {"type": "text"} if cfg.store_text else {"type": "text", "index": False}
+    settings: dict[str, Any] = {"number_of_shards": cfg.shards, "number_of_replicas": cfg.replicas}
+    if any(i.kind == "dense" for i in fields.values()):
+        settings["index.knn"] = True
+    return {"settings": settings, "mappings": {"properties": props}}
+
+
+def mapping_problems(
+    existing: dict[str, Any], cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: Any = None
+) -> list[str]:
+    """What in an existing index's mapping conflicts with the models (each problem names both values)."""
+    props = existing.get("properties", {})
+    problems = []
+    if chunking is not None:  # the encoder fields live inside the nested chunk field (or beside parent_id)
+        from neural_ingest.sinks.chunked import chunk_mapping_problems
+
+        problems, props = chunk_mapping_problems(props, chunking)
+    for name, info in fields.items():
+        want = field_mapping(cfg, info)
+        have = props.get(name)
+        if have is None:
+            continue  # dynamic mapping would guess wrong, but adding a new field is allowed: put_mapping does it
+        if have.get("type") != want["type"]:
+            problems.append(f"field {name!r} is {have.get('type')!r} in the index but the model needs {want['type']!r}")
+            continue
+        if want["type"] == "knn_vector":
+            if int(have.get("dimension", -1)) != want["dimension"]:
+                problems.append(
+                    f"field {name!r} has dimension {have.get('dimension')} in the index but model {info.name} "
+                    f"gives {want['dimension']}"
+                )
+            have_space = (have.get("method") or {}).get("space_type") or have.get("space_type")
+            if have_space and have_space != want["method"]["space_type"]:
+                problems.append(
+                    f"field {name!r} uses space_type {have_space!r} in the index but the model needs "
+                    f"{want['method']['space_type']!r}"
+                )
+    return problems

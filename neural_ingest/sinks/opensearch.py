@@ -1,0 +1,217 @@
+"""OpenSearch sink: pre-flight checks, index creation from the model, bulk writes, k-NN search."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import apache_beam as beam
+from opensearchpy import exceptions as os_exc
+
+from neural_ingest.config import OpenSearchSinkConfig
+from neural_ingest.encoders.base import ModelInfo
+from neural_ingest.sinks.base import Hit, Sink, SinkError
+from neural_ingest.sinks.mapping import index_body, mapping_problems
+from neural_ingest.sinks.opensearch_client import make_client
+
+log = logging.getLogger(__name__)
+
+# Candidates fetched when rank_feature queries must be completed client-side (tokens with a dot).
+DOTTED_TOKEN_WINDOW = 200
+
+
+def connection_problem(cfg: OpenSearchSinkConfig, err: Exception) -> str:
+    """A cluster error as one sentence with the fix; never includes credentials."""
+    host = cfg.hosts[0]
+    if isinstance(err, os_exc.AuthenticationException):
+        return f"{host} rejected the credentials (401): check sink.username and the password's environment variable"
+    if isinstance(err, os_exc.AuthorizationException):
+        return f"{host} refused access (403): the user needs index and cluster monitor permissions"
+    if isinstance(err, os_exc.SSLError):
+        return f"TLS to {host} failed ({type(err).__name__}): set sink.ca_certs to the cluster's CA bundle"
+    if isinstance(err, os_exc.ConnectionError):
+        return f"cannot reach OpenSearch at {host}: check sink.hosts and that the cluster is up"
+    return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {str(err)[:300]}"
+
+
+class OpenSearchSink(Sink):
+    def __init__(self, cfg: OpenSearchSinkConfig):
+        self.cfg = cfg
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client(self.cfg)
+        return self._client
+
+    @property
+    def index_name(self) -> str:
+        return self.cfg.index
+
+    def describe(self) -> str:
+        return self.cfg.describe()
+
+    def check(self, fields: dict[str, ModelInfo]) -> list[str]:
+        try:
+            self.client.info()
+            problems: list[str] = []
+            if any(i.kind == "dense" for i in fields.values()):
+                plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
+                if "opensearch-knn" not in plugins:
+                    problems.append(f"the k-NN plugin is not installed on {self.cfg.hosts[0]}: install opensearch-knn")
+            if any(i.kind == "sparse" for i in fields.values()):
+                problems += self._rank_features_problems()
+            if self.client.indices.exists(index=self.cfg.index):
+                got = self.client.indices.get_mapping(index=self.cfg.index)
+                for name, body in got.items():
+                    problems += [
+                        f"index {name}: {p}" for p in mapping_problems(body.get("mappings", {}), self.cfg, fields, self.chunking)
+                    ]
+                if problems:
+                    problems.append(
+                        f"fix: write to a new index (sink.index), or delete {self.cfg.index} to rebuild it with this model"
+                    )
+            return problems
+        except os_exc.OpenSearchException as e:
+            return [connection_problem(self.cfg, e)]
+
+    def prepare(self, fields: dict[str, ModelInfo], run_id: str) -> None:
+        problems = self.check(fields)
+        if problems:
+            raise SinkError("; ".join(problems))
+        body = index_body(self.cfg, fields, self.chunking)
+        if not self.client.indices.exists(index=self.cfg.index):
+            try:
+                self.client.indices.create(index=self.cfg.index, body=body)
+                log.info("created index %s", self.cfg.index)
+                if getattr(self.cfg, "bulk_load_settings", False):  # full build: no replicas (refresh: bulk_refresh) until finalize
+                    from neural_ingest.sinks.bulk_load import begin_bulk_load, wants_refresh_off
+
+                    begin_bulk_load(self.client, self.cfg.index, wants_refresh_off(getattr(self.cfg, "bulk_refresh", "auto"), body))
+            except os_exc.RequestError as e:
+                if e.error != "resource_already_exists_exception":
+                    raise SinkError(f"could not create index {self.cfg.index}: {e.info}") from None
+        else:
+            # Add only the fields the index lacks (e.g. a sparse field next to an existing dense one);
+            # existing ones were checked for conflicts above and are left exactly as they are.
+            existing: set[str] = set()
+            for m in self.client.indices.get_mapping(index=self.cfg.index).values():
+                existing |= set(m.get("mappings", {}).get("properties", {}))
+            missing = {k: v for k, v in body["mappings"]["properties"].items() if k not in existing}
+            if missing:
+                self.client.indices.put_mapping(index=self.cfg.index, body={"properties": missing})
+
+    def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform:
+        if self.chunking is not None:  # one vector per chunk: nested, or a document per chunk
+            from neural_ingest.transforms.write_chunks import WriteChunkedToOpenSearch
+
+            return WriteChunkedToOpenSearch(self.cfg, self.chunking, progress_every)
+        from neural_ingest.transforms.write_opensearch import WriteToOpenSearch
+
+        return WriteToOpenSearch(self.cfg, list(fields), progress_every)
+
+    def finalize(self, run_id: str, success: bool) -> None:
+        """Make the run's writes searchable now; best effort, since the summary must still be written
+        when the cluster went away (its dead letters already say what was not indexed)."""
+        from neural_ingest.sinks.bulk_load import end_bulk_load
+
+        end_bulk_load(self.client, self.cfg.index)  # the index's own refresh_interval / replicas, also after a failure
+        if not success:
+            return
+        try:
+            self.client.indices.refresh(index=self.cfg.index)
+        except os_exc.OpenSearchException as e:
+            log.warning("could not refresh %s after the run: %s", self.cfg.index, connection_problem(self.cfg, e))
+
+    def search(self, field: str, info: ModelInfo, vector: Any, k: int) -> list[Hit]:
+        body = {
+            "size": k,
+            "query": {"knn": {field: {"vector": [float(x) for x in vector], "k": k}}},
+            "_source": {"excludes": [field]},
+        }
+        res = self.client.search(index=self.cfg.index, body=body)
+        return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]
+
+    # ------------------------------------------------------------------ sparse and hybrid search
+    def _rank_features_problems(self) -> list[str]:
+        """rank_features lives in the mapper-extras module: every node must have it."""
+        try:
+            nodes = self.client.nodes.info(metric="plugins").get("nodes", {})  # modules are listed there
+        except os_exc.AuthorizationException:
+            return []  # cannot tell; index creation will say so if it is missing
+        missing = [
+            n.get("name", nid)
+            for nid, n in nodes.items()
+            if "mapper-extras" not in {m.get("name") for m in n.get("modules", [])}
+        ]
+        if missing:
+            return [
+                f"nodes {', '.join(missing)} lack OpenSearch's mapper-extras module, which provides rank_features "
+                "for sparse fields: use a standard OpenSearch distribution (or add the module)"
+            ]
+        return []
+
+    def neural_search_enabled(self) -> bool:
+        """Config decides; otherwise whether the neural-search plugin is installed (asked once)."""
+        if self.cfg.use_neural_search is not None:
+            return self.cfg.use_neural_search
+        if getattr(self, "_neural", None) is None:
+            try:
+                plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
+            except os_exc.OpenSearchException as e:
+                raise SinkError(connection_problem(self.cfg, e)) from None
+            self._neural = "opensearch-neural-search" in plugins
+        return self._neural
+
+    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
+        """neural_sparse (query_tokens) with neural-search, else linear rank_feature queries; score = dot product."""
+        from neural_ingest.sinks import sparse_query as sq
+
+        if self.neural_search_enabled():
+            body = {"size": k, "query": sq.neural_sparse_clause(field, query), "_source": {"excludes": [field]}}
+            res = self.client.search(index=self.cfg.index, body=body)
+            return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]
+        plain, dotted = sq.split_dotted(query)
+        if not dotted:
+            body = {"size": k, "query": sq.rank_feature_clause(field, query), "_source": {"excludes": [field]}}
+            res = self.client.search(index=self.cfg.index, body=body)
+            return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]
+        # rank_feature cannot address tokens with a dot: score them client-side on a window of candidates.
+        window = max(k, DOTTED_TOKEN_WINDOW)
+        log.warning(
+            "without neural-search, query tokens containing '.' (%s) are scored client-side over the top %d "
+            "candidates; documents that match only those tokens are not found",
+            ", ".join(sorted(dotted)[:10]), window,
+        )
+        body = {"size": window, "query": sq.rank_feature_clause(field, query)}
+        res = self.client.search(index=self.cfg.index, body=body)
+        raw = [(h["_id"], float(h["_score"] or 0.0), h.get("_source", {})) for h in res["hits"]["hits"]]
+        scored = sq.add_dotted_scores(raw, field, dotted, base_is_zero=not plain)
+        return [Hit(i, s, {kk: vv for kk, vv in src.items() if kk != field}) for i, s, src in scored[:k]]
+
+    def search_hybrid(self, dense, sparse, k: int, weights=None) -> list[Hit]:
+        """One ``hybrid`` query through a normalization search pipeline (min_max + arithmetic_mean) with
+        neural-search; client-side fusion of the two searches otherwise."""
+        from neural_ingest.hybrid import DEFAULT_WEIGHTS, search_pipeline_body
+        from neural_ingest.sinks import sparse_query as sq
+
+        if not self.neural_search_enabled():
+            return super().search_hybrid(dense, sparse, k, weights)
+        w = list(weights or DEFAULT_WEIGHTS)
+        w = [x / sum(w) for x in w]  # neural-search wants weights that sum to 1
+        (d_field, _d_info, d_vec), (s_field, _s_info, s_query) = dense, sparse
+        body = {
+            "size": k,
+            "query": {
+                "hybrid": {
+                    "queries": [
+                        {"knn": {d_field: {"vector": [float(x) for x in d_vec], "k": k}}},
+                        sq.neural_sparse_clause(s_field, s_query),
+                    ]
+                }
+            },
+            "_source": {"excludes": [d_field, s_field]},
+            "search_pipeline": search_pipeline_body(w),
+        }
+        res = self.client.search(index=self.cfg.index, body=body)
+        return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]

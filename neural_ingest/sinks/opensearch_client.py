@@ -1,0 +1,46 @@
+"""One place that turns sink config into an opensearch-py client (hosts, TLS, auth, timeouts)."""
+from __future__ import annotations
+
+from typing import Any
+
+from opensearchpy import OpenSearch, RequestsHttpConnection
+
+from neural_ingest.config import OpenSearchSinkConfig
+
+
+def _aws_auth(cfg: OpenSearchSinkConfig) -> Any:
+    """SigV4 signing for Amazon OpenSearch Service (es) and Serverless (aoss), default credential chain."""
+    try:
+        import boto3
+    except ImportError:  # pragma: no cover - depends on the install
+        raise RuntimeError("sink.aws_sigv4 needs boto3: pip install 'neural-ingest[aws]'") from None
+    from opensearchpy import AWSV4SignerAuth
+
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise RuntimeError("sink.aws_sigv4: no AWS credentials found (environment, profile or instance role)")
+    return AWSV4SignerAuth(credentials, cfg.aws_sigv4.region, cfg.aws_sigv4.service)
+
+
+def make_client(cfg: OpenSearchSinkConfig, timeout: float | None = None) -> OpenSearch:
+    extra: dict[str, Any] = {}
+    auth: Any = None
+    if cfg.aws_sigv4:
+        auth = _aws_auth(cfg)
+        extra["connection_class"] = RequestsHttpConnection
+    elif cfg.username:
+        auth = (cfg.username, cfg.password.get_secret_value() if cfg.password else "")
+    use_ssl = any(h.startswith("https://") for h in cfg.hosts)
+    return OpenSearch(
+        hosts=cfg.hosts,
+        http_auth=auth,
+        use_ssl=use_ssl,
+        verify_certs=cfg.verify_certs if use_ssl else False,
+        ca_certs=cfg.ca_certs,
+        ssl_show_warn=False,
+        timeout=timeout or cfg.bulk.timeout,
+        http_compress=False,
+        # one connection per concurrent bulk request (bulk.in_flight) plus one for everything else
+        pool_maxsize=max(1, getattr(getattr(cfg, "bulk", None), "in_flight", 1)) + 1,
+        **extra,
+    )

@@ -1,0 +1,134 @@
+"""The run summary: counts from Beam metrics, throughput, and where the output went."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from neural_ingest.transforms.counters import NAMESPACE
+
+
+def counter_totals(result: Any) -> dict[str, int]:
+    """Sum each neural_ingest counter over all steps (committed where the runner has it)."""
+    totals: dict[str, int] = {}
+    for r in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        value = r.committed if r.committed is not None else r.attempted
+        totals[r.key.metric.name] = totals.get(r.key.metric.name, 0) + int(value or 0)
+    return totals
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    name: str
+    status: str
+    read: int
+    encoded: int
+    indexed: int
+    failed: int
+    skipped: int
+    seconds: float
+    docs_per_second: float
+    sink: str
+    index: str | None
+    dead_letter_path: str
+    runner: str
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    encoded_by_field: dict[str, int] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    error_budget: str | None = None  # why the run failed its error budget, if it did
+    # Long documents (chunking): documents a model truncated (with chunking: with a chunk over its
+    # maximum), per encoder field, and the number of chunks made (0 when chunking is off).
+    truncated: int = 0
+    truncated_by_field: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    reused: int = 0  # `reindex`: documents whose stored vectors were reused (indexed, not encoded)
+    deleted: int = 0  # `reindex`: documents of the live index that are gone from the source
+
+    def apply_error_budget(self, max_failed: int | None, max_failed_ratio: float | None) -> None:
+        """Mark the run failed when failures exceed the configured budget (the CLI then exits 3)."""
+        ratio = self.failed / self.read if self.read else 0.0
+        if max_failed is not None and self.failed > max_failed:
+            self.error_budget = f"{self.failed} records failed, more than run.max_failed={max_failed}"
+        elif max_failed_ratio is not None and ratio > max_failed_ratio:
+            self.error_budget = (
+                f"{self.failed} of {self.read} records failed ({ratio:.2%}), more than run.max_failed_ratio={max_failed_ratio:g}"
+            )
+        if self.error_budget:
+            self.status = "failed"
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.indexed + self.failed + self.skipped
+
+    @classmethod
+    def from_counters(cls, totals: dict[str, int], *, fields: list[str], seconds: float, **kw: Any) -> "RunSummary":
+        failed = {k.removeprefix("failed."): v for k, v in totals.items() if k.startswith("failed.")}
+        skipped = {k.removeprefix("skipped."): v for k, v in totals.items() if k.startswith("skipped.")}
+        encoded = {f: totals.get(f"encoded.{f}", 0) for f in fields}
+        retries = {k.removeprefix("retried."): v for k, v in totals.items() if k.startswith("retried.") and v}
+        indexed = totals.get("indexed", 0)
+        return cls(
+            read=totals.get("read", 0),
+            encoded=encoded[fields[-1]] if fields else 0,
+            indexed=indexed,
+            failed=sum(failed.values()),
+            skipped=sum(skipped.values()),
+            seconds=round(seconds, 3),
+            docs_per_second=round(indexed / seconds, 2) if seconds > 0 else 0.0,
+            failed_by_reason=failed,
+            skipped_by_reason=skipped,
+            encoded_by_field=encoded,
+            retries=retries,
+            truncated=totals.get("truncated", 0),
+            truncated_by_field={f: totals.get(f"truncated.{f}", 0) for f in fields if f"truncated.{f}" in totals},
+            chunks=totals.get("chunks", 0),
+            reused=totals.get("reused", 0),
+            deleted=totals.get("deleted", 0),
+            **kw,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["reconciles"] = self.reconciles
+        return d
+
+    def write(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def render(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"neural-ingest run {self.run_id} ({self.status})", show_header=False)
+        t.add_column(style="bold")
+        t.add_column()
+        for k in ("read", "encoded", "indexed", "failed", "skipped"):
+            t.add_row(k, f"{getattr(self, k):,}")
+        t.add_row("reconciles", "yes (read = indexed + failed + skipped)" if self.reconciles else "NO")
+        t.add_row("time", f"{self.seconds:.1f} s, {self.docs_per_second:.1f} docs/s")
+        t.add_row("sink", self.sink)
+        if self.failed_by_reason:
+            t.add_row("failed by stage.reason", ", ".join(f"{k}={v}" for k, v in sorted(self.failed_by_reason.items())))
+        if self.skipped_by_reason:
+            t.add_row("skipped by reason", ", ".join(f"{k}={v}" for k, v in sorted(self.skipped_by_reason.items())))
+        if self.reused or self.deleted:
+            t.add_row("reused / deleted", f"{self.reused:,} vectors reused, {self.deleted:,} documents gone from the source")
+        if self.chunks:
+            t.add_row("chunks", f"{self.chunks:,} ({self.chunks / max(self.indexed, 1):.1f} per indexed document)")
+        if self.truncated:
+            by = ", ".join(f"{k}={v}" for k, v in sorted(self.truncated_by_field.items()))
+            t.add_row("truncated", f"{self.truncated:,} documents longer than a model's maximum ({by}); see chunking")
+        if self.retries:
+            t.add_row("retries", ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())))
+        t.add_row("dead letters", self.dead_letter_path if self.failed or self.skipped else "none")
+        if self.error_budget:
+            t.add_row("ERROR BUDGET", self.error_budget)
+        t.add_row("runner", self.runner)
+        Console(stderr=True).print(t)

@@ -1,0 +1,1 @@
+"""Whole pipelines, built from the transforms package and run by the CLI."""

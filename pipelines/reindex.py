@@ -1,0 +1,473 @@
+"""Nightly reindexing: blue/green behind an alias, incremental re-embedding, one run at a time.
+
+``reindex``:
+1. take the lock for the alias (an OpenSearch document with an expiry; ``--wait`` to queue);
+2. create ``<alias>-<UTC timestamp>`` with the mapping of the current models, a ``neural_ingest``
+   stamp field and ``_meta.neural_ingest`` (status, model identity);
+3. run the ingest pipeline into it; with ``incremental`` (and an unchanged model identity) the live
+   index is read alongside the source and joined by id: unchanged documents reuse their stored
+   vectors, new and changed ones are encoded, vanished ones are not carried over (copy-forward);
+4. validate: document count against the source, dead letters within budget, self-retrieval of a
+   sample; on failure the alias stays, the new index is kept (status failed_validation), exit 4;
+5. swap the alias in one ``_aliases`` request; keep the last N indices (always the live one and its
+   rollback target); release the lock.
+
+``rollback`` points the alias back at the newest older validated index, in one request.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from neural_ingest.config import OpenSearchSourceConfig, PipelineConfig, ReindexConfig, ReindexValidationConfig
+from neural_ingest.fingerprint import identity_hash, model_identity
+from neural_ingest.sinks import aliases
+from neural_ingest.sinks.base import SinkError
+from neural_ingest.sinks.lock import IndexLock, LockHeld, LockLost
+from neural_ingest.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+EXIT_VALIDATION_FAILED = 4
+EXIT_LOCKED = 5
+
+
+class ReindexError(SinkError):
+    """A reindex problem the user fixes (config, alias taken by an index, nothing to roll back)."""
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Validation:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass
+class ReindexPlan:
+    alias: str
+    live: str | None
+    live_is_index: bool
+    new_index: str
+    mode: str  # incremental | full
+    reason: str
+    model_hash: str
+    source: str
+    keep_last: int
+    would_delete: list[str]
+    swap_actions: list[dict[str, Any]]
+    validation: dict[str, Any]
+    lock: str
+    model_identity: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        v = self.validation
+        budget = f"at most {v['max_failed']} dead letters" if v.get("max_failed") is not None else "dead letters within the run's error budget"
+        retrieval = (
+            f"{v['sample_queries']} self-retrieval queries (top {v['top_k']}, {v['query_vectors']} vectors) "
+            f">= {v['min_self_retrieval']:.0%}" if v["sample_queries"] else "self-retrieval off"
+        )
+        return [
+            f"alias:       {self.alias} -> {self.live or '(none yet: this run creates it)'}"
+            + (" [a real index: --replace-index deletes it in the swap]" if self.live_is_index else ""),
+            f"new index:   {self.new_index} (mapping from the current models; model identity {self.model_hash})",
+            f"source:      {self.source}",
+            f"mode:        {self.mode}: {self.reason}",
+            f"validation:  document count within {v['count_tolerance']:.1%} of the source; {budget}; {retrieval}",
+            f"swap:        one _aliases request {self.swap_actions}",
+            f"retention:   keep the last {self.keep_last} (plus the live index and its rollback target); "
+            f"would delete: {', '.join(self.would_delete) or 'nothing'}",
+            f"lock:        {self.lock}",
+        ]
+
+
+@dataclass
+class ReindexResult:
+    plan: ReindexPlan
+    status: str  # dry_run | swapped | validation_failed
+    summary: RunSummary | None = None
+    validation: Validation | None = None
+    deleted_indices: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_VALIDATION_FAILED if self.status == "validation_failed" else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "alias": self.plan.alias,
+            "new_index": self.plan.new_index,
+            "previous_index": self.plan.live,
+            "mode": self.plan.mode,
+            "reason": self.plan.reason,
+            "model_hash": self.plan.model_hash,
+            "validation": self.validation.to_dict() if self.validation else None,
+            "deleted_indices": self.deleted_indices,
+        }
+
+
+@dataclass
+class RollbackResult:
+    alias: str
+    from_index: str
+    to_index: str
+    actions: list[dict[str, Any]]
+    dry_run: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+def settings(cfg: PipelineConfig) -> tuple[ReindexConfig, str]:
+    if cfg.sink.type != "opensearch":
+        raise ReindexError("reindex builds OpenSearch indices behind an alias: set sink.type: opensearch (sink.index names the alias)")
+    rcfg = cfg.reindex or ReindexConfig()
+    return rcfg, rcfg.alias or cfg.sink.index
+
+
+def _chunk_mode(cfg: PipelineConfig) -> str | None:
+    ch = getattr(cfg, "chunking", None)
+    return getattr(ch, "storage", "nested") if ch is not None and getattr(ch, "mode", "truncate") == "chunk" else None
+
+
+def live_reader(cfg: PipelineConfig, index: str) -> OpenSearchSourceConfig:
+    """A source config that reads ``index`` with the sink's connection settings."""
+    s = cfg.sink
+    return OpenSearchSourceConfig(
+        type="opensearch", hosts=s.hosts, index=index, username=s.username, password=s.password,
+        aws_sigv4=s.aws_sigv4, verify_certs=s.verify_certs, ca_certs=s.ca_certs, timeout=s.bulk.timeout,
+        text_fields=[s.text_field], deduplicate=False, page_size=200,
+    )
+
+
+def _lock(client: Any, rcfg: ReindexConfig, alias: str, run_id: str | None = None) -> IndexLock:
+    return IndexLock(client, alias, rcfg.lock_ttl, index=rcfg.lock_index, run_id=run_id)
+
+
+def _lock_state(lock: IndexLock) -> str:
+    import time
+
+    try:
+        current = lock.holder() if lock.client.indices.exists(index=lock.index) else None
+    except Exception as e:  # noqa: BLE001 - a dry run reports, it does not fail on this
+        return f"unknown ({type(e).__name__})"
+    if current is None:
+        return f"free ({lock.index}/{lock.key})"
+    doc = current[0]
+    if int(doc.get("expires_at_ms", 0)) <= int(time.time() * 1000):
+        return f"expired lock left by {doc.get('owner')} (run {doc.get('run_id')}): the next run takes it over"
+    return f"held by {doc.get('owner')} (run {doc.get('run_id')}) until {doc.get('expires_at')}"
+
+
+def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool = False, replace_index: bool = False,
+                 now=None, lock_state: str = "") -> ReindexPlan:
+    rcfg, alias = settings(cfg)
+    identity = model_identity(cfg, fields)
+    mh = identity_hash(identity)
+    live_is_index = aliases.concrete_index_named(client, alias)
+    if live_is_index and not replace_index:
+        raise ReindexError(
+            f"{alias!r} is an index, not an alias, so the alias cannot take its name. Either pass --replace-index "
+            f"(the index is deleted in the same request that creates the alias; its vectors are reused first, but "
+            f"there is then nothing to roll back to), or set reindex.alias to a new name and point readers at it"
+        )
+    live = alias if live_is_index else aliases.live_index(client, alias)
+    managed = aliases.managed_indices(client, alias)
+    taken = set(managed) | set(_existing_like(client, alias))
+    new = aliases.new_index_name(alias, now, taken)
+
+    chunked = _chunk_mode(cfg)
+    if live is None:
+        mode, reason = "full", "first run: no live index, every document is encoded"
+    else:
+        meta = aliases.get_meta(client, live)
+        if full:
+            mode, reason = "full", "--full: every document is encoded"
+        elif not rcfg.incremental:
+            mode, reason = "full", "reindex.incremental is false: every document is encoded"
+        elif chunked:
+            mode, reason = "full", "chunking.mode is chunk: vectors are reused per whole document only, so all are encoded"
+        elif not meta:
+            mode, reason = "full", f"{live} was not built by reindex (no model identity stored): every document is encoded"
+        elif meta.get("model_hash") != mh:
+            mode, reason = "full", (
+                f"model identity changed ({meta.get('model_hash')} in {live}, now {mh}): full rebuild, every document is encoded"
+            )
+        else:
+            mode, reason = "incremental", (
+                f"unchanged documents reuse their vectors from {live}; new and changed ones are encoded; "
+                "documents gone from the source are left out"
+            )
+    # Retention as it will be after the swap (the new index live, the alias gone from the old one).
+    pinned = {n for n, a in managed.items() if set(a) - {alias}}
+    names = [*managed, new]
+    target = aliases.rollback_target(client, alias, new, list(managed))
+    keep = set(names[-rcfg.keep_last:]) | {new} | ({target} if target else set()) | pinned
+    return ReindexPlan(
+        alias=alias, live=live, live_is_index=live_is_index, new_index=new, mode=mode, reason=reason, model_hash=mh,
+        source=_describe_source(cfg), keep_last=rcfg.keep_last, would_delete=[n for n in names if n not in keep],
+        swap_actions=aliases.swap_actions(alias, new, live, live_is_index),
+        validation=rcfg.validation.model_dump(), lock=lock_state, model_identity=identity,
+    )
+
+
+def _existing_like(client: Any, alias: str) -> list[str]:
+    """Every index name starting with ``<alias>-`` (managed or not), so a new name never collides."""
+    from opensearchpy import exceptions as os_exc
+
+    try:
+        return list(client.indices.get_alias(index=f"{alias}-*", params={"expand_wildcards": "all"}))
+    except os_exc.NotFoundError:
+        return []
+
+
+def _describe_source(cfg: PipelineConfig) -> str:
+    s = cfg.source
+    return s.describe() if hasattr(s, "describe") else f"{s.type} {getattr(s, 'path', '')}"
+
+
+def create_index(prep: Any, client: Any, index: str, meta: dict[str, Any], run_id: str) -> None:
+    """The sink creates the index (mapping from the models, chunk fields and all); then the stamp
+    field, the _meta and a paused refresh are added before any document is written."""
+    from neural_ingest.transforms.reuse import STAMP_FIELD
+
+    prep.sink.prepare(prep.fields, run_id)
+    client.indices.put_mapping(
+        index=index, body={"properties": {STAMP_FIELD: {"type": "object", "enabled": False}}, "_meta": {aliases.META_KEY: meta}}
+    )
+    client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+
+
+# --------------------------------------------------------------------------- validation
+def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: RunSummary, vcfg: ReindexValidationConfig,
+             seed: int = 0) -> Validation:
+    v = Validation()
+    client.indices.refresh(index=index)
+    chunked = _chunk_mode(cfg)
+
+    expected = summary.read - summary.skipped
+    actual = int(client.count(index=index)["count"])
+    if chunked == "separate":
+        v.checks.append(Check("count", summary.indexed > 0 and expected > 0,
+                              f"{actual} chunk documents for {expected} source documents (chunks stored separately: "
+                              "the count is not compared)"))
+    elif expected <= 0:
+        v.checks.append(Check("count", False, "the source produced no documents: an empty index is never swapped in"))
+    else:
+        allowed = math.floor(vcfg.count_tolerance * expected)
+        diff = abs(actual - expected)
+        v.checks.append(Check("count", diff <= allowed,
+                              f"{actual} documents in {index}, {expected} in the source (read {summary.read} - skipped "
+                              f"{summary.skipped}); difference {diff}, allowed {allowed} (count_tolerance {vcfg.count_tolerance:g})"))
+
+    if vcfg.max_failed is not None:
+        v.checks.append(Check("dead_letters", summary.failed <= vcfg.max_failed,
+                              f"{summary.failed} dead letters, validation.max_failed={vcfg.max_failed}"))
+    else:
+        v.checks.append(Check("dead_letters", summary.error_budget is None,
+                              summary.error_budget or f"{summary.failed} dead letters, within the run's error budget"))
+
+    if vcfg.sample_queries <= 0:
+        v.checks.append(Check("self_retrieval", True, "off (validation.sample_queries: 0)"))
+    elif chunked:
+        v.checks.append(Check("self_retrieval", True, "skipped: documents are chunked (vectors are per chunk)"))
+    else:
+        v.checks.append(self_retrieval(cfg, client, prep, index, vcfg, seed))
+    return v
+
+
+def self_retrieval(cfg: PipelineConfig, client: Any, prep: Any, index: str, vcfg: ReindexValidationConfig, seed: int) -> Check:
+    """Each sampled document, searched with its own text encoded again (or its stored vector), must
+    come back among the top k on every encoder field."""
+    from neural_ingest.sinks.opensearch import OpenSearchSink
+
+    text_field = cfg.sink.text_field
+    wanted = [text_field] + (list(prep.fields) if vcfg.query_vectors == "stored" else [])
+    body = {
+        "size": vcfg.sample_queries,
+        "query": {"function_score": {"query": {"match_all": {}}, "random_score": {"seed": seed, "field": "_seq_no"}}},
+        "_source": wanted,
+    }
+    hits = client.search(index=index, body=body)["hits"]["hits"]
+    if not hits:
+        return Check("self_retrieval", False, f"no document to sample in {index}")
+    sink = OpenSearchSink(cfg.sink.model_copy(update={"index": index}))
+    rates: dict[str, float] = {}
+    misses: list[str] = []
+    try:
+        for fname, encoder in prep.encoders:
+            info = prep.fields[fname]
+            if vcfg.query_vectors == "encode":
+                vecs = encoder.encode(encoder.acquire(), [str(h["_source"].get(text_field, "")) for h in hits])
+            else:
+                vecs = [h["_source"].get(fname) for h in hits]
+            found = 0
+            for h, vec in zip(hits, vecs):
+                if info.kind == "sparse":
+                    from neural_ingest.encoders.sparse_weights import drop_absent
+
+                    got = sink.search_sparse(fname, info, drop_absent(dict(vec)), vcfg.top_k)
+                else:
+                    got = sink.search(fname, info, vec, vcfg.top_k)
+                if h["_id"] in {g.id for g in got}:
+                    found += 1
+                else:
+                    misses.append(f"{fname}:{h['_id']}")
+            rates[fname] = found / len(hits)
+    except Exception as e:  # noqa: BLE001 - a failing query is a failed check, reported as such
+        return Check("self_retrieval", False, f"self-retrieval queries failed: {type(e).__name__}: {str(e)[:300]}")
+    ok = all(r >= vcfg.min_self_retrieval for r in rates.values())
+    detail = ", ".join(f"{f}: {r:.0%}" for f, r in rates.items()) + (
+        f" of {len(hits)} sampled documents found themselves in the top {vcfg.top_k} (minimum {vcfg.min_self_retrieval:.0%})"
+    )
+    if misses:
+        detail += f"; missed: {', '.join(misses[:10])}{' ...' if len(misses) > 10 else ''}"
+    return Check("self_retrieval", ok, detail)
+
+
+# --------------------------------------------------------------------------- the commands
+def reindex(
+    cfg: PipelineConfig,
+    beam_args: list[str] | None = None,
+    summary_path: str | None = None,
+    *,
+    dry_run: bool = False,
+    wait: float = 0.0,
+    full: bool = False,
+    replace_index: bool = False,
+    echo: Callable[[str], None] = log.info,
+) -> ReindexResult:
+    from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
+    from neural_ingest.sinks.opensearch_client import make_client
+    from neural_ingest.transforms.reuse import ReuseStoredVectors
+
+    rcfg, alias = settings(cfg)
+    client = make_client(cfg.sink)
+    prep0 = prepare(cfg)  # models loaded once: the mapping and the model identity need them
+    problems = prep0.sink.check(prep0.fields) if dry_run else []
+    if dry_run:
+        lock = _lock(client, rcfg, alias)
+        plan = plan_reindex(cfg, client, prep0.fields, full=full, replace_index=replace_index, lock_state=_lock_state(lock))
+        echo("reindex plan (dry run: nothing is changed)")
+        for line in plan.lines():
+            echo("  " + line)
+        for p in problems:
+            echo(f"  problem:     {p}")
+        return ReindexResult(plan, "dry_run")
+
+    run_id = new_run_id()
+    lock = _lock(client, rcfg, alias, run_id).acquire(wait=wait)
+    try:
+        plan = plan_reindex(cfg, client, prep0.fields, full=full, replace_index=replace_index,
+                            lock_state=f"held by this run ({lock.owner}, run {lock.run_id})")
+        for line in plan.lines():
+            echo(line)
+        new_cfg = cfg.model_copy(update={"sink": cfg.sink.model_copy(update={"index": plan.new_index})})
+        prep = prepare(new_cfg)
+        meta = {
+            "alias": alias, "status": aliases.BUILDING, "run_id": run_id, "created_at": aliases.utc_now().isoformat(timespec="seconds"),
+            "mode": plan.mode, "built_from": plan.live, "model_hash": plan.model_hash, "model_identity": plan.model_identity,
+        }
+        create_index(prep, client, plan.new_index, meta, run_id)
+        stored = live_reader(cfg, plan.live) if plan.live and not _chunk_mode(cfg) else None
+        reuse = ReuseStoredVectors(prep.fields, plan.model_hash, stored, reuse=plan.mode == "incremental",
+                                   progress_every=cfg.run.progress_every_seconds)
+        try:
+            summary = run_ingest(new_cfg, beam_args, None, before_encode=reuse)
+        except BaseException as e:
+            _safe(lambda: aliases.update_meta(client, plan.new_index, status=aliases.FAILED, error=f"{type(e).__name__}: {str(e)[:500]}"))
+            _safe(lambda: client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}}))
+            raise
+        client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}})
+        validation = validate(cfg, client, prep, plan.new_index, summary, rcfg.validation, seed=zlib.crc32(run_id.encode()) % 10_000)
+        stamp = aliases.utc_now().isoformat(timespec="seconds")
+        if not validation.ok:
+            aliases.update_meta(client, plan.new_index, status=aliases.FAILED_VALIDATION, validation=validation.to_dict())
+            summary.status = "failed"
+            result = ReindexResult(plan, "validation_failed", summary, validation)
+            _write(summary, result, summary_path)
+            return result
+        aliases.update_meta(client, plan.new_index, status=aliases.VALIDATED, validated_at=stamp, validation=validation.to_dict())
+        lock.check()  # still ours: nobody took over an expired lock meanwhile
+        aliases.swap(client, alias, plan.new_index, plan.live, plan.live_is_index)
+        aliases.update_meta(client, plan.new_index, promoted_at=aliases.utc_now().isoformat(timespec="seconds"))
+        echo(f"alias {alias} -> {plan.new_index} (was {plan.live or 'none'})")
+        deleted = aliases.prune(client, alias, rcfg.keep_last, plan.new_index)
+        if deleted:
+            echo(f"deleted old indices: {', '.join(deleted)}")
+        result = ReindexResult(plan, "swapped", summary, validation, deleted)
+        _write(summary, result, summary_path)
+        return result
+    finally:
+        lock.release()
+        client.close()
+
+
+def rollback(cfg: PipelineConfig, *, dry_run: bool = False, wait: float = 0.0) -> RollbackResult:
+    from neural_ingest.sinks.opensearch_client import make_client
+
+    rcfg, alias = settings(cfg)
+    client = make_client(cfg.sink)
+    try:
+        if dry_run:
+            live = aliases.live_index(client, alias)
+            if live is None:
+                raise ReindexError(f"alias {alias!r} does not exist: there is nothing to roll back")
+            target = aliases.rollback_target(client, alias, live)
+            if target is None:
+                raise ReindexError(f"alias {alias!r} points to {live} and there is no older validated index to go back to")
+            return RollbackResult(alias, live, target, aliases.swap_actions(alias, target, live), dry_run=True)
+        lock = _lock(client, rcfg, alias).acquire(wait=wait, heartbeat=False)
+        try:
+            try:
+                live, target, actions = aliases.rollback(client, alias)
+            except SinkError as e:
+                raise ReindexError(str(e)) from None
+            return RollbackResult(alias, live, target, actions)
+        finally:
+            lock.release()
+    finally:
+        client.close()
+
+
+def _safe(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - best effort while another error is on its way up
+        log.warning("%s", e)
+
+
+def _write(summary: RunSummary, result: ReindexResult, path: str | None) -> None:
+    if not path:
+        return
+    import json
+    from pathlib import Path
+
+    data = summary.to_dict()
+    data["reindex"] = result.to_dict()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+__all__ = [
+    "EXIT_LOCKED", "EXIT_VALIDATION_FAILED", "LockHeld", "LockLost", "ReindexError", "ReindexPlan", "ReindexResult",
+    "RollbackResult", "plan_reindex", "reindex", "rollback", "validate",
+]

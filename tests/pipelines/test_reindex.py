@@ -1,0 +1,275 @@
+"""Nightly reindexing against the real OpenSearch and the real all-MiniLM-L6-v2:
+
+- an alias-reading client never sees an error or a partial index while reindex runs;
+- an unchanged corpus encodes 0 documents; 1% changed encodes that 1% and the alias serves it;
+- documents deleted from the source are gone; a model identity change rebuilds in full;
+- a failing validation leaves the alias untouched (exit 4); rollback; retention;
+- two concurrent runs: the second exits clearly (exit 5) or waits for the first.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from neural_ingest.cli import main
+from neural_ingest.pipelines.reindex import reindex, rollback
+from neural_ingest.sinks import aliases
+from support import synthetic_docs, write_jsonl
+
+_HELD: list = []  # loaded models kept for the session, so each in-process run reuses them
+
+
+def _hold(cfg) -> None:
+    from neural_ingest.encoders import make_encoder
+
+    _HELD.extend(make_encoder(c).acquire() for c in cfg.encoders)
+
+
+@pytest.fixture
+def reindex_config(make_config, index_name, tmp_path):
+    """make_config for reindex: alias = index_name, a lock index of its own (cleaned up with it)."""
+
+    def _make(docs: list[dict], overrides: dict | None = None, name: str = "docs.jsonl"):
+        path = write_jsonl(tmp_path / name, docs)
+        cfg = make_config(source_path=path, sink="opensearch", index=index_name, overrides={
+            "reindex": {"keep_last": 2, "lock_ttl": 30, "lock_index": f"{index_name}-locks"},
+            "encoders.0.batch_size": 16, **(overrides or {})})
+        _hold(cfg)
+        return cfg
+
+    return _make
+
+
+def _ids(client, index: str) -> set[str]:
+    client.indices.refresh(index=index)
+    res = client.search(index=index, body={"size": 10000, "_source": False, "query": {"match_all": {}}})
+    return {h["_id"] for h in res["hits"]["hits"]}
+
+
+class AliasReader(threading.Thread):
+    """Queries the alias non-stop (count + a k-NN query) and records anything but a full old/new index."""
+
+    def __init__(self, client, alias: str, vector: list[float]):
+        super().__init__(daemon=True)
+        self.client, self.alias, self.vector = client, alias, vector
+        self.stop = threading.Event()
+        self.counts: list[int] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.counts.append(int(self.client.count(index=self.alias)["count"]))
+                hits = self.client.search(index=self.alias, body={
+                    "size": 5, "_source": False, "query": {"knn": {"embedding": {"vector": self.vector, "k": 5}}}})
+                if not hits["hits"]["hits"]:
+                    self.errors.append("a k-NN query found nothing")
+            except Exception as e:  # noqa: BLE001 - any error a reader sees is a failure of the test
+                self.errors.append(f"{type(e).__name__}: {e}")
+            time.sleep(0.02)
+
+
+def test_nightly_cycle_incremental_blue_green(os_client, index_name, reindex_config, st_model):
+    alias = index_name
+    docs = synthetic_docs(200, prefix="n")
+    cfg = reindex_config(docs)
+
+    first = reindex(cfg)
+    assert first.status == "swapped" and first.plan.mode == "full"
+    s = first.summary
+    assert (s.read, s.encoded, s.indexed, s.reused, s.deleted) == (200, 200, 200, 0, 0) and s.reconciles
+    a = first.plan.new_index
+    assert aliases.alias_targets(os_client, alias) == [a] and os_client.count(index=alias)["count"] == 200
+    stamp = os_client.get(index=a, id="n-0001")["_source"]["neural_ingest"]
+    assert stamp["model"] == first.plan.model_hash and len(stamp["content_sha256"]) == 64
+    meta = aliases.get_meta(os_client, a)
+    assert meta["status"] == aliases.VALIDATED and meta["model_identity"]["fields"]["embedding"]["dimension"] == 384
+    assert {c.name for c in first.validation.checks} == {"count", "dead_letters", "self_retrieval"}
+
+    reader = AliasReader(os_client, alias, st_model.encode("volcanoes and lava").tolist())
+    reader.start()
+    try:
+        # night 2: nothing changed -> nothing encoded, every vector reused
+        second = reindex(cfg)
+        s = second.summary
+        assert second.status == "swapped" and second.plan.mode == "incremental"
+        assert (s.read, s.encoded, s.reused, s.indexed, s.deleted) == (200, 0, 200, 200, 0)
+        assert s.encoded_by_field == {"embedding": 0} and s.reconciles
+        b = second.plan.new_index
+        va = os_client.get(index=a, id="n-0042")["_source"]["embedding"]
+        vb = os_client.get(index=b, id="n-0042")["_source"]["embedding"]
+        assert va == vb  # the very same vector, carried forward
+
+        # night 3: 1% changed (2 of 200), 4 deleted from the source, metadata of one changed
+        changed = {"n-0010": "Underwater basalt pillows form where lava meets cold seawater.",
+                   "n-0150": "A sourdough starter is a living culture of wild yeast and lactobacilli."}
+        gone = {"n-0003", "n-0077", "n-0120", "n-0199"}
+        night3 = []
+        for d in docs:
+            if d["id"] in gone:
+                continue
+            d = dict(d)
+            if d["id"] in changed:
+                d["body"] = changed[d["id"]]
+            if d["id"] == "n-0020":
+                d["year"] = 2031  # metadata only: no re-encoding needed, but the new index has it
+            night3.append(d)
+        cfg3 = reindex_config(night3, name="night3.jsonl")
+        third = reindex(cfg3)
+        s = third.summary
+        assert third.status == "swapped"
+        assert (s.read, s.encoded, s.reused, s.indexed, s.deleted) == (196, 2, 194, 196, 4) and s.reconciles
+    finally:
+        reader.stop.set()
+        reader.join(30)
+    assert not reader.errors, reader.errors[:5]
+    assert len(reader.counts) > 20 and set(reader.counts) <= {200, 196}, sorted(set(reader.counts))
+
+    c = third.plan.new_index
+    assert aliases.alias_targets(os_client, alias) == [c]
+    assert _ids(os_client, alias) == {d["id"] for d in night3}
+    got = os_client.get(index=alias, id="n-0010")["_source"]
+    assert changed["n-0010"] in got["text"]
+    assert os_client.get(index=alias, id="n-0020")["_source"]["year"] == 2031
+    # the alias serves the new content: the changed text finds its document first
+    q = st_model.encode(f"{docs[10]['title']}\n\n{changed['n-0010']}").tolist()
+    hit = os_client.search(index=alias, body={"size": 1, "query": {"knn": {"embedding": {"vector": q, "k": 1}}}})
+    assert hit["hits"]["hits"][0]["_id"] == "n-0010"
+    new_vec = np.asarray(os_client.get(index=alias, id="n-0010")["_source"]["embedding"])
+    assert not np.allclose(new_vec, os_client.get(index=b, id="n-0010")["_source"]["embedding"])
+
+    # keep_last 2: a is gone; b stays (newest two, and the rollback target)
+    assert third.deleted_indices == [a] and not os_client.indices.exists(index=a)
+    # rollback: the alias goes back to b in one request, with its 200 documents
+    r = rollback(cfg3)
+    assert (r.from_index, r.to_index) == (c, b)
+    assert aliases.alias_targets(os_client, alias) == [b] and os_client.count(index=alias)["count"] == 200
+
+
+def test_model_identity_change_rebuilds_in_full(os_client, index_name, reindex_config):
+    docs = synthetic_docs(24, prefix="m")
+    cfg = reindex_config(docs)
+    first = reindex(cfg)
+    assert first.summary.encoded == 24
+    # a different max_seq_length produces different vectors: nothing may be reused
+    cfg2 = reindex_config(docs, overrides={"encoders.0.max_seq_length": 64})
+    second = reindex(cfg2)
+    assert second.plan.mode == "full" and "model identity changed" in second.plan.reason
+    s = second.summary
+    assert (s.encoded, s.reused, s.indexed, s.deleted) == (24, 0, 24, 0)
+    assert second.plan.model_hash != first.plan.model_hash
+    # batch size is not part of the identity: the next run is incremental again
+    cfg3 = reindex_config(docs, overrides={"encoders.0.max_seq_length": 64, "encoders.0.batch_size": 4})
+    assert reindex(cfg3).summary.encoded == 0
+
+
+def test_failed_validation_leaves_the_alias_untouched(os_client, index_name, reindex_config, tmp_path):
+    alias = index_name
+    docs = synthetic_docs(30, prefix="v")
+    cfg = reindex_config(docs)
+    live = reindex(cfg).plan.new_index
+    # the next night's source has broken records: dead letters over budget, count short of the source
+    rows = [*docs, "{broken json", '{"id": "no-text"}']
+    path = write_jsonl(tmp_path / "broken.jsonl", rows)
+    conf = tmp_path / "c.json"
+    conf.write_text(cfg.model_copy(update={"source": cfg.source.model_copy(update={"path": str(path)})}).model_dump_json())
+    r = CliRunner().invoke(main, ["reindex", str(conf), "--set", "run.max_failed=0", "--summary", str(tmp_path / "s.json")])
+    assert r.exit_code == 4, r.output
+    assert "validation failed" in r.output and f"still points to {live}" in r.output
+    assert "validation dead_letters: FAILED" in r.output and "validation count: FAILED" in r.output
+    assert aliases.alias_targets(os_client, alias) == [live] and os_client.count(index=alias)["count"] == 30
+    summary = json.loads((tmp_path / "s.json").read_text())
+    kept = summary["reindex"]["new_index"]
+    assert summary["reindex"]["status"] == "validation_failed" and summary["failed"] == 2
+    assert os_client.indices.exists(index=kept)  # kept for inspection
+    assert aliases.get_meta(os_client, kept)["status"] == aliases.FAILED_VALIDATION
+    # a rollback never goes to a failed build, and the dry run says what would happen
+    r = CliRunner().invoke(main, ["reindex", str(conf), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert f"alias:       {alias} -> {live}" in r.output and "incremental" in r.output and "lock:        free" in r.output
+
+
+def test_concurrent_runs_exit_clearly_or_wait(os_client, index_name, reindex_config, tmp_path):
+    docs = synthetic_docs(120, prefix="c")
+    cfg = reindex_config(docs)
+    conf = tmp_path / "c.json"
+    conf.write_text(cfg.model_dump_json())
+    outcome: dict = {}
+
+    def first_run() -> None:
+        try:
+            outcome["first"] = reindex(cfg)
+        except BaseException as e:  # noqa: BLE001
+            outcome["error"] = e
+
+    t = threading.Thread(target=first_run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the first run holds the lock
+        try:
+            if os_client.get(index=f"{index_name}-locks", id=index_name, ignore=[404]).get("found"):
+                break
+        except Exception:  # noqa: BLE001 - the lock index may not exist yet
+            pass
+        time.sleep(0.1)
+    else:
+        pytest.fail("the first run never took the lock")
+
+    r = CliRunner().invoke(main, ["reindex", str(conf)])
+    assert r.exit_code == 5, r.output
+    assert f"another run holds the lock for '{index_name}'" in r.output and "expires at" in r.output
+    assert "--wait SECONDS" in r.output
+    r = CliRunner().invoke(main, ["rollback", str(conf)])
+    assert r.exit_code == 5 and "another run holds the lock" in r.output
+
+    # a run that waits starts once the first has finished, and finds nothing to encode
+    r = CliRunner().invoke(main, ["reindex", str(conf), "--wait", "600", "--summary", str(tmp_path / "s.json")])
+    t.join(600)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["first"].status == "swapped"
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["encoded"] == 0 and s["reused"] == 120 and s["reindex"]["status"] == "swapped"
+    assert os_client.get(index=f"{index_name}-locks", id=index_name, ignore=[404])["found"] is False
+
+
+def test_reindex_from_an_opensearch_source(os_client, opensearch_url, index_name, reindex_config):
+    """Re-embed an existing index (read with PIT + slices) into a blue/green alias."""
+    from opensearchpy import helpers
+
+    old = f"{index_name}-legacy"
+    docs = synthetic_docs(30, prefix="o")
+    os_client.indices.create(index=old, body={"settings": {"number_of_shards": 2, "number_of_replicas": 0}})
+    helpers.bulk(os_client, ({"_index": old, "_id": d["id"], **{k: v for k, v in d.items() if k != "id"}} for d in docs),
+                 refresh=True)
+    cfg = reindex_config(docs, overrides={"source": {
+        "type": "opensearch", "hosts": [opensearch_url], "index": old, "text_fields": ["title", "body"],
+        "metadata_fields": ["topic"]}})
+    first = reindex(cfg)
+    assert first.status == "swapped" and first.summary.encoded == 30
+    os_client.delete(index=old, id="o-0005", refresh=True)
+    second = reindex(cfg)
+    s = second.summary
+    assert (s.read, s.encoded, s.reused, s.deleted) == (29, 0, 29, 1)
+    assert _ids(os_client, index_name) == {d["id"] for d in docs} - {"o-0005"}
+
+
+def test_reindex_needs_opensearch_and_a_free_alias_name(os_client, index_name, reindex_config, make_config):
+    from neural_ingest.pipelines.reindex import ReindexError, settings
+
+    with pytest.raises(ReindexError, match="sink.type: opensearch"):
+        settings(make_config(sink="parquet"))
+    os_client.indices.create(index=index_name)  # a real index already has the alias' name
+    cfg = reindex_config(synthetic_docs(5))
+    with pytest.raises(ReindexError, match="is an index, not an alias"):
+        reindex(cfg)
+    # --replace-index: built, validated, and the old index removed in the swap request itself
+    res = reindex(cfg, replace_index=True)
+    assert res.status == "swapped" and res.plan.swap_actions[0] == {"remove_index": {"index": index_name}}
+    assert aliases.alias_targets(os_client, index_name) == [res.plan.new_index]

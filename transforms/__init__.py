@@ -1,0 +1,1 @@
+"""Beam building blocks: composite PTransforms and the DoFns inside them."""

@@ -1,0 +1,198 @@
+"""Length-sorted, token-budget batching: encode calls on texts of similar length, so less padding.
+
+A transformer encodes a batch padded to its longest text. Fixed-size batches in arrival order pad
+short texts to the length of whatever long text shares their batch: on real corpora (lengths from
+a sentence to a page) more than half of the tokens computed are padding. Here a window of documents
+(per Beam window, per bundle) is buffered, sorted by length (the model's own token counts, or
+characters as a cheap proxy) and cut into encode calls bounded by a count of texts and, optionally,
+by padded tokens (count x longest), which also bounds a batch's memory on a GPU.
+
+sentence-transformers' ``encode`` sorts the texts of one call by character length; a pipeline's
+per-batch calls do not get that for free across batches, hence this module. Sorting by token counts
+rather than characters leaves almost no padding at all.
+
+The sort happens inside the encode step (``EncodeWindowFn``), which hands the window's documents on in
+their arrival order: downstream (and an index's HNSW graph, whose shape depends on insertion order)
+sees the same order as with fixed-size batches. Nothing is held across bundles: ``finish_bundle``
+emits what is left, as WindowedValues.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Sequence
+
+import apache_beam as beam
+from apache_beam.utils.windowed_value import WindowedValue
+
+from neural_ingest.transforms.encode import EncodeBatchFn
+
+# Tokens per character of English prose for BERT-style WordPiece vocabularies (about 4 characters a
+# token); only used to estimate padded tokens where the model's tokenizer is not asked.
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How to cut batches (resolved from an encoder's config; see ``plan_for``)."""
+
+    batch_size: int  # texts per batch at most
+    mode: str = "sorted"  # sorted | fixed
+    length: str = "tokens"  # tokens | chars
+    window: int | None = None  # documents buffered and sorted at once; None: 32 batches' worth
+    max_tokens: int | None = None  # padded tokens per batch at most (count x longest); None: no bound
+    max_seq_length: int | None = None  # the model's truncation: longer texts count as this many tokens
+
+    @property
+    def window_docs(self) -> int:
+        return max(self.window or 32 * self.batch_size, self.batch_size)
+
+
+def plan_for(encoder: Any, max_seq_length: int | None = None) -> BatchPlan:
+    """The batching plan for an encoder: its config's ``batching`` block, else fixed-size batches."""
+    cfg = getattr(encoder, "cfg", None)
+    b = getattr(cfg, "batching", None)
+    size = encoder.batch_size()
+    if b is None:
+        return BatchPlan(size, mode="fixed")
+    return BatchPlan(
+        size,
+        mode=b.mode,
+        length=b.length,
+        window=b.window,
+        max_tokens=b.max_tokens,
+        max_seq_length=max_seq_length or getattr(cfg, "max_seq_length", None),
+    )
+
+
+def _units(doc: Any) -> int:
+    """Texts a document gives the encoder: its chunks when chunking is on, else one."""
+    chunks = getattr(doc, "chunks", None)
+    return len(chunks) if chunks is not None else 1
+
+
+def _chars(doc: Any) -> int:
+    chunks = getattr(doc, "chunks", None)
+    if chunks is not None:  # chunked: the longest chunk sets the padding of its encode call
+        return max((len(c.get("text", "")) for c in chunks), default=0)
+    return len(getattr(doc, "text", doc) if not isinstance(doc, str) else doc)
+
+
+def cut_batches(
+    items: Sequence[Any], lengths: Sequence[int], batch_size: int, max_tokens: int | None, units: Callable[[Any], int] = _units
+) -> list[list[Any]]:
+    """Sort ``items`` by length (longest first, stable) and cut them into batches of at most
+    ``batch_size`` units and, with ``max_tokens``, at most that many padded tokens (units x longest).
+    A single item over the budget still forms a batch of its own."""
+    order = sorted(range(len(items)), key=lambda i: -lengths[i])
+    batches: list[list[Any]] = []
+    cur: list[Any] = []
+    cur_units = 0
+    cur_max = 0
+    for i in order:
+        n = units(items[i])
+        longest = max(cur_max, lengths[i])
+        over_count = cur_units + n > batch_size
+        over_tokens = max_tokens is not None and (cur_units + n) * longest > max_tokens
+        if cur and (over_count or over_tokens):
+            batches.append(cur)
+            cur, cur_units, longest = [], 0, lengths[i]
+        cur.append(items[i])
+        cur_units += n
+        cur_max = longest
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class _WindowFn(beam.DoFn):
+    """Buffer up to ``window_docs`` documents per Beam window; emit them as one list, in arrival order."""
+
+    def __init__(self, window_docs: int):
+        self.window_docs = window_docs
+        self._buffers: dict[Any, list[Any]] = {}
+
+    def start_bundle(self) -> None:
+        self._buffers = {}
+
+    def process(self, element: Any, window=beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
+        buf = self._buffers.setdefault(window, [])
+        buf.append(element)
+        if len(buf) >= self.window_docs:
+            del self._buffers[window]
+            yield WindowedValue(buf, window.max_timestamp(), (window,))
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        for window, buf in self._buffers.items():
+            if buf:
+                yield WindowedValue(buf, window.max_timestamp(), (window,))
+        self._buffers = {}
+
+
+class EncodeWindowFn(EncodeBatchFn):
+    """An ``EncodeBatchFn`` (per-document isolation, dead letters, counters: all its own) that takes a
+    window of documents, encodes it in length-sorted batches, and emits the encoded documents in the
+    window's order (dead letters as they come)."""
+
+    def __init__(self, encoder: Any, field: str, progress_every: float, plan: BatchPlan):
+        super().__init__(encoder, field, progress_every)
+        self.plan = plan
+
+    def _count_tokens(self, texts: list[str], cap: int | None) -> list[int]:
+        """Token counts from the shared model's tokenizer, truncated at ``cap`` (so no over-length
+        warning); encoders without a ``tokenizer`` attribute count with their own ``token_lengths``."""
+        tok = getattr(self._loaded.model, "tokenizer", None)
+        if tok is None or not cap:
+            return self.encoder.token_lengths(self._loaded, texts)
+        with self._loaded.lock:  # HF fast tokenizers are not thread-safe
+            ids = tok(texts, add_special_tokens=True, truncation=True, max_length=cap)["input_ids"]
+        return [len(x) for x in ids]
+
+    def _lengths(self, docs: list[Any]) -> list[int]:
+        info = getattr(self._loaded, "info", None)
+        cap = self.plan.max_seq_length or getattr(info, "max_seq_length", None)
+        lengths = [max(1, int(_chars(d) / CHARS_PER_TOKEN)) for d in docs]
+        plain = [i for i, d in enumerate(docs) if getattr(d, "chunks", None) is None]
+        if self.plan.length == "tokens" and plain and hasattr(self.encoder, "token_lengths"):
+            try:
+                for i, n in zip(plain, self._count_tokens([docs[i].text for i in plain], cap)):
+                    lengths[i] = n
+            except Exception:  # noqa: BLE001 - counting is an optimisation; the character estimate stays
+                pass
+        if cap:
+            lengths = [min(n, cap) for n in lengths]
+        return lengths
+
+    def process(self, window: Sequence[Any]) -> Iterable[Any]:
+        docs = list(window)
+        if not docs:
+            return
+        p = self.plan
+        done: dict[int, Any] = {}  # input position -> encoded document
+        pos = {id(d): i for i, d in enumerate(docs)}
+        for batch in cut_batches(docs, self._lengths(docs), p.batch_size, p.max_tokens):
+            failed: set[int] = set()
+            encoded = []
+            for out in self._outputs(batch):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    failed.add(id(getattr(out.value, "record", None)))
+                    yield out
+                else:
+                    encoded.append(out)
+            # _outputs yields the batch's successes in batch order: pair them with their inputs
+            for doc, enc in zip((d for d in batch if id(d) not in failed), encoded):
+                done[pos[id(doc)]] = enc
+        for i in sorted(done):
+            yield done[i]
+
+
+def batching_for(encoder: Any, field: str, progress_every: float) -> tuple[beam.PTransform, beam.DoFn]:
+    """(batching transform, encode DoFn) for an encoder's ``batching`` config: windows encoded in
+    length-sorted batches (sorted, the default), or ``BatchElements`` of ``batch_size`` units in
+    arrival order and the plain ``EncodeBatchFn`` (fixed)."""
+    plan = plan_for(encoder)
+    if plan.mode == "fixed":
+        return (
+            beam.BatchElements(min_batch_size=plan.batch_size, max_batch_size=plan.batch_size, element_size_fn=_units),
+            EncodeBatchFn(encoder, field, progress_every),
+        )
+    return beam.ParDo(_WindowFn(plan.window_docs)), EncodeWindowFn(encoder, field, progress_every, plan)

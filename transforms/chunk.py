@@ -1,0 +1,138 @@
+"""Long documents: split each Document into chunks (or count what truncation loses), and encode chunks.
+
+``ChunkDocuments`` runs between prepare and encode. With ``chunking.mode: chunk`` it sets
+``doc.chunks`` (neural_ingest.chunking); every encoder then embeds the chunk texts
+(:func:`encode_chunked`, called by EncodeBatchFn) and ``doc.embeddings[field]`` becomes one vector per
+chunk. In both modes it counts, per local encoder, the documents it would truncate:
+``truncated.<field>`` (a document, or at least one of its chunks, longer than the model's
+max_seq_length) and ``truncated`` (documents truncated by at least one encoder); ``chunks`` counts the
+chunks made.
+
+Why encode in the same DoFn instead of a flatten / GroupByKey: the chunks of one document must come
+back together (a document is indexed whole or dead-lettered whole), and a shuffle of every vector
+would cost more than the encoding it regroups. The encode batching (transforms/batching.py) weighs
+each document by its chunk count, and encode calls take ``batch_size`` texts, across documents.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+
+from neural_ingest.chunking import ChunkPlan, ChunkTokenizer
+from neural_ingest.encoders.base import Encoder, vector_problem
+from neural_ingest.encoders.sparse_weights import drop_absent
+from neural_ingest.records import PREPARE, DeadLetter, Document
+from neural_ingest.transforms import counters
+from neural_ingest.transforms.counters import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+
+class ChunkFn(beam.DoFn):
+    def __init__(self, plan: ChunkPlan, encoders: Sequence[tuple[str, Encoder]]):
+        self.plan = plan
+        self.encoders = [(f, e) for f, e in encoders if f in plan.max_lengths or f == plan.tokenizer_field]
+        self._counters: list[tuple[str, ChunkTokenizer, int]] = []
+        self._tok: ChunkTokenizer | None = None
+        self._models: list[Any] = []  # held: the shared model must not be dropped and reloaded by EncodeBatchFn
+
+    def setup(self) -> None:
+        # The encoders' own shared models (already loaded in this process); a private tokenizer copy each.
+        toks: dict[str, ChunkTokenizer] = {}
+        for field, enc in self.encoders:
+            loaded = enc.acquire()
+            self._models.append(loaded)
+            toks[field] = ChunkTokenizer.from_loaded(loaded, field)
+            if field in self.plan.max_lengths:
+                self._counters.append((field, toks[field], self.plan.max_lengths[field]))
+        p = self.plan
+        if p.chunking and p.algorithm == "fixed_token_length":
+            self._tok = toks[p.tokenizer_field] if p.tokenizer_field else ChunkTokenizer.from_model(p.tokenizer_model, p.models_dir)
+
+    def process(self, doc: Document) -> Iterable[Any]:
+        units = [doc.text]
+        if self.plan.chunking:
+            try:
+                chunks = self.plan.chunk(doc.text, self._tok)
+            except Exception as e:  # noqa: BLE001 - a tokenizer error must be a dead letter, not a crash
+                counters.failed(PREPARE, "chunking_failed")
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER, DeadLetter(PREPARE, "chunking_failed", str(e)[:2000], doc.source, doc_id=doc.id)
+                )
+                return
+            counters.inc("chunks", len(chunks))
+            units = [c["text"] for c in chunks]
+            doc = dataclasses.replace(doc, chunks=chunks)
+        truncated = False
+        for field, tok, max_len in self._counters:
+            if any(n > max_len for n in tok.count(units, special=True)):
+                counters.inc(f"truncated.{field}")
+                truncated = True
+        if truncated:
+            counters.inc("truncated")
+        yield doc
+
+
+class ChunkDocuments(beam.PTransform):
+    """Documents -> {"documents": Documents (with chunks in chunk mode), "dead_letter": DeadLetters}."""
+
+    def __init__(self, plan: ChunkPlan, encoders: Sequence[tuple[str, Encoder]]):
+        super().__init__()
+        self.plan = plan
+        self.encoders = list(encoders)
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        out = docs | "Chunk" >> beam.ParDo(ChunkFn(self.plan, self.encoders)).with_outputs(DEAD_LETTER, main="documents")
+        return {"documents": out.documents, DEAD_LETTER: out[DEAD_LETTER]}
+
+
+def encode_chunked(fn: Any, batch: Sequence[Document]) -> Iterable[Any]:
+    """EncodeBatchFn's path for chunked documents: every chunk of the batch's documents is encoded, in
+    encode calls of ``batch_size`` texts, and the vectors go back to their documents in chunk order.
+    A failing call is retried document by document; a document with any bad chunk vector is a dead
+    letter as a whole (it is never indexed with chunks missing)."""
+    texts = [c["text"] for d in batch for c in d.chunks]
+    size = max(1, fn.encoder.batch_size())
+    try:
+        vectors: list[Any] = []
+        for i in range(0, len(texts), size):
+            part = texts[i : i + size]
+            out = fn.encoder.encode(fn._loaded, part)
+            if len(out) != len(part):
+                raise ValueError(f"encoder returned {len(out)} vectors for {len(part)} texts")
+            vectors.extend(out)
+    except Exception as e:  # noqa: BLE001 - any model error must become a dead letter, not a crash
+        if len(batch) > 1:
+            log.warning("batch of %d chunked documents failed to encode (%s); retrying one by one", len(batch), e)
+            for doc in batch:
+                yield from encode_chunked(fn, [doc])
+            return
+        reason = getattr(e, "reason", None) or type(e).__name__
+        yield fn._dead(batch[0], reason, str(e)[:2000], getattr(e, "status", None), getattr(e, "attempts", 1) or 1)
+        return
+    info = fn._loaded.info
+    ok = n_chunks = pos = 0
+    for doc in batch:
+        vecs = vectors[pos : pos + len(doc.chunks)]
+        pos += len(doc.chunks)
+        clean, problem = [], None
+        for i, vec in enumerate(vecs):
+            if info.kind == "sparse" and isinstance(vec, dict):
+                vec = drop_absent(vec)
+            problem = vector_problem(vec, info)
+            if problem:
+                problem = f"chunk {i}: {problem}"
+                break
+            clean.append(vec)
+        if problem:
+            yield fn._dead(doc, "invalid_vector", problem)
+            continue
+        ok += 1
+        n_chunks += len(clean)
+        yield dataclasses.replace(doc, embeddings={**doc.embeddings, fn.field: clean})
+    counters.inc(f"encoded.{fn.field}", ok)
+    counters.inc(f"encoded_chunks.{fn.field}", n_chunks)
+    counters.Progress.add(f"encoded[{fn.field}]", ok, fn.progress_every)

@@ -1,0 +1,105 @@
+"""Batched encoding DoFn: one shared model per worker process, failures isolated per document."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+
+from neural_ingest.encoders.base import EncodeError, Encoder, vector_problem
+from neural_ingest.encoders.sparse_weights import drop_absent
+from neural_ingest.records import ENCODE, DeadLetter, Document
+from neural_ingest.transforms import counters
+from neural_ingest.transforms.counters import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+
+class EncodeBatchFn(beam.DoFn):
+    """Encode a batch of Documents into ``doc.embeddings[field]``.
+
+    The model is acquired in ``setup()`` through ``apache_beam.utils.shared``, so every DoFn thread
+    in a worker process uses one copy. If a whole batch fails, it is retried one document at a time
+    so that only the documents that really fail become dead letters.
+    """
+
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0):
+        self.encoder = encoder
+        self.field = field
+        self.progress_every = progress_every
+        self._loaded = None
+
+    def setup(self) -> None:
+        self._loaded = self.encoder.acquire()
+
+    def _dead(
+        self, doc: Document, reason: str, message: str, status: int | None = None, attempts: int = 1
+    ) -> beam.pvalue.TaggedOutput:
+        counters.failed(ENCODE, reason)
+        return beam.pvalue.TaggedOutput(
+            DEAD_LETTER, DeadLetter(ENCODE, reason, message, doc, doc_id=doc.id, status=status, attempts=attempts)
+        )
+
+    def process(self, batch: Sequence[Document]) -> Iterable[Any]:
+        yield from self._outputs(batch)
+
+    def _outputs(self, batch: Sequence[Document]) -> Iterable[Any]:
+        if batch and batch[0].chunks is not None:  # chunking on: one vector per chunk (transforms/chunk.py)
+            from neural_ingest.transforms.chunk import encode_chunked
+
+            yield from encode_chunked(self, batch)
+            return
+        try:
+            vectors = self.encoder.encode(self._loaded, [d.text for d in batch])
+            if len(vectors) != len(batch):
+                raise ValueError(f"encoder returned {len(vectors)} vectors for {len(batch)} texts")
+        except Exception as e:  # noqa: BLE001 - any model error must become a dead letter, not a crash
+            if len(batch) > 1:
+                log.warning("batch of %d failed to encode (%s); retrying one by one", len(batch), e)
+                for doc in batch:
+                    yield from self._outputs([doc])
+                return
+            # An EncodeError may name its reason (e.g. http_429, timeout), HTTP status and attempts.
+            if isinstance(e, EncodeError):
+                reason, status, attempts = e.reason or type(e).__name__, e.status, e.attempts or 1
+            else:
+                reason, status, attempts = type(e).__name__, None, 1
+            yield self._dead(batch[0], reason, str(e)[:2000], status, attempts)
+            return
+        ok = 0
+        info = self._loaded.info
+        for doc, vec in zip(batch, vectors):
+            if info.kind == "sparse" and isinstance(vec, dict):
+                vec = drop_absent(vec)  # zero / subnormal weights mean "absent"; rank_features rejects them
+            problem = vector_problem(vec, info)
+            if problem:
+                yield self._dead(doc, "invalid_vector", problem)
+                continue
+            ok += 1
+            yield dataclasses.replace(doc, embeddings={**doc.embeddings, self.field: vec})
+        counters.inc(f"encoded.{self.field}", ok)
+        counters.Progress.add(f"encoded[{self.field}]", ok, self.progress_every)
+
+
+class EncodeDocuments(beam.PTransform):
+    """Documents -> {"documents": encoded Documents, "dead_letter": DeadLetters}."""
+
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0):
+        super().__init__()
+        self.encoder = encoder
+        self.field = field
+        self.progress_every = progress_every
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.batching import batching_for
+
+        # Windows encoded in length-sorted batches (encoder config `batching`, the default), or fixed-size
+        # batches in arrival order; either way documents leave in arrival order (transforms/batching.py).
+        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every)
+        out = (
+            docs
+            | "Batch" >> batch
+            | "Encode" >> beam.ParDo(encode_fn).with_outputs(DEAD_LETTER, main="documents")
+        )
+        return {"documents": out.documents, DEAD_LETTER: out[DEAD_LETTER]}

@@ -1,0 +1,100 @@
+"""Raw records -> Documents: pick the id, join the text fields, carry metadata.
+
+A record without an id or text is a dead letter (it needs fixing at the source); one whose text is
+empty or only whitespace is skipped and counted, since there is nothing to embed.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import apache_beam as beam
+
+from neural_ingest.config import SourceConfig
+from neural_ingest.records import PREPARE, DeadLetter, Document, content_id
+from neural_ingest.transforms import counters
+from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+
+
+class PrepareFn(beam.DoFn):
+    def __init__(self, cfg: SourceConfig):
+        self.cfg = cfg
+
+    def _dead(self, reason: str, message: str, record: Any, doc_id: str | None = None):
+        counters.failed(PREPARE, reason)
+        return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(PREPARE, reason, message, record, doc_id=doc_id))
+
+    def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        yield from self._outputs(record)
+
+    def _outputs(self, record: dict[str, Any]) -> Iterable[Any]:
+        c = self.cfg
+        present = [f for f in c.text_fields if record.get(f) is not None]
+        if not present:
+            yield self._dead("missing_text", f"none of the text fields {c.text_fields} is present", record)
+            return
+        bad = [f for f in present if not isinstance(record[f], (str, int, float))]
+        if bad:
+            yield self._dead("invalid_text", f"text field(s) {bad} are not strings", record)
+            return
+        text = c.text_separator.join(str(record[f]) for f in present if str(record[f]).strip())
+        metadata = {f: record[f] for f in c.metadata_fields if f in record}
+        doc_id: str
+        if c.id_field is None:
+            doc_id = content_id(text, metadata)
+        else:
+            raw_id = record.get(c.id_field)
+            if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+                yield self._dead("missing_id", f"id field {c.id_field!r} is missing or empty", record)
+                return
+            doc_id = str(raw_id).strip()
+            if len(doc_id.encode("utf-8")) > 512:
+                yield self._dead("invalid_id", "id is longer than OpenSearch's 512-byte _id limit", record)
+                return
+        if not text.strip():
+            yield counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
+            return
+        yield Document(id=doc_id, text=text, metadata=metadata, source=record)
+
+
+class PrepareDocuments(beam.PTransform):
+    """dicts -> {"documents": Documents, "dead_letter": DeadLetters, "skipped": DeadLetters}."""
+
+    def __init__(self, cfg: SourceConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        out = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        docs, skipped = out.documents, [out[SKIPPED]]
+        if self.cfg.deduplicate:
+            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds()
+            docs = dedup["documents"]
+            skipped.append(dedup[SKIPPED])
+        return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
+
+
+class KeepOneFn(beam.DoFn):
+    """Of several documents with one id, keep one (the same one every run) and list the others as skipped."""
+
+    def process(self, item: tuple[str, Iterable[Document]]) -> Iterable[Any]:
+        doc_id, docs = item
+        ordered = sorted(docs, key=lambda d: (d.text, json.dumps(d.metadata, sort_keys=True, default=str)))
+        yield ordered[0]
+        for extra in ordered[1:]:
+            yield counters.skip_record(
+                PREPARE, "duplicate_id", f"id {doc_id!r} appears {len(ordered)} times in this run; one was kept", extra.source, doc_id
+            )
+
+
+class DropDuplicateIds(beam.PTransform):
+    """Documents -> {"documents": one per id, "skipped": the duplicates}. One shuffle, keyed by id."""
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        out = (
+            docs
+            | "KeyById" >> beam.Map(lambda d: (d.id, d))
+            | "GroupById" >> beam.GroupByKey()
+            | "KeepOne" >> beam.ParDo(KeepOneFn()).with_outputs(SKIPPED, main="documents")
+        )
+        return {"documents": out.documents, SKIPPED: out[SKIPPED]}

@@ -1,0 +1,135 @@
+"""Incremental re-embedding for ``reindex``: reuse the live index's vectors where nothing changed.
+
+Every document is stamped with ``neural_ingest: {content_sha256, model}`` (the hash of the text that
+is embedded, and the model identity hash). The live index is read (point in time, slices) and
+joined with the source by id (CoGroupByKey):
+
+- same text hash and model identity, every encoder field present and valid: the stored vectors are
+  reused (counter ``reused``) and the document skips encoding;
+- new, changed, or stored by another model: encoded as usual;
+- in the live index but no longer in the source: not carried into the new index (counter ``deleted``).
+
+Metadata always comes from the source, so metadata-only changes land without re-encoding.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable
+
+import apache_beam as beam
+import numpy as np
+
+from neural_ingest.config import OpenSearchSourceConfig
+from neural_ingest.encoders.base import ModelInfo, vector_problem
+from neural_ingest.fingerprint import content_hash
+from neural_ingest.records import Document
+from neural_ingest.transforms import counters
+
+STAMP_FIELD = "neural_ingest"  # object field (enabled: false) in every document reindex writes
+READY = "ready"
+REUSED, DELETED = "reused", "deleted"
+
+
+def stamp(doc: Document, model_hash: str) -> Document:
+    mark = {"content_sha256": content_hash(doc.text), "model": model_hash}
+    return dataclasses.replace(doc, metadata={**doc.metadata, STAMP_FIELD: mark})
+
+
+def stored_vectors(stored: dict[str, Any], fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
+    """The stored document's vectors, as the encoders would have produced them; None if any is
+    missing or would not pass the checks a freshly encoded vector must pass."""
+    out: dict[str, Any] = {}
+    for name, info in fields.items():
+        value = stored.get(name)
+        if value is None:
+            return None
+        if info.kind == "sparse":
+            if not isinstance(value, dict):
+                return None
+            vec: Any = {str(k): float(v) for k, v in value.items()}
+        else:
+            if not isinstance(value, list):
+                return None
+            vec = np.asarray(value, dtype=np.float32)
+        if vector_problem(vec, info):
+            return None
+        out[name] = vec
+    return out
+
+
+class MatchStoredFn(beam.DoFn):
+    """(id, {"source": [Document], "stored": [dict]}) -> Documents to encode; tagged ``ready``: reused."""
+
+    def __init__(self, fields: dict[str, ModelInfo], model_hash: str, reuse: bool, progress_every: float = 10.0):
+        self.fields = fields
+        self.model_hash = model_hash
+        self.reuse = reuse
+        self.progress_every = progress_every
+
+    def process(self, item: tuple[str, dict[str, Iterable[Any]]]) -> Iterable[Any]:
+        _id, grouped = item
+        docs = list(grouped["source"])
+        stored = next(iter(grouped["stored"]), None)
+        if not docs:
+            if stored is not None:
+                counters.inc(DELETED)
+            return
+        for doc in docs:
+            vectors = self._reusable(doc, stored)
+            if vectors is None:
+                yield doc
+                continue
+            counters.inc(REUSED)
+            counters.Progress.add("reused", 1, self.progress_every)
+            yield beam.pvalue.TaggedOutput(READY, dataclasses.replace(doc, embeddings={**doc.embeddings, **vectors}))
+
+    def _reusable(self, doc: Document, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not self.reuse or stored is None or getattr(doc, "chunks", None) is not None:
+            return None
+        mark = stored.get(STAMP_FIELD)
+        if not isinstance(mark, dict) or mark.get("model") != self.model_hash:
+            return None
+        if mark.get("content_sha256") != doc.metadata[STAMP_FIELD]["content_sha256"]:
+            return None
+        return stored_vectors(stored, self.fields)
+
+
+class ReuseStoredVectors(beam.PTransform):
+    """Documents -> {"documents": to encode, "ready": with reused vectors}, all stamped.
+
+    ``stored``: the live index to read (None on a first run: everything is encoded). ``reuse``:
+    False reads only ids (a model change or ``--full``): nothing is reused, deletions still count.
+    """
+
+    def __init__(
+        self,
+        fields: dict[str, ModelInfo],
+        model_hash: str,
+        stored: OpenSearchSourceConfig | None,
+        reuse: bool = True,
+        progress_every: float = 10.0,
+    ):
+        super().__init__()
+        self.fields = fields
+        self.model_hash = model_hash
+        self.stored = stored
+        self.reuse = reuse
+        self.progress_every = progress_every
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
+
+        model_hash = self.model_hash
+        stamped = docs | "Stamp" >> beam.Map(stamp, model_hash)
+        if self.stored is None:
+            return {"documents": stamped}
+        includes = [STAMP_FIELD, *self.fields] if self.reuse else [STAMP_FIELD]
+        stored = docs.pipeline | "ReadLiveIndex" >> ReadFromOpenSearch(self.stored, includes=includes, count_read=False)
+        grouped = {
+            "source": stamped | "KeySource" >> beam.Map(lambda d: (d.id, d)),
+            "stored": stored["records"] | "KeyStored" >> beam.Map(lambda r: (r["_id"], r)),
+        } | "JoinById" >> beam.CoGroupByKey()
+        out = grouped | "Match" >> beam.ParDo(
+            MatchStoredFn(self.fields, model_hash, self.reuse, self.progress_every)
+        ).with_outputs(READY, main="documents")
+        return {"documents": out.documents, READY: out[READY]}

@@ -1,0 +1,150 @@
+"""Write chunked Documents: OpenSearch (nested or one document per chunk) and Parquet (a chunk column).
+
+A document counts as ``indexed`` once, when all of it landed (every chunk, for separate storage);
+``indexed_chunks`` counts chunks. With separate storage, the chunks a document no longer has (it got
+shorter since the last run) are deleted right after its new chunks are written: ids are
+``<doc id>#<index>``, so the new chunks overwrite the old ones in place and only ``index >= count``
+can be stale. A document whose stale chunks cannot be deleted is a dead letter (replay fixes it).
+Nested storage needs none of that: the document is replaced whole.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+
+from neural_ingest.chunking import chunk_id
+from neural_ingest.config import OpenSearchSinkConfig
+from neural_ingest.records import Document
+from neural_ingest.sinks.chunked import delete_stale_chunks, nested_source, parquet_row, separate_sources
+from neural_ingest.transforms import counters
+from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.write_opensearch import BulkIndexFn
+
+log = logging.getLogger(__name__)
+
+MAX_ID_BYTES = 512  # OpenSearch's _id limit
+
+
+class BulkIndexChunkedFn(BulkIndexFn):
+    def __init__(self, cfg: OpenSearchSinkConfig, plan: Any, progress_every: float = 10.0):
+        super().__init__(cfg, progress_every)
+        self.plan = plan
+
+    def _items(self, doc: Document) -> list[Any]:
+        from neural_ingest.sinks.bulk import make_item
+
+        if self.plan.storage == "nested":
+            return [make_item(doc, self.cfg.index, doc.id, nested_source(doc, self.cfg.text_field, self.plan))]
+        items = []
+        for cid, src in separate_sources(doc, self.cfg.text_field):
+            if len(cid.encode("utf-8")) > MAX_ID_BYTES:
+                raise ValueError(f"chunk id {cid[:80]!r}... is longer than OpenSearch's {MAX_ID_BYTES}-byte _id limit")
+            items.append(make_item(doc, self.cfg.index, cid, src))
+        return items
+
+    def _outputs(self, batch: Sequence[Document]) -> Iterable[Any]:
+        items, docs = [], []
+        for doc in batch:
+            try:
+                its = self._items(doc)
+            except (TypeError, ValueError) as e:  # NaN, unserialisable metadata, too long an id
+                yield self._dead(doc, "invalid_document", f"cannot index document: {e}")
+                continue
+            items += its
+            docs.append((doc, len(its)))
+        w = self._writer
+        before = w.retried_items, w.retried_requests, w.splits
+        failed: dict[int, Any] = {}  # id(doc) -> first failed result
+        ok_chunks = 0
+        for res in w.write(items):
+            if res.ok:
+                ok_chunks += 1
+            else:
+                failed.setdefault(id(res.item.key), res)
+        landed = [doc for doc, _n in docs if id(doc) not in failed]
+        for doc, n in docs:
+            res = failed.get(id(doc))
+            if res is not None:
+                msg = res.message or ""
+                if n > 1:
+                    msg = f"chunk {res.item.doc_id}: {msg}"
+                yield self._dead(doc, res.error_type or "bulk_error", msg, res.status, res.item.attempts)
+        if self.plan.storage == "separate" and landed:
+            try:
+                deleted = delete_stale_chunks(self._client, self.cfg.index, {d.id: len(d.chunks or []) for d in landed})
+                counters.inc("deleted_stale_chunks", deleted)
+            except Exception as e:  # noqa: BLE001 - the documents' state in the index is wrong: dead letters
+                log.warning("could not delete stale chunks of %d documents: %s", len(landed), e)
+                for doc in landed:
+                    yield self._dead(doc, "stale_chunks", f"new chunks written, old ones past {len(doc.chunks or [])} not deleted: {e}"[:2000])
+                landed = []
+        counters.inc("indexed", len(landed))
+        counters.inc("indexed_chunks", ok_chunks)
+        counters.inc("retried.index.items", w.retried_items - before[0])
+        counters.inc("retried.index.requests", w.retried_requests - before[1])
+        counters.inc("retried.index.splits", w.splits - before[2])
+        counters.Progress.add("indexed", len(landed), self.progress_every)
+
+
+class WriteChunkedToOpenSearch(beam.PTransform):
+    """Chunked Documents -> {"dead_letter": DeadLetters}; bulk requests bounded by docs and bytes as usual."""
+
+    def __init__(self, cfg: OpenSearchSinkConfig, plan: Any, progress_every: float = 10.0):
+        super().__init__()
+        self.cfg = cfg
+        self.plan = plan
+        self.progress_every = progress_every
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        n = self.cfg.bulk.max_docs
+        size = (lambda d: len(d.chunks or []) or 1) if self.plan.storage == "separate" else (lambda d: 1)
+        out = (
+            docs
+            | "BatchForBulk" >> beam.BatchElements(min_batch_size=min(n, 50), max_batch_size=n, element_size_fn=size)
+            | "BulkChunks" >> beam.ParDo(BulkIndexChunkedFn(self.cfg, self.plan, self.progress_every)).with_outputs(
+                DEAD_LETTER, main="ok"
+            )
+        )
+        return {DEAD_LETTER: out[DEAD_LETTER]}
+
+
+class ToChunkRowFn(beam.DoFn):
+    def __init__(self, text_field: str, fields: list[str], plan: Any, progress_every: float):
+        self.text_field = text_field
+        self.fields = fields
+        self.plan = plan
+        self.progress_every = progress_every
+
+    def process(self, doc: Document):
+        row = parquet_row(doc, self.text_field, self.fields, self.plan)
+        counters.inc("indexed")
+        counters.inc("indexed_chunks", len(doc.chunks or []))
+        counters.Progress.add("written", 1, self.progress_every)
+        yield row
+
+
+class WriteChunkedParquet(beam.PTransform):
+    """Chunked Documents -> Parquet files under ``prefix`` (one row per document, a chunk list column)."""
+
+    def __init__(self, prefix: str, schema: pa.Schema, text_field: str, fields: list[str], plan: Any, progress_every: float):
+        super().__init__()
+        self.prefix = prefix
+        self.schema = schema
+        self.text_field = text_field
+        self.fields = fields
+        self.plan = plan
+        self.progress_every = progress_every
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        _ = (
+            docs
+            | "ToChunkRow" >> beam.ParDo(ToChunkRowFn(self.text_field, self.fields, self.plan, self.progress_every))
+            | "WriteParquet" >> beam.io.WriteToParquet(self.prefix, self.schema, file_name_suffix=".parquet")
+        )
+        return {}
+
+
+__all__ = ["BulkIndexChunkedFn", "WriteChunkedToOpenSearch", "WriteChunkedParquet", "chunk_id"]
