@@ -158,34 +158,63 @@ def _run_in_thread(cfg):
     return t, result
 
 
-def _wait_for_some_docs(client: OpenSearch, index: str, total: int, result: dict, timeout: float = 240) -> int:
-    deadline = time.monotonic() + timeout
+class EncodeGate:
+    """Stages an outage at a known point of a run, whatever the machine's speed: the first ``open_calls``
+    encode calls pass, the next one waits until ``release()``. The test stops the node while the
+    encoder is held, so every later batch meets the outage. Nothing is faked: the model still encodes
+    and the node really goes down; the gate only fixes *when*."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, open_calls: int):
+        from neural_ingest.encoders.dense import SentenceTransformerEncoder
+
+        self.calls = 0
+        self.held = threading.Event()
+        self._go = threading.Event()
+        original = SentenceTransformerEncoder.encode
+        gate = self
+
+        def encode(enc, loaded, texts):
+            gate.calls += 1
+            if gate.calls > open_calls:
+                gate.held.set()
+                gate._go.wait(timeout=300)
+            return original(enc, loaded, texts)
+
+        monkeypatch.setattr(SentenceTransformerEncoder, "encode", encode)
+
+    def release(self) -> None:
+        self._go.set()
+
+
+def _wait_until_held(gate: EncodeGate, client: OpenSearch, index: str, result: dict, want: int) -> None:
+    """Wait until the encoder is held and the ``want`` documents before it are in the index."""
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        if result:
-            pytest.fail(f"the run ended before the outage could be staged: {result}")
-        try:
-            n = client.count(index=index)["count"] if client.indices.exists(index=index) else 0
-        except Exception:  # noqa: BLE001
-            n = 0
-        if 0 < n < total:
-            return n
-        if n >= total:
-            pytest.fail("the run finished before the outage could be staged")
-        time.sleep(0.1)
-    pytest.fail("no document was indexed in time")
+        assert not result, f"the run ended before the outage could be staged: {result}"
+        if gate.held.is_set() and client.indices.exists(index=index):
+            client.indices.refresh(index=index)
+            if client.count(index=index)["count"] >= want:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"{want} documents were not indexed before the gate in 240 s")
 
 
-def test_outage_mid_run_waits_and_indexes_everything_once(node_factory, make_config, tmp_path):
+def test_outage_mid_run_waits_and_indexes_everything_once(node_factory, make_config, tmp_path, monkeypatch):
     node = node_factory("outage", 9252)
     client = OpenSearch(hosts=[node.url], timeout=30, max_retries=0)
     docs = synthetic_docs(300)
     path = write_jsonl(tmp_path / "in.jsonl", docs)
     cfg = make_config(source_path=path, sink="opensearch", index="outage", overrides={
         "sink.hosts": [node.url], "sink.bulk.max_docs": 10, "sink.bulk.outage_deadline": 240,
-        "sink.bulk.initial_backoff": 0.2, "sink.bulk.max_backoff": 2, "encoders.0.batch_size": 10})
+        "sink.bulk.initial_backoff": 0.2, "sink.bulk.max_backoff": 2, "encoders.0.batch_size": 10,
+        "encoders.0.batching.mode": "fixed"})  # each encode call goes straight on to the sink
+    gate = EncodeGate(monkeypatch, open_calls=3)
     t, result = _run_in_thread(cfg)
-    _wait_for_some_docs(client, "outage", len(docs), result)
-    node.stop()
+    try:
+        _wait_until_held(gate, client, "outage", result, want=1)
+        node.stop()
+    finally:
+        gate.release()
     time.sleep(3)
     node.start()
     t.join(timeout=420)
@@ -197,17 +226,22 @@ def test_outage_mid_run_waits_and_indexes_everything_once(node_factory, make_con
     assert len(ids) == 300 and sorted(ids) == sorted(d["id"] for d in docs)
 
 
-def test_outage_past_the_deadline_fails_clearly_then_replays(node_factory, make_config, tmp_path):
+def test_outage_past_the_deadline_fails_clearly_then_replays(node_factory, make_config, tmp_path, monkeypatch):
     node = node_factory("deadline", 9253)
     client = OpenSearch(hosts=[node.url], timeout=30, max_retries=0)
     docs = synthetic_docs(300, prefix="d")
     path = write_jsonl(tmp_path / "in.jsonl", docs)
     cfg = make_config(source_path=path, sink="opensearch", index="deadline", overrides={
         "sink.hosts": [node.url], "sink.bulk.max_docs": 10, "sink.bulk.outage_deadline": 2,
-        "sink.bulk.initial_backoff": 0.1, "sink.bulk.max_backoff": 0.5, "encoders.0.batch_size": 10})
+        "sink.bulk.initial_backoff": 0.1, "sink.bulk.max_backoff": 0.5, "encoders.0.batch_size": 10,
+        "encoders.0.batching.mode": "fixed"})  # each encode call goes straight on to the sink
+    gate = EncodeGate(monkeypatch, open_calls=3)
     t, result = _run_in_thread(cfg)
-    _wait_for_some_docs(client, "deadline", len(docs), result)
-    node.stop()
+    try:
+        _wait_until_held(gate, client, "deadline", result, want=1)
+        node.stop()
+    finally:
+        gate.release()
     t.join(timeout=420)
     assert "error" not in result, result.get("error")
     s = result["summary"]
