@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install neural-ingest with what the quickstart and the tests need.
+# Create .venv and install neural-ingest with what the quickstart and the tests need (the test
+# extra, and the fast extra so that the ONNX Runtime / OpenVINO backends are tested too).
 # Installs the CPU build of torch from ../shared/wheels when that folder exists (a plain
 # `pip install torch` would pull gigabytes of CUDA packages), from PyPI otherwise.
 set -euo pipefail
@@ -23,6 +24,6 @@ if [ -d "$WHEELS" ]; then
   echo "setup-env: using local wheels from $WHEELS"
 fi
 python -m pip install -q "${find_links[@]}" "torch==${TORCH_VERSION}"
-python -m pip install -q "${find_links[@]}" -e ".[test]"
+python -m pip install -q "${find_links[@]}" -e ".[test,fast]"
 echo "$want" > "$stamp"
 echo "setup-env: ready ($(python -c 'import torch, apache_beam, sentence_transformers as st; print(f"torch {torch.__version__}, beam {apache_beam.__version__}, sentence-transformers {st.__version__}")'))"
