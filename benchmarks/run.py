@@ -231,6 +231,7 @@ class Bench:
             return
         if self.args.opensearch_url:
             self.os_url = self.args.opensearch_url
+            self.os_client().cluster.health(wait_for_status="yellow", request_timeout=60)
             return
         script = ROOT / "scripts" / "opensearch-local.sh"
         name, port = "bench", str(self.args.opensearch_port)
@@ -247,7 +248,9 @@ class Bench:
                 return
             self.os_started = True
         self.os_url = subprocess.run(["bash", str(script), "url", "--name", name], capture_output=True, text=True).stdout.strip()
-        self.os_client().cluster.health(wait_for_status="yellow", timeout="60s")
+        # opensearch-py 3 reads an API call's `timeout` as the client's request timeout (a number), so the
+        # server-side wait keeps its default (30 s) and the client waits a little longer.
+        self.os_client().cluster.health(wait_for_status="yellow", request_timeout=60)
 
     def stop_opensearch(self) -> None:
         if self.os_started and not self.args.keep_opensearch:

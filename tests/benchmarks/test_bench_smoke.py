@@ -19,13 +19,14 @@ def test_corpus_is_real_text_deterministic_and_sized(tmp_path):
     assert min(words) >= 20 and max(words) > 2 * min(words)  # varied lengths
 
 
-def test_benchmark_harness_writes_the_result_structure(tmp_path):
+def test_benchmark_harness_writes_the_result_structure(tmp_path, opensearch_url):
+    """All five measurements, OpenSearch included (the real test node), on 24 documents."""
     from benchmarks.run import main
 
     chart = importlib.util.find_spec("matplotlib") is not None
     out = tmp_path / "out"
     args = ["--docs", "24", "--batch-sizes", "8", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-            "--skip", "opensearch,ablations,backends,gpu", "--threads", "1"]
+            "--skip", "ablations,backends,gpu", "--threads", "1", "--opensearch-url", opensearch_url]
     main(args + ([] if chart else ["--no-chart"]))
     res = json.loads((out / "results.json").read_text())
     assert res["schema"] == 1
@@ -33,12 +34,16 @@ def test_benchmark_harness_writes_the_result_structure(tmp_path):
     assert res["corpus"]["documents"] == 24 and res["corpus"]["licences"] and res["corpus"]["tokens"]["mean"] > 0
     assert res["machine"]["cores"] >= 1 and "torch" in res["machine"]["versions"]
     names = {(r["name"], r["batch_size"]) for r in res["runs"]}
-    assert {("raw_encode", 8), ("pipeline_parquet", 8), ("mltransform", 8)} <= names
+    assert {("raw_encode", 8), ("pipeline_parquet", 8), ("pipeline_opensearch", 8), ("mltransform", 8),
+            ("raw_bulk", None), ("indexing_stage", None)} <= names
     for r in res["runs"]:
         assert r["docs"] == 24 and r["seconds"] > 0 and r["docs_per_second"] > 0
-    assert set(res["ratios"]) >= {"pipeline_parquet/raw_encode", "pipeline_parquet/mltransform"}
+        if "count_in_index" in r:
+            assert r["count_in_index"] == 24, r
+    assert set(res["ratios"]) >= {"pipeline_parquet/raw_encode", "pipeline_opensearch/raw_encode",
+                                  "indexing_stage/raw_bulk", "pipeline_parquet/mltransform"}
     assert all({"ratio", "at", "value", "target", "met"} <= set(t) for t in res["targets"])
-    assert set(res["skipped"]) >= {"opensearch", "ablations", "backends"}
+    assert set(res["skipped"]) >= {"ablations", "backends"} and "opensearch" not in res["skipped"]
     assert res["gpu"]["available"] in (True, False)
     if chart:
         assert (out / "chart.png").stat().st_size > 10_000
