@@ -1,0 +1,100 @@
+"""Where embeddings go: an OpenSearch index (k-NN, bulk loading, auth) or the local Parquet dataset."""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, SecretStr, field_validator
+
+from neural_ingest.config.base import _Strict
+
+
+class KnnConfig(_Strict):
+    engine: Literal["lucene", "faiss"] = Field(
+        "lucene", description="HNSW engine. nmslib is deprecated in OpenSearch and not offered."
+    )
+    space_type: Literal["cosinesimil", "innerproduct", "l2"] | None = Field(
+        None, description="null derives it from the model's similarity function."
+    )
+    m: int = Field(16, ge=2, le=512)
+    ef_construction: int = Field(128, ge=2, le=4096)
+
+
+class BulkConfig(_Strict):
+    max_docs: int = Field(500, ge=1, description="Documents per bulk request at most.")
+    max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Bytes per bulk request at most.")
+    max_retries: int = Field(8, ge=0, description="Retries of items rejected with 429/503 (back-pressure).")
+    initial_backoff: float = Field(0.5, gt=0, description="Seconds before the first retry; doubles each time, jittered.")
+    max_backoff: float = Field(30.0, gt=0)
+    timeout: float = Field(120.0, gt=0, description="Seconds per bulk request.")
+    outage_deadline: float = Field(
+        300.0, gt=0, description="Seconds to keep retrying while the cluster is unreachable before failing the batch."
+    )
+    in_flight: int = Field(
+        1, ge=0, le=16, description="Bulk requests sent concurrently on background threads while encoding goes on "
+        "(their results are still reported within the bundle); 0: send them in line, one at a time."
+    )
+
+
+class AwsSigV4Config(_Strict):
+    """Amazon OpenSearch Service / Serverless: requests signed with the default AWS credential chain."""
+
+    region: str = Field(description="AWS region of the domain or collection, e.g. eu-west-1.")
+    service: Literal["es", "aoss"] = Field("es", description="es for OpenSearch Service, aoss for Serverless.")
+
+
+class OpenSearchSinkConfig(_Strict):
+    type: Literal["opensearch"] = "opensearch"
+    hosts: list[str] = Field(["http://127.0.0.1:9200"], min_length=1)
+    index: str = Field(description="Index to write to; created with a mapping derived from the model when missing.")
+    username: str | None = None
+    password: SecretStr | None = None
+    aws_sigv4: AwsSigV4Config | None = Field(None, description="Sign requests with AWS SigV4 instead of basic auth.")
+    verify_certs: bool = Field(True, description="Verify TLS certificates (keep on; give ca_certs for a private CA).")
+    ca_certs: str | None = None
+    text_field: str = "text"
+    store_text: bool = True
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+    bulk_load_settings: bool = Field(
+        True, description="When the run creates the index: no replicas (and see bulk_refresh) while loading, the "
+        "index's own settings restored (and a refresh) at the end."
+    )
+    bulk_refresh: Literal["auto", "disable", "keep"] = Field(
+        "auto", description="With bulk_load_settings: disable = refresh_interval -1 while loading; keep = leave it; "
+        "auto = disable, except for indexes with lucene k-NN fields, whose HNSW graphs build far slower in one "
+        "large in-memory segment (measured 1.5x slower at 3k docs, 3x at 12k: docs/benchmark.md)."
+    )
+    knn: KnnConfig = Field(default_factory=KnnConfig)
+    bulk: BulkConfig = Field(default_factory=BulkConfig)
+    use_neural_search: bool | None = Field(
+        None,
+        description="Sparse/hybrid search through the neural-search plugin (neural_sparse query, normalization "
+        "search pipeline); false: plain rank_feature queries and client-side fusion; null: when it is installed.",
+    )
+
+    @field_validator("index")
+    @classmethod
+    def _index_name(cls, v: str) -> str:
+        if v != v.lower() or v.startswith(("_", "-", "+")) or any(c in v for c in ' ,"*\\/<>|?#'):
+            raise ValueError(
+                f"{v!r} is not a valid OpenSearch index name: use lowercase, no spaces or , \" * \\ / < > | ? #,"
+                " and do not start with _ - +"
+            )
+        return v
+
+    def describe(self) -> str:
+        return f"opensearch {self.hosts[0]}/{self.index}"
+
+
+class ParquetSinkConfig(_Strict):
+    """The embedded default: a local Parquet dataset that `neural-ingest search` can query."""
+
+    type: Literal["parquet"] = "parquet"
+    path: str = Field(".neural-ingest/dataset", description="Dataset directory (replaced atomically per run).")
+    text_field: str = "text"
+
+    def describe(self) -> str:
+        return f"parquet {self.path}"
+
+
+SinkConfig = Annotated[Union[OpenSearchSinkConfig, ParquetSinkConfig], Field(discriminator="type")]
