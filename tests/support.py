@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,31 @@ def hold_model(cfg) -> Any:
     loaded = [make_encoder(c).acquire() for c in cfg.encoders]
     _HELD.extend(loaded)
     return loaded
+
+
+class EncodeGate:
+    """Holds a run at a known point, whatever the machine's speed: the first ``open_calls`` dense encode
+    calls pass, the next one waits until ``release()`` (after that, every call passes). Tests stage an
+    event while the encoder is held (stop the node; start a second run against a held lock). Nothing
+    is faked: the model still encodes; the gate only fixes *when*."""
+
+    def __init__(self, monkeypatch: Any, open_calls: int):
+        from neural_ingest.encoders.dense import SentenceTransformerEncoder
+
+        self.calls = 0
+        self.held = threading.Event()
+        self._go = threading.Event()
+        original = SentenceTransformerEncoder.encode
+        gate = self
+
+        def encode(enc, loaded, texts):
+            gate.calls += 1
+            if gate.calls > open_calls:
+                gate.held.set()
+                gate._go.wait(timeout=300)
+            return original(enc, loaded, texts)
+
+        monkeypatch.setattr(SentenceTransformerEncoder, "encode", encode)
+
+    def release(self) -> None:
+        self._go.set()

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from neural_ingest.cli import main
 from neural_ingest.pipelines.reindex import reindex, rollback
 from neural_ingest.sinks import aliases
-from support import synthetic_docs, write_jsonl
+from support import EncodeGate, synthetic_docs, write_jsonl
 
 _HELD: list = []  # loaded models kept for the session, so each in-process run reuses them
 
@@ -195,7 +195,7 @@ def test_failed_validation_leaves_the_alias_untouched(os_client, index_name, rei
     assert f"alias:       {alias} -> {live}" in r.output and "incremental" in r.output and "lock:        free" in r.output
 
 
-def test_concurrent_runs_exit_clearly_or_wait(os_client, index_name, reindex_config, tmp_path):
+def test_concurrent_runs_exit_clearly_or_wait(os_client, index_name, reindex_config, tmp_path, monkeypatch):
     docs = synthetic_docs(120, prefix="c")
     cfg = reindex_config(docs)
     conf = tmp_path / "c.json"
@@ -208,12 +208,16 @@ def test_concurrent_runs_exit_clearly_or_wait(os_client, index_name, reindex_con
         except BaseException as e:  # noqa: BLE001
             outcome["error"] = e
 
+    # the first run is held at its first encode call (it has the lock by then), so the second run
+    # meets the lock however fast the machine is
+    gate = EncodeGate(monkeypatch, open_calls=0)
     t = threading.Thread(target=first_run, daemon=True)
     t.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until the first run holds the lock
+    while time.monotonic() < deadline:  # until the first run holds the lock and is encoding
+        assert "error" not in outcome, outcome.get("error")
         try:
-            if os_client.get(index=f"{index_name}-locks", id=index_name, ignore=[404]).get("found"):
+            if gate.held.is_set() and os_client.get(index=f"{index_name}-locks", id=index_name, ignore=[404]).get("found"):
                 break
         except Exception:  # noqa: BLE001 - the lock index may not exist yet
             pass
@@ -221,12 +225,15 @@ def test_concurrent_runs_exit_clearly_or_wait(os_client, index_name, reindex_con
     else:
         pytest.fail("the first run never took the lock")
 
-    r = CliRunner().invoke(main, ["reindex", str(conf)])
-    assert r.exit_code == 5, r.output
-    assert f"another run holds the lock for '{index_name}'" in r.output and "expires at" in r.output
-    assert "--wait SECONDS" in r.output
-    r = CliRunner().invoke(main, ["rollback", str(conf)])
-    assert r.exit_code == 5 and "another run holds the lock" in r.output
+    try:
+        r = CliRunner().invoke(main, ["reindex", str(conf)])
+        assert r.exit_code == 5, r.output
+        assert f"another run holds the lock for '{index_name}'" in r.output and "expires at" in r.output
+        assert "--wait SECONDS" in r.output
+        r = CliRunner().invoke(main, ["rollback", str(conf)])
+        assert r.exit_code == 5 and "another run holds the lock" in r.output
+    finally:
+        gate.release()
 
     # a run that waits starts once the first has finished, and finds nothing to encode
     r = CliRunner().invoke(main, ["reindex", str(conf), "--wait", "600", "--summary", str(tmp_path / "s.json")])

@@ -14,7 +14,7 @@ from opensearchpy import OpenSearch
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.pipelines.replay import replay
-from support import synthetic_docs, write_jsonl
+from support import EncodeGate, synthetic_docs, write_jsonl
 
 
 def dead_letters(run_dir: Path, name: str = "dead-letters") -> list[dict]:
@@ -156,34 +156,6 @@ def _run_in_thread(cfg):
     t = threading.Thread(target=target, daemon=True)
     t.start()
     return t, result
-
-
-class EncodeGate:
-    """Stages an outage at a known point of a run, whatever the machine's speed: the first ``open_calls``
-    encode calls pass, the next one waits until ``release()``. The test stops the node while the
-    encoder is held, so every later batch meets the outage. Nothing is faked: the model still encodes
-    and the node really goes down; the gate only fixes *when*."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, open_calls: int):
-        from neural_ingest.encoders.dense import SentenceTransformerEncoder
-
-        self.calls = 0
-        self.held = threading.Event()
-        self._go = threading.Event()
-        original = SentenceTransformerEncoder.encode
-        gate = self
-
-        def encode(enc, loaded, texts):
-            gate.calls += 1
-            if gate.calls > open_calls:
-                gate.held.set()
-                gate._go.wait(timeout=300)
-            return original(enc, loaded, texts)
-
-        monkeypatch.setattr(SentenceTransformerEncoder, "encode", encode)
-
-    def release(self) -> None:
-        self._go.set()
 
 
 def _wait_until_held(gate: EncodeGate, client: OpenSearch, index: str, result: dict, want: int) -> None:
