@@ -108,7 +108,7 @@ def test_stored_chunks_cover_every_token_fit_the_model_and_overlap(runs, tok):
     docs = stored(client, cfg.sink.index)
     assert len(docs) == N_SAMPLE + 1
     assert sum(len(d["chunks"]) for d in docs.values()) == summary.chunks
-    limit, overlap = 254, math.floor(254 * 0.2)
+    overlap = math.floor(254 * 0.2)  # 20% of the 254 content tokens a chunk holds
     for doc_id, src in docs.items():
         text, chunks = src["text"], src["chunks"]
         assert [c["index"] for c in chunks] == list(range(len(chunks)))

@@ -16,7 +16,7 @@ from support import hold_model, ROOT, SAMPLE, cosine, write_jsonl
 @pytest.fixture(scope="module")
 def parquet_run(tmp_path_factory):
     """One pipeline run over the whole sample corpus, shared by the tests below."""
-    from neural_ingest.config import apply_overrides, load_config
+    from neural_ingest.config import load_config
 
     tmp = tmp_path_factory.mktemp("pq")
     cfg = load_config(
