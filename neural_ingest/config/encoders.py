@@ -30,17 +30,25 @@ class _EncoderBase(_Strict):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
 
-class SentenceTransformersEncoderConfig(_EncoderBase):
-    """A local dense model: a catalogue name or a path to a sentence-transformers model directory."""
+class _LocalModelBase(_EncoderBase):
+    """What every model run in this process needs: where its weights are, the device, threads, length."""
 
-    type: Literal["sentence_transformers"] = "sentence_transformers"
-    model: str = Field(description="Catalogue name (see `neural-ingest models list`) or a model directory.")
+    model: str = Field(
+        description="Catalogue name (see `neural-ingest models list`, e.g. all-MiniLM-L6-v2 or "
+        "opensearch-neural-sparse-encoding-doc-v1) or a model directory."
+    )
     model_path: str | None = Field(None, description="Explicit directory with the model's weights.")
     models_dir: str | None = Field(None, description="Directory searched for catalogue models by name.")
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    normalize: bool | None = Field(None, description="null keeps the model's own normalization.")
-    max_seq_length: int | None = Field(None, ge=8, description="null keeps the model's own maximum.")
+    max_seq_length: int | None = Field(None, ge=8, description="null keeps the model's own maximum (512 for BERT).")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; null leaves torch's default.")
+
+
+class SentenceTransformersEncoderConfig(_LocalModelBase):
+    """A local dense model: a catalogue name or a path to a sentence-transformers model directory."""
+
+    type: Literal["sentence_transformers"] = "sentence_transformers"
+    normalize: bool | None = Field(None, description="null keeps the model's own normalization.")
     backend: Literal["torch", "onnx", "openvino"] = Field(
         "torch", description="torch: sentence-transformers as is; onnx (ONNX Runtime) / openvino: the same graph "
         "exported once from the local weights, on CPU (extra `fast`). docs/benchmark.md."
@@ -90,17 +98,11 @@ class SparsePruneConfig(_Strict):
         return self
 
 
-class NeuralSparseEncoderConfig(_EncoderBase):
+class NeuralSparseEncoderConfig(_LocalModelBase):
     """A local neural sparse (SPLADE-style) model: documents become {token: weight} for rank_features."""
 
     type: Literal["neural_sparse"] = "neural_sparse"
-    model: str = Field(description="Catalogue name (e.g. opensearch-neural-sparse-encoding-doc-v1) or a model directory.")
-    model_path: str | None = Field(None, description="Explicit directory with the model's weights.")
-    models_dir: str | None = Field(None, description="Directory searched for catalogue models by name.")
-    device: Literal["cpu", "cuda", "auto"] = "auto"
     batch_size: int = Field(8, ge=1, le=4096, description="Masked-LM logits are batch x tokens x vocabulary: keep it small.")
-    max_seq_length: int | None = Field(None, ge=8, description="null keeps the model's own maximum (512 for BERT).")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads; null leaves torch's default.")
     activation: Literal["log1p_relu", "log1p_log1p_relu"] | None = Field(
         None,
         description="log1p_relu = log(1+relu(x)) (v1/v2 models); log1p_log1p_relu = log(1+log(1+relu(x))) "
