@@ -30,10 +30,8 @@ from neural_ingest.sinks.base import Hit, SinkError
 log = logging.getLogger(__name__)
 
 # knn "k" for separate storage: chunks fetched so that collapsing on parent_id still leaves k documents.
-SEPARATE_OVERSAMPLE, SEPARATE_MIN_K, KNN_MAX_K = 10, 100, 10_000
-# knn "k" for nested storage: parents the HNSW search looks for before `size` keeps the best k. Lucene
-# uses k as its search queue, so a tiny k (2) can miss the second-best document; scores are unchanged.
-NESTED_MIN_K = 100
+# Nested storage asks for the sink's knn.search_candidates parents (Lucene's HNSW queue; see KnnConfig).
+SEPARATE_OVERSAMPLE = 10
 
 
 # --------------------------------------------------------------------------- mapping
@@ -199,9 +197,9 @@ class ChunkedOpenSearch:
     def dense_body(self, field: str, vector: Any, k: int) -> dict[str, Any]:
         vec = [float(x) for x in vector]
         if self.plan.storage == "nested":
-            window = min(KNN_MAX_K, max(k, NESTED_MIN_K))
+            window = self.sink.cfg.knn.window(k)
             return self.nested_body({"knn": {f"{self.plan.field}.{field}": {"vector": vec, "k": window}}}, k)
-        window = min(KNN_MAX_K, max(k * SEPARATE_OVERSAMPLE, SEPARATE_MIN_K))
+        window = self.sink.cfg.knn.window(k * SEPARATE_OVERSAMPLE)
         return self.separate_body({"knn": {field: {"vector": vec, "k": window}}}, k)
 
     def sparse_body(self, field: str, query: dict[str, float], k: int) -> dict[str, Any]:

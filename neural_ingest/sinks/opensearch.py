@@ -123,12 +123,12 @@ class OpenSearchSink(Sink):
         except os_exc.OpenSearchException as e:
             log.warning("could not refresh %s after the run: %s", self.cfg.index, connection_problem(self.cfg, e))
 
+    def knn_clause(self, field: str, vector: Any, k: int) -> dict[str, Any]:
+        """An approximate k-NN clause whose search window (knn.search_candidates) is wider than the k kept."""
+        return {"knn": {field: {"vector": [float(x) for x in vector], "k": self.cfg.knn.window(k)}}}
+
     def search(self, field: str, info: ModelInfo, vector: Any, k: int) -> list[Hit]:
-        body = {
-            "size": k,
-            "query": {"knn": {field: {"vector": [float(x) for x in vector], "k": k}}},
-            "_source": {"excludes": [field]},
-        }
+        body = {"size": k, "query": self.knn_clause(field, vector, k), "_source": {"excludes": [field]}}
         res = self.client.search(index=self.cfg.index, body=body)
         return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]
 
@@ -205,7 +205,7 @@ class OpenSearchSink(Sink):
             "query": {
                 "hybrid": {
                     "queries": [
-                        {"knn": {d_field: {"vector": [float(x) for x in d_vec], "k": k}}},
+                        self.knn_clause(d_field, d_vec, k),
                         sq.neural_sparse_clause(s_field, s_query),
                     ]
                 }

@@ -250,3 +250,9 @@ def test_hybrid_fusion_keeps_the_passage_that_weighs_most():
     assert fused["a"].passage["index"] == 1  # only the dense leg has it
     assert fused["b"].passage["index"] == 7  # sparse normalises to 1.0, dense to 0.001
     assert fused["c"].passage["index"] == 8
+
+
+def test_separate_window_grows_with_k():
+    s = ChunkedOpenSearch(fake_sink(), SEPARATE, ["embedding"])
+    assert s.dense_body("embedding", [1.0], 20)["query"]["knn"]["embedding"]["k"] == 200
+    assert s.dense_body("embedding", [1.0], 5000)["query"]["knn"]["embedding"]["k"] == 10_000  # OpenSearch's cap
