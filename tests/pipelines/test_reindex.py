@@ -138,7 +138,7 @@ def test_nightly_cycle_incremental_blue_green(os_client, index_name, reindex_con
     assert os_client.get(index=alias, id="n-0020")["_source"]["year"] == 2031
     # the alias serves the new content: the changed text finds its document first
     q = st_model.encode(f"{docs[10]['title']}\n\n{changed['n-0010']}").tolist()
-    hit = os_client.search(index=alias, body={"size": 1, "query": {"knn": {"embedding": {"vector": q, "k": 1}}}})
+    hit = os_client.search(index=alias, body={"size": 1, "query": {"knn": {"embedding": {"vector": q, "k": 100}}}})  # k: HNSW window
     assert hit["hits"]["hits"][0]["_id"] == "n-0010"
     new_vec = np.asarray(os_client.get(index=alias, id="n-0010")["_source"]["embedding"])
     assert not np.allclose(new_vec, os_client.get(index=b, id="n-0010")["_source"]["embedding"])

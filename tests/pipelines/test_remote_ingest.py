@@ -214,7 +214,7 @@ def test_ml_commons_remote_model_encodes_like_local(ml_remote_model, opensearch_
     # The same model id serves neural queries on the index: a document's own text finds it first.
     d = docs[3]
     res = os_client.search(index=index_name, body={"size": 1, "_source": False, "query": {
-        "neural": {"embedding": {"query_text": got[d["id"]]["text"], "model_id": mid, "k": 5}}}})
+        "neural": {"embedding": {"query_text": got[d["id"]]["text"], "model_id": mid, "k": 100}}}})  # k: HNSW window
     assert res["hits"]["hits"][0]["_id"] == d["id"]
 
 
