@@ -7,6 +7,8 @@ from pydantic import Field, SecretStr, field_validator
 
 from neural_ingest.config.base import _Strict
 
+KNN_MAX_K = 10_000  # OpenSearch's largest k for a knn query
+
 
 class KnnConfig(_Strict):
     engine: Literal["lucene", "faiss"] = Field(
@@ -18,14 +20,14 @@ class KnnConfig(_Strict):
     m: int = Field(16, ge=2, le=512)
     ef_construction: int = Field(128, ge=2, le=4096)
     search_candidates: int = Field(
-        100, ge=1, le=10_000, description="Neighbours the approximate search looks for (the knn query's k) before "
+        100, ge=1, le=KNN_MAX_K, description="Neighbours the approximate search looks for (the knn query's k) before "
         "`size` keeps the best -k. Lucene uses k as its HNSW search queue, so asking for k=3 can miss a document "
         "that is truly 2nd; more candidates: better recall, slower queries. Scores are unchanged.",
     )
 
     def window(self, k: int) -> int:
         """The knn query's k for a search that returns ``k`` hits."""
-        return min(10_000, max(k, self.search_candidates))
+        return min(KNN_MAX_K, max(k, self.search_candidates))
 
 
 class BulkConfig(_Strict):

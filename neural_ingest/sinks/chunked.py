@@ -195,12 +195,12 @@ class ChunkedOpenSearch:
         return {"size": k, "query": clause, "collapse": {"field": PARENT_ID}, "_source": {"excludes": list(self.fields)}}
 
     def dense_body(self, field: str, vector: Any, k: int) -> dict[str, Any]:
-        vec = [float(x) for x in vector]
+        from neural_ingest.sinks.opensearch import knn_clause
+
+        knn = self.sink.cfg.knn
         if self.plan.storage == "nested":
-            window = self.sink.cfg.knn.window(k)
-            return self.nested_body({"knn": {f"{self.plan.field}.{field}": {"vector": vec, "k": window}}}, k)
-        window = self.sink.cfg.knn.window(k * SEPARATE_OVERSAMPLE)
-        return self.separate_body({"knn": {field: {"vector": vec, "k": window}}}, k)
+            return self.nested_body(knn_clause(knn, f"{self.plan.field}.{field}", vector, k), k)
+        return self.separate_body(knn_clause(knn, field, vector, k * SEPARATE_OVERSAMPLE), k)
 
     def sparse_body(self, field: str, query: dict[str, float], k: int) -> dict[str, Any]:
         from neural_ingest.sinks import sparse_query as sq

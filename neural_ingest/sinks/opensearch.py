@@ -7,7 +7,7 @@ from typing import Any
 import apache_beam as beam
 from opensearchpy import exceptions as os_exc
 
-from neural_ingest.config import OpenSearchSinkConfig
+from neural_ingest.config import KnnConfig, OpenSearchSinkConfig
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.sinks.base import Hit, Sink, SinkError
 from neural_ingest.sinks.mapping import index_body, mapping_problems
@@ -31,6 +31,11 @@ def connection_problem(cfg: OpenSearchSinkConfig, err: Exception) -> str:
     if isinstance(err, os_exc.ConnectionError):
         return f"cannot reach OpenSearch at {host}: check sink.hosts and that the cluster is up"
     return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {str(err)[:300]}"
+
+
+def knn_clause(knn: KnnConfig, field: str, vector: Any, k: int) -> dict[str, Any]:
+    """An approximate k-NN clause whose search window (knn.search_candidates) is wider than the k kept."""
+    return {"knn": {field: {"vector": [float(x) for x in vector], "k": knn.window(k)}}}
 
 
 class OpenSearchSink(Sink):
@@ -124,8 +129,7 @@ class OpenSearchSink(Sink):
             log.warning("could not refresh %s after the run: %s", self.cfg.index, connection_problem(self.cfg, e))
 
     def knn_clause(self, field: str, vector: Any, k: int) -> dict[str, Any]:
-        """An approximate k-NN clause whose search window (knn.search_candidates) is wider than the k kept."""
-        return {"knn": {field: {"vector": [float(x) for x in vector], "k": self.cfg.knn.window(k)}}}
+        return knn_clause(self.cfg.knn, field, vector, k)
 
     def search(self, field: str, info: ModelInfo, vector: Any, k: int) -> list[Hit]:
         body = {"size": k, "query": self.knn_clause(field, vector, k), "_source": {"excludes": [field]}}
