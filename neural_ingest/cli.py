@@ -160,7 +160,10 @@ def dlq() -> None:
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False))
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def dlq_replay(dlq_path: str, config: str, overrides: tuple[str, ...], summary_path: str | None, beam_args: tuple[str, ...]) -> None:
-    """Re-run the records in DLQ_PATH (a run's dead-letter directory, a file or a glob) with CONFIG."""
+    """Re-run the records in DLQ_PATH (a run's dead-letter directory, a dead-letters*.jsonl file or a glob) with
+    CONFIG, adding them to what the sink holds: a document with the same id is replaced, nothing is removed.
+    Fix a record first by editing its dead letter ("line" for JSONL, "row" for CSV). Exit 0: replayed;
+    2: nothing to replay or a config / sink problem; 3: error budget spent, or the sink holds fewer rows after."""
     from neural_ingest.pipelines.replay import replay
 
     cfg = _load(config, overrides)
@@ -168,6 +171,14 @@ def dlq_replay(dlq_path: str, config: str, overrides: tuple[str, ...], summary_p
         summary = replay(dlq_path, cfg, list(beam_args), summary_path)
     except (*_user_errors(), FileNotFoundError, ValueError) as e:
         raise _UserError(str(e)) from None
+    if summary.sink_shrank:
+        summary.render()
+        click.echo(
+            f"Error: {summary.sink} held {summary.sink_rows_before:,} rows before the replay and {summary.sink_rows_after:,} "
+            "after; a replay only adds, so something else removed rows: check what else writes there",
+            err=True,
+        )
+        sys.exit(3)
     _finish(summary)
 
 

@@ -49,6 +49,10 @@ class RunSummary:
     chunks: int = 0
     reused: int = 0  # `reindex`: documents whose stored vectors were reused (indexed, not encoded)
     deleted: int = 0  # `reindex`: documents of the live index that are gone from the source
+    # Rows (documents; chunk documents with separate chunk storage) the sink held before and after the
+    # run, where it can tell (`dlq replay`): a replay only adds, so fewer after is a failure.
+    sink_rows_before: int | None = None
+    sink_rows_after: int | None = None
 
     def apply_error_budget(self, max_failed: int | None, max_failed_ratio: float | None) -> None:
         """Mark the run failed when failures exceed the configured budget (the CLI then exits 3)."""
@@ -61,6 +65,10 @@ class RunSummary:
             )
         if self.error_budget:
             self.status = "failed"
+
+    @property
+    def sink_shrank(self) -> bool:
+        return self.sink_rows_before is not None and self.sink_rows_after is not None and self.sink_rows_after < self.sink_rows_before
 
     @property
     def reconciles(self) -> bool:
@@ -114,6 +122,9 @@ class RunSummary:
         t.add_row("reconciles", "yes (read = indexed + failed + skipped)" if self.reconciles else "NO")
         t.add_row("time", f"{self.seconds:.1f} s, {self.docs_per_second:.1f} docs/s")
         t.add_row("sink", self.sink)
+        if self.sink_rows_before is not None or self.sink_rows_after is not None:
+            t.add_row("rows in the sink", f"{_count(self.sink_rows_before)} before, {_count(self.sink_rows_after)} after"
+                      + (" (FEWER: something removed rows)" if self.sink_shrank else ""))
         if self.failed_by_reason:
             t.add_row("failed by stage.reason", ", ".join(f"{k}={v}" for k, v in sorted(self.failed_by_reason.items())))
         if self.skipped_by_reason:
@@ -132,3 +143,7 @@ class RunSummary:
             t.add_row("ERROR BUDGET", self.error_budget)
         t.add_row("runner", self.runner)
         Console(stderr=True).print(t)
+
+
+def _count(n: int | None) -> str:
+    return "unknown" if n is None else f"{n:,}"

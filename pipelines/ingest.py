@@ -20,7 +20,7 @@ from neural_ingest.chunking import plan_chunking
 from neural_ingest.config import PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
-from neural_ingest.sinks import Sink, make_sink
+from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.summary import RunSummary, counter_totals
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
@@ -47,13 +47,14 @@ class Prepared:
     chunking: Any = None  # neural_ingest.chunking.ChunkPlan: chunk, or count truncation (None: neither)
 
 
-def prepare(cfg: PipelineConfig) -> Prepared:
-    """Load each model once (to learn its dimension and similarity) and build the sink."""
+def prepare(cfg: PipelineConfig, write_mode: str = REPLACE) -> Prepared:
+    """Load each model once (to learn its dimension and similarity) and build the sink (``write_mode``:
+    REPLACE for a run, UPSERT for a replay, which adds to what the sink holds)."""
     encoders = [(encoder_field(c), make_encoder(c)) for c in cfg.encoders]
     loaded = [enc.acquire() for _, enc in encoders]
     fields = {f: l.info for (f, _), l in zip(encoders, loaded)}
     plan = plan_chunking(cfg, encoders, loaded)
-    sink = make_sink(cfg.sink)
+    sink = make_sink(cfg.sink, write_mode)
     sink.chunking = plan if plan is not None and plan.chunking else None  # nested / separate chunk storage
     return Prepared(encoders, fields, sink, loaded, plan)
 
@@ -96,10 +97,11 @@ def run_ingest(
     beam_args: list[str] | None = None,
     summary_path: str | None = None,
     before_encode: beam.PTransform | None = None,
+    write_mode: str = REPLACE,
 ) -> RunSummary:
     run_id = new_run_id()
     cfg = absolute_paths(cfg)  # workers of a distributed runner run in another directory
-    prep = prepare(cfg)
+    prep = prepare(cfg, write_mode)
     prep.sink.prepare(prep.fields, run_id)  # pre-flight: fails before any encoding
 
     options = PipelineOptions([*cfg.beam_args, *(beam_args or [])])

@@ -14,6 +14,15 @@ class SinkError(RuntimeError):
     """A sink problem found before or after the pipeline, phrased with its fix."""
 
 
+# How a run's documents meet what the sink already holds:
+# - "replace": `run` publishes its output as the whole dataset where the sink is one (Parquet: the
+#   dataset is swapped atomically); an index just receives the documents.
+# - "upsert": `dlq replay` adds its documents to what is there, a document whose id is already there
+#   replacing it, and never removes anything else.
+REPLACE, UPSERT = "replace", "upsert"
+WRITE_MODES = (REPLACE, UPSERT)
+
+
 @dataclass
 class Hit:
     id: str
@@ -27,6 +36,7 @@ class Sink(ABC):
     # neural_ingest.chunking.ChunkPlan when documents are chunked (set by pipelines.ingest.prepare):
     # the mapping / schema and the writer then hold one vector per chunk.
     chunking: Any = None
+    mode: str = REPLACE  # REPLACE or UPSERT, set by make_sink
 
     @abstractmethod
     def describe(self) -> str:
@@ -49,7 +59,11 @@ class Sink(ABC):
         """PTransform: Documents -> {"dead_letter": DeadLetters}; counts ``indexed``."""
 
     def finalize(self, run_id: str, success: bool) -> None:
-        """Publish what the run wrote (or clean up after a failure)."""
+        """Publish what the run wrote (or clean up after a failure), as ``mode`` says."""
+
+    def count(self) -> int | None:
+        """How many documents the sink holds now (None: unknown or unreachable); for the summary."""
+        return None
 
     @abstractmethod
     def search(self, field: str, info: ModelInfo, vector: Any, k: int) -> list[Hit]:

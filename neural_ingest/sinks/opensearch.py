@@ -9,7 +9,7 @@ from opensearchpy import exceptions as os_exc
 
 from neural_ingest.config import KnnConfig, OpenSearchSinkConfig
 from neural_ingest.encoders.base import ModelInfo
-from neural_ingest.sinks.base import Hit, Sink, SinkError
+from neural_ingest.sinks.base import UPSERT, Hit, Sink, SinkError
 from neural_ingest.sinks.mapping import index_body, mapping_problems
 from neural_ingest.sinks.opensearch_client import make_client
 
@@ -89,7 +89,8 @@ class OpenSearchSink(Sink):
             try:
                 self.client.indices.create(index=self.cfg.index, body=body)
                 log.info("created index %s", self.cfg.index)
-                if getattr(self.cfg, "bulk_load_settings", False):  # full build: no replicas (refresh: bulk_refresh) until finalize
+                # full build: no replicas (refresh: bulk_refresh) until finalize; never for a replay (UPSERT)
+                if getattr(self.cfg, "bulk_load_settings", False) and self.mode != UPSERT:
                     from neural_ingest.sinks.bulk_load import begin_bulk_load, wants_refresh_off
 
                     begin_bulk_load(self.client, self.cfg.index, wants_refresh_off(getattr(self.cfg, "bulk_refresh", "auto"), body))
@@ -127,6 +128,15 @@ class OpenSearchSink(Sink):
             self.client.indices.refresh(index=self.cfg.index)
         except os_exc.OpenSearchException as e:
             log.warning("could not refresh %s after the run: %s", self.cfg.index, connection_problem(self.cfg, e))
+
+    def count(self) -> int | None:
+        """Documents in the index (with separate chunk storage: chunk documents); None when it cannot be asked."""
+        try:
+            if not self.client.indices.exists(index=self.cfg.index):
+                return 0
+            return int(self.client.count(index=self.cfg.index)["count"])
+        except (os_exc.OpenSearchException, KeyError, TypeError, ValueError):
+            return None
 
     def knn_clause(self, field: str, vector: Any, k: int) -> dict[str, Any]:
         return knn_clause(self.cfg.knn, field, vector, k)
