@@ -68,7 +68,8 @@ class RunSummary:
 
     @property
     def sink_shrank(self) -> bool:
-        return self.sink_rows_before is not None and self.sink_rows_after is not None and self.sink_rows_after < self.sink_rows_before
+        before, after = self.sink_rows_before, self.sink_rows_after
+        return before is not None and after is not None and after < before
 
     @property
     def reconciles(self) -> bool:

@@ -46,8 +46,8 @@ def dead_letter_files(path: str) -> list[str]:
         else:
             files.append(m)
     if refused:
-        log.warning("not replaying %d skipped-*.jsonl file(s) (e.g. %s): skipped records (duplicate ids, empty text) are not failures",
-                    len(refused), refused[0])
+        log.warning("not replaying %d skipped-*.jsonl file(s) (e.g. %s): skipped records (duplicate ids, empty text) "
+                    "are not failures", len(refused), refused[0])
     if not files and refused:
         raise ValueError(
             f"{path} holds only skipped records (e.g. {refused[0]}): they were left out on purpose, and replaying "
@@ -112,7 +112,7 @@ def _letters(files: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{name} line {n} is not a dead letter ({e}): was the file edited by hand?") from None
                 if not isinstance(letter, dict):
-                    raise ValueError(f"{name} line {n} is not a dead letter (a JSON object with a \"record\"): was the file edited by hand?")
+                    raise ValueError(f"{name} line {n} is not a dead letter (a JSON object): was the file edited by hand?")
                 yield name, n, letter
 
 
@@ -138,15 +138,15 @@ def _csv_record(letter: dict[str, Any], record: dict[str, Any], headers: _Header
 
     if not isinstance(row, list):
         reason = str(letter.get("error_type") or "not_replayable")
-        return keep(reason, f"{where} could not be parsed, so no row was kept: fix the source and run it again, "
-                            "or add the values as a \"row\" list (and a \"header\" list) to this dead letter")
+        return keep(reason, f"{where} could not be read, so the dead letter holds no record to replay: fix the source "
+                            "file and run it again (for a CSV row: or add its values to this dead letter as a \"row\" list)")
     header = record.get("header")
     if header is None and isinstance(record.get("file"), str):
         header = headers.get(record["file"])  # dead letters written before they carried the header
     if not isinstance(header, list) or not header:
-        return keep("missing_header", f"{where}: no CSV header to name the row's values: add a \"header\" list to this dead letter")
+        return keep("missing_header", f"{where}: no CSV header names the row's values: add a \"header\" list to the dead letter")
     if any(isinstance(v, str) and not _utf8(v) for v in row):
-        return keep("invalid_encoding", f"{where}: the row still holds bytes that are not valid UTF-8: fix the dead letter's \"row\"")
+        return keep("invalid_encoding", f"{where}: the row still holds bytes that are not UTF-8: fix the dead letter's \"row\"")
     if len(row) != len(header):
         return keep("malformed_csv", f"{where}: {len(row)} fields, header has {len(header)}: fix the dead letter's \"row\"")
     values = ["" if v is None else v if isinstance(v, str) else json.dumps(v) for v in row]
@@ -212,4 +212,5 @@ def _carry_over(summary: RunSummary, letters: list[DeadLetter]) -> None:
             summary.failed_by_reason[key] = summary.failed_by_reason.get(key, 0) + 1
     summary.read += len(letters)
     summary.failed += len(letters)
-    log.warning("%d dead letters could not be rebuilt (e.g. %s); they are in %s", len(letters), letters[0].message, directory / NOT_REPLAYED)
+    log.warning("%d dead letters could not be rebuilt (e.g. %s); they are in %s",
+                len(letters), letters[0].message, directory / NOT_REPLAYED)

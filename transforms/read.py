@@ -92,7 +92,7 @@ class ParseCsvFile(beam.DoFn):
                 if not row:
                     continue
                 counters.inc("read")
-                where = {"file": path, "line": reader.line_num, "header": header, "row": row}  # header: replay rebuilds the record
+                where = {"file": path, "line": reader.line_num, "header": header, "row": row}  # header: for replay
                 if any(_has_surrogates(v) for v in row):
                     yield _dead("invalid_encoding", f"{path} line {reader.line_num}: not valid {self.encoding}", where)
                 elif len(row) != len(header):

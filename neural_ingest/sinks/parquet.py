@@ -150,10 +150,12 @@ class ParquetSink(Sink):
             sorted({i for f in new_files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}), pa.string()
         )
         merged.mkdir(parents=True)
-        for f in self._files():
+        data = set(self._files())
+        live = sorted(f for f in self.path.rglob("*") if f.is_file()) if self.path.is_dir() else []
+        for f in live:  # every file comes along (data files rewritten only where a row is replaced)
             dest = merged / f.relative_to(self.path)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if not _copy_without(f, dest, ids):
+            if f not in data or not _copy_without(f, dest, ids):
                 _link_or_copy(f, dest)
         for n, f in enumerate(new_files):
             f.rename(merged / f"part-{run_id}-{n:05d}.parquet")  # unique names: a later replay adds its own

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -42,9 +43,25 @@ def edit_letters(files: list[Path], edit) -> None:
         f.write_text("".join(json.dumps(edit(d)) + "\n" for d in letters), encoding="utf-8")
 
 
-def fix_line(letter: dict) -> dict:
-    letter["record"]["line"] = json.dumps(FIXED)
+def set_line(letter: dict, record: dict) -> dict:
+    letter["record"]["line"] = json.dumps(record)
     return letter
+
+
+def fix_line(letter: dict) -> dict:
+    return set_line(letter, FIXED)
+
+
+def config_file(tmp_path: Path, source: Path, cfg) -> Path:
+    """The settings of ``cfg`` as a config file for the CLI (JSON is YAML)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "source": {"type": "jsonl", "path": str(source), "id_field": "id", "text_fields": ["title", "body"]},
+        "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
+        "sink": {"type": "parquet", "path": cfg.sink.path},
+        "dead_letter": {"path": cfg.dead_letter.path},
+    }), encoding="utf-8")
+    return config
 
 
 @pytest.fixture
@@ -71,7 +88,7 @@ def test_parquet_replay_adds_rows_and_upserts_by_id(make_config, source, chunked
     assert after["e"]["text"] == "Glaciers\n\nIce rivers carve valleys."
 
     # A replayed id that is already there replaces its row: the count stays, the row is the new one.
-    edit_letters(letter_files(cfg, first), lambda d: {**d, "record": {**d["record"], "line": json.dumps({**GOOD[0], "body": "Spring tides."})}})
+    edit_letters(letter_files(cfg, first), lambda d: set_line(d, {**GOOD[0], "body": "Spring tides."}))
     upsert = replay(str(Path(cfg.dead_letter.path) / first.run_id), cfg)
     final = rows(cfg.sink.path)
     assert (upsert.sink_rows_before, upsert.sink_rows_after) == (5, 5)
@@ -84,7 +101,7 @@ def test_parquet_replay_that_cannot_merge_leaves_the_dataset_as_it_was(make_conf
     cfg = make_config(source_path=source, overrides={"run.max_failed_ratio": 0.5})
     hold_model(cfg)
     first = run_ingest(cfg)
-    edit_letters(letter_files(cfg, first), lambda d: {**d, "record": {**d["record"], "line": json.dumps({**GOOD[1], "body": "new"})}})
+    edit_letters(letter_files(cfg, first), lambda d: set_line(d, {**GOOD[1], "body": "new"}))
     before = rows(cfg.sink.path)
 
     import neural_ingest.sinks.parquet as parquet
@@ -134,7 +151,8 @@ def test_fixed_csv_row_replays_as_the_record_its_header_names(make_config, tmp_p
     lines = ["id,title,body,topic"] + [f'{d["id"]},{d["title"]},"{d["body"]}",science' for d in GOOD]
     lines += ['e,Glaciers,Ice rivers, carve valleys,science', 'f,Lighthouses,"Keepers, lamps",history,extra']
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    cfg = make_config(source_path=csv_path, source_type="csv", overrides={"run.max_failed_ratio": 0.5, "source.metadata_fields": ["topic"]})
+    overrides = {"run.max_failed_ratio": 0.5, "source.metadata_fields": ["topic"]}
+    cfg = make_config(source_path=csv_path, source_type="csv", overrides=overrides)
     hold_model(cfg)
     first = run_ingest(cfg)
     assert (first.indexed, first.failed_by_reason) == (4, {"read.malformed_csv": 2})
@@ -152,7 +170,8 @@ def test_fixed_csv_row_replays_as_the_record_its_header_names(make_config, tmp_p
     got = rows(cfg.sink.path)
     # today: both replay as prepare.missing_text and the dataset is replaced by nothing
     assert sorted(got) == ["a", "b", "c", "d", "e"]
-    assert got["e"]["text"] == "Glaciers\n\nIce rivers, carve valleys" and json.loads(got["e"]["metadata"]) == {"topic": "science"}
+    assert got["e"]["text"] == "Glaciers\n\nIce rivers, carve valleys"
+    assert json.loads(got["e"]["metadata"]) == {"topic": "science"}
     # the row still broken fails again with its own reason, and lands in this replay's dead letters
     assert (again.read, again.indexed, again.failed, again.failed_by_reason) == (2, 1, 1, {"read.malformed_csv": 1})
     assert again.reconciles
@@ -196,13 +215,7 @@ def test_cli_replay_says_how_many_rows_the_dataset_holds(make_config, source, tm
     hold_model(cfg)
     first = run_ingest(cfg)
     edit_letters(letter_files(cfg, first), fix_line)
-    config = tmp_path / "config.yaml"  # the same settings as a file (JSON is YAML)
-    config.write_text(json.dumps({
-        "source": {"type": "jsonl", "path": str(source), "id_field": "id", "text_fields": ["title", "body"]},
-        "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
-        "sink": {"type": "parquet", "path": cfg.sink.path},
-        "dead_letter": {"path": cfg.dead_letter.path},
-    }), encoding="utf-8")
+    config = config_file(tmp_path, source, cfg)
     summary_json = tmp_path / "summary.json"
     r = CliRunner().invoke(
         main, ["dlq", "replay", str(Path(cfg.dead_letter.path) / first.run_id), str(config), "--summary", str(summary_json)]
@@ -211,3 +224,31 @@ def test_cli_replay_says_how_many_rows_the_dataset_holds(make_config, source, tm
     got = json.loads(summary_json.read_text())
     assert (got["status"], got["sink_rows_before"], got["sink_rows_after"]) == ("succeeded", 4, 5)
     assert len(rows(cfg.sink.path)) == 5
+
+
+def test_cli_replay_fails_when_the_sink_holds_fewer_rows_after(make_config, source, tmp_path, monkeypatch):
+    """A replay only adds; if rows vanish meanwhile (another writer), it must not say "succeeded"."""
+    cfg = make_config(source_path=source, overrides={"run.max_failed_ratio": 0.5})
+    hold_model(cfg)
+    first = run_ingest(cfg)
+    edit_letters(letter_files(cfg, first), fix_line)
+    from neural_ingest.sinks.parquet import ParquetSink
+
+    publish = ParquetSink.finalize
+
+    def publish_then_another_writer_prunes(sink, run_id, success):
+        publish(sink, run_id, success)
+        for f in sink._files():
+            if "e" not in pq.read_table(f, columns=["id"]).column("id").to_pylist():
+                f.unlink()  # the 4 rows of the first run go, as a careless cleanup job would do it
+
+    monkeypatch.setattr(ParquetSink, "finalize", publish_then_another_writer_prunes)
+    config = config_file(tmp_path, source, cfg)
+    summary_json = tmp_path / "summary.json"
+    r = CliRunner().invoke(
+        main, ["dlq", "replay", str(Path(cfg.dead_letter.path) / first.run_id), str(config), "--summary", str(summary_json)]
+    )
+    assert r.exit_code == 3, r.output
+    assert "held 4 rows before the replay and 1 after" in r.output
+    got = json.loads(summary_json.read_text())
+    assert (got["status"], got["sink_rows_before"], got["sink_rows_after"]) == ("failed", 4, 1)
