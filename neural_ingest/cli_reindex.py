@@ -2,7 +2,8 @@
 
 Exit codes: 0 swapped (or a dry run), 2 a problem to fix (config, cluster, alias), 3 never (the
 error budget is part of validation here), 4 validation failed (the alias was not touched, the new
-index is kept for inspection), 5 another run holds the lock.
+index is kept for inspection; also when the new index is much smaller than the live one: the shrink
+guard, --allow-shrink for a planned drop), 5 another run holds the lock.
 """
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ def _cli():
 @click.option("--full", is_flag=True, help="Encode every document again (no vector reuse).")
 @click.option("--replace-index", is_flag=True,
               help="The alias name is taken by a real index: reuse its vectors, then delete it in the swap request.")
+@click.option("--allow-shrink", is_flag=True,
+              help="A planned drop: swap even when the new index has fewer documents than reindex.validation."
+                   "max_deleted_ratio / min_documents allow against the live index.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, dry_run: bool, wait: float, full: bool,
-            replace_index: bool, beam_args: tuple[str, ...]) -> None:
+            replace_index: bool, allow_shrink: bool, beam_args: tuple[str, ...]) -> None:
     """Build <alias>-<UTC timestamp> from CONFIG's source, validate it, and swap the alias to it.
 
     Unchanged documents reuse the live index's vectors (reindex.incremental); documents gone from the
@@ -42,7 +46,7 @@ def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, d
     cfg = cli._load(config, overrides)
     try:
         result = do_reindex(cfg, list(beam_args), summary_path, dry_run=dry_run, wait=wait, full=full,
-                            replace_index=replace_index, echo=click.echo)
+                            replace_index=replace_index, allow_shrink=allow_shrink, echo=click.echo)
     except LockHeld as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_LOCKED)
@@ -60,15 +64,18 @@ def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, d
     if not summary.reconciles:
         raise click.ClickException("counts do not reconcile (read != indexed + failed + skipped): please report this")
     if result.status == "validation_failed":
+        shrink = [c.detail for c in result.validation.failures() if c.name == "shrink"] if result.validation else []
         click.echo(
             f"Error: validation failed: alias {result.plan.alias} still points to {result.plan.live or 'nothing'}; "
-            f"{result.plan.new_index} is kept for inspection. Dead letters: {summary.dead_letter_path}",
+            f"{result.plan.new_index} is kept for inspection. {''.join(f'Shrink guard: {d}. ' for d in shrink)}"
+            f"Dead letters: {summary.dead_letter_path}",
             err=True,
         )
         sys.exit(result.exit_code)
     click.echo(
         f"reindexed: {result.plan.alias} -> {result.plan.new_index} ({result.plan.mode}; encoded {summary.encoded}, "
         f"reused {summary.reused}, deleted {summary.deleted})"
+        + (f"; removed {len(result.removed_unfinished)} indices left by unfinished runs" if result.removed_unfinished else "")
     )
 
 

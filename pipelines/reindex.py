@@ -2,13 +2,17 @@
 
 ``reindex``:
 1. take the lock for the alias (an OpenSearch document with an expiry; ``--wait`` to queue);
-2. create ``<alias>-<UTC timestamp>`` with the mapping of the current models, a ``neural_ingest``
-   stamp field and ``_meta.neural_ingest`` (status, model identity);
+2. remove indices left by runs that did not finish (status building or failed: killed or crashed),
+   never the live one or its rollback target; create ``<alias>-<UTC timestamp>`` with the mapping of
+   the current models, a ``neural_ingest`` stamp field and ``_meta.neural_ingest`` (status building,
+   run id, model identity), all in the create request;
 3. run the ingest pipeline into it; with ``incremental`` (and an unchanged model identity) the live
    index is read alongside the source and joined by id: unchanged documents reuse their stored
    vectors, new and changed ones are encoded, vanished ones are not carried over (copy-forward);
-4. validate: document count against the source, dead letters within budget, self-retrieval of a
-   sample; on failure the alias stays, the new index is kept (status failed_validation), exit 4;
+4. validate: document count against the source, the shrink guard against the live index
+   (max_deleted_ratio, min_documents; --allow-shrink for a planned drop), dead letters within budget,
+   self-retrieval of a sample; on failure the alias stays, the new index is kept (status
+   failed_validation), exit 4;
 5. swap the alias in one ``_aliases`` request; keep the last N indices (always the live one and its
    rollback target); release the lock.
 
@@ -78,6 +82,20 @@ class ReindexPlan:
     validation: dict[str, Any]
     lock: str
     model_identity: dict[str, Any] = field(default_factory=dict)
+    live_count: int | None = None
+    allow_shrink: bool = False
+    unfinished: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> _meta, removed before building
+
+    def shrink_line(self) -> str:
+        v = self.validation
+        floor = f"at least min_documents {v['min_documents']}"
+        if self.live is None:
+            guard = f"no live index (first run): max_deleted_ratio does not apply; the new index needs {floor}"
+        else:
+            keep = self.live_count - math.floor(v["max_deleted_ratio"] * self.live_count) if self.live_count is not None else "?"
+            guard = (f"live index {self.live} has {self.live_count} documents; the new index needs at least {keep} "
+                     f"(max_deleted_ratio {v['max_deleted_ratio']:g}) and {floor}")
+        return guard + ("; waived by --allow-shrink" if self.allow_shrink else "; --allow-shrink waives it for a planned drop")
 
     def lines(self) -> list[str]:
         v = self.validation
@@ -93,6 +111,9 @@ class ReindexPlan:
             f"source:      {self.source}",
             f"mode:        {self.mode}: {self.reason}",
             f"validation:  document count within {v['count_tolerance']:.1%} of the source; {budget}; {retrieval}",
+            f"shrink:      {self.shrink_line()}",
+            "unfinished:  left by runs that did not finish, removed before building: "
+            + aliases.describe_unfinished(self.unfinished),
             f"swap:        one _aliases request {self.swap_actions}",
             f"retention:   keep the last {self.keep_last} (plus the live index and its rollback target); "
             f"would delete: {', '.join(self.would_delete) or 'nothing'}",
@@ -107,6 +128,7 @@ class ReindexResult:
     summary: RunSummary | None = None
     validation: Validation | None = None
     deleted_indices: list[str] = field(default_factory=list)
+    removed_unfinished: list[str] = field(default_factory=list)  # indices of runs that did not finish, removed first
 
     @property
     def exit_code(self) -> int:
@@ -123,6 +145,9 @@ class ReindexResult:
             "model_hash": self.plan.model_hash,
             "validation": self.validation.to_dict() if self.validation else None,
             "deleted_indices": self.deleted_indices,
+            "removed_unfinished": self.removed_unfinished,
+            "live_count": self.plan.live_count,
+            "allow_shrink": self.plan.allow_shrink,
         }
 
 
@@ -162,23 +187,25 @@ def _lock(client: Any, rcfg: ReindexConfig, alias: str, run_id: str | None = Non
     return IndexLock(client, alias, rcfg.lock_ttl, index=rcfg.lock_index, run_id=run_id)
 
 
-def _lock_state(lock: IndexLock) -> str:
+def _lock_state(lock: IndexLock) -> tuple[str, str | None]:
+    """(what the dry run says about the lock, the run id holding it now or None)."""
     import time
 
     try:
         current = lock.holder() if lock.client.indices.exists(index=lock.index) else None
     except Exception as e:  # noqa: BLE001 - a dry run reports, it does not fail on this
-        return f"unknown ({type(e).__name__})"
+        return f"unknown ({type(e).__name__})", None
     if current is None:
-        return f"free ({lock.index}/{lock.key})"
+        return f"free ({lock.index}/{lock.key})", None
     doc = current[0]
     if int(doc.get("expires_at_ms", 0)) <= int(time.time() * 1000):
-        return f"expired lock left by {doc.get('owner')} (run {doc.get('run_id')}): the next run takes it over"
-    return f"held by {doc.get('owner')} (run {doc.get('run_id')}) until {doc.get('expires_at')}"
+        return f"expired lock left by {doc.get('owner')} (run {doc.get('run_id')}): the next run takes it over", None
+    return f"held by {doc.get('owner')} (run {doc.get('run_id')}) until {doc.get('expires_at')}", doc.get("run_id")
 
 
 def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool = False, replace_index: bool = False,
-                 now=None, lock_state: str = "") -> ReindexPlan:
+                 now=None, lock_state: str = "", running: str | None = None, allow_shrink: bool = False) -> ReindexPlan:
+    """What a run will do. ``running``: the run id holding the lock, whose index is never "unfinished"."""
     rcfg, alias = settings(cfg)
     identity = model_identity(cfg, fields)
     mh = identity_hash(identity)
@@ -216,9 +243,11 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
                 f"unchanged documents reuse their vectors from {live}; new and changed ones are encoded; "
                 "documents gone from the source are left out"
             )
-    # Retention as it will be after the swap (the new index live, the alias gone from the old one).
+    # Indices of runs that did not finish go first; then retention as it will be after the swap (the
+    # new index live, the alias gone from the old one).
+    unfinished = aliases.unfinished(client, alias, live, running, managed)
     pinned = {n for n, a in managed.items() if set(a) - {alias}}
-    names = [*managed, new]
+    names = [n for n in managed if n not in unfinished] + [new]
     target = aliases.rollback_target(client, alias, new, list(managed))
     keep = set(names[-rcfg.keep_last:]) | {new} | ({target} if target else set()) | pinned
     return ReindexPlan(
@@ -226,7 +255,12 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
         source=_describe_source(cfg), keep_last=rcfg.keep_last, would_delete=[n for n in names if n not in keep],
         swap_actions=aliases.swap_actions(alias, new, live, live_is_index),
         validation=rcfg.validation.model_dump(), lock=lock_state, model_identity=identity,
+        live_count=_count(client, live) if live else None, allow_shrink=allow_shrink, unfinished=unfinished,
     )
+
+
+def _count(client: Any, index: str) -> int:
+    return int(client.count(index=index)["count"])
 
 
 def _existing_like(client: Any, alias: str) -> list[str]:
@@ -245,20 +279,22 @@ def _describe_source(cfg: PipelineConfig) -> str:
 
 
 def create_index(prep: Any, client: Any, index: str, meta: dict[str, Any], run_id: str) -> None:
-    """The sink creates the index (mapping from the models, chunk fields and all); then the stamp
-    field, the _meta and a paused refresh are added before any document is written."""
+    """The sink creates the index (mapping from the models, chunk fields and all) with the stamp field
+    and the _meta in the same request, so an index of a run killed at any point is recognised as
+    unfinished; refresh is paused before any document is written."""
     from neural_ingest.transforms.reuse import STAMP_FIELD
 
+    prep.sink.extra_mappings = {
+        "properties": {STAMP_FIELD: {"type": "object", "enabled": False}}, "_meta": {aliases.META_KEY: meta},
+    }
     prep.sink.prepare(prep.fields, run_id)
-    client.indices.put_mapping(
-        index=index, body={"properties": {STAMP_FIELD: {"type": "object", "enabled": False}}, "_meta": {aliases.META_KEY: meta}}
-    )
     client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
 
 
 # --------------------------------------------------------------------------- validation
 def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: RunSummary, vcfg: ReindexValidationConfig,
-             seed: int = 0) -> Validation:
+             seed: int = 0, *, live: str | None = None, allow_shrink: bool = False) -> Validation:
+    """The gate before the swap; ``live``: the index readers see now (the shrink guard compares with it)."""
     v = Validation()
     client.indices.refresh(index=index)
     chunked = _chunk_mode(cfg)
@@ -277,6 +313,8 @@ def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: R
         v.checks.append(Check("count", diff <= allowed,
                               f"{actual} documents in {index}, {expected} in the source (read {summary.read} - skipped "
                               f"{summary.skipped}); difference {diff}, allowed {allowed} (count_tolerance {vcfg.count_tolerance:g})"))
+    v.checks.append(shrink_check(index, actual, live, _count(client, live) if live else None, vcfg, allow_shrink,
+                                 "chunk documents" if chunked == "separate" else "documents"))
 
     if vcfg.max_failed is not None:
         v.checks.append(Check("dead_letters", summary.failed <= vcfg.max_failed,
@@ -292,6 +330,30 @@ def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: R
     else:
         v.checks.append(self_retrieval(cfg, client, prep, index, vcfg, seed))
     return v
+
+
+def shrink_check(index: str, actual: int, live: str | None, live_count: int | None, vcfg: ReindexValidationConfig,
+                 allow_shrink: bool = False, unit: str = "documents") -> Check:
+    """The new index against the live one: a truncated export must not replace what readers have.
+    The source count cannot tell: it is the truncated export itself."""
+    figures = f"new index {index}: {actual} {unit}"
+    problems = []
+    if actual < vcfg.min_documents:
+        problems.append(f"fewer than reindex.validation.min_documents ({vcfg.min_documents})")
+    if live is not None and live_count:
+        vanished = max(0, live_count - actual)
+        allowed = math.floor(vcfg.max_deleted_ratio * live_count)
+        figures = (f"live index {live}: {live_count} {unit}, {figures}; {vanished} ({vanished / live_count:.1%}) would vanish, "
+                   f"allowed {allowed} (max_deleted_ratio {vcfg.max_deleted_ratio:g})")
+        if vanished > allowed:
+            problems.append("more than reindex.validation.max_deleted_ratio allows")
+    elif live is None:
+        figures += " (no live index: max_deleted_ratio does not apply)"
+    if not problems:
+        return Check("shrink", True, f"{figures}; min_documents {vcfg.min_documents}")
+    if allow_shrink:
+        return Check("shrink", True, f"{figures}: {'; '.join(problems)}, allowed by --allow-shrink")
+    return Check("shrink", False, f"{figures}: {'; '.join(problems)}; if the drop is planned, run again with --allow-shrink")
 
 
 def self_retrieval(cfg: PipelineConfig, client: Any, prep: Any, index: str, vcfg: ReindexValidationConfig, seed: int) -> Check:
@@ -353,6 +415,7 @@ def reindex(
     wait: float = 0.0,
     full: bool = False,
     replace_index: bool = False,
+    allow_shrink: bool = False,
     echo: Callable[[str], None] = log.info,
 ) -> ReindexResult:
     from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
@@ -364,8 +427,9 @@ def reindex(
     prep0 = prepare(cfg)  # models loaded once: the mapping and the model identity need them
     problems = prep0.sink.check(prep0.fields) if dry_run else []
     if dry_run:
-        lock = _lock(client, rcfg, alias)
-        plan = plan_reindex(cfg, client, prep0.fields, full=full, replace_index=replace_index, lock_state=_lock_state(lock))
+        lock_state, holder = _lock_state(_lock(client, rcfg, alias))
+        plan = plan_reindex(cfg, client, prep0.fields, full=full, replace_index=replace_index, lock_state=lock_state,
+                            running=holder, allow_shrink=allow_shrink)
         echo("reindex plan (dry run: nothing is changed)")
         for line in plan.lines():
             echo("  " + line)
@@ -377,9 +441,16 @@ def reindex(
     lock = _lock(client, rcfg, alias, run_id).acquire(wait=wait)
     try:
         plan = plan_reindex(cfg, client, prep0.fields, full=full, replace_index=replace_index,
-                            lock_state=f"held by this run ({lock.owner}, run {lock.run_id})")
+                            lock_state=f"held by this run ({lock.owner}, run {lock.run_id})", running=run_id,
+                            allow_shrink=allow_shrink)
         for line in plan.lines():
             echo(line)
+        # We hold the lock, so no other run is building: these were left by runs that were killed or crashed.
+        for name in plan.unfinished:
+            client.indices.delete(index=name, ignore=[404])
+        if plan.unfinished:
+            echo(f"removed indices left by runs that did not finish: {aliases.describe_unfinished(plan.unfinished)}")
+        removed = list(plan.unfinished)
         new_cfg = cfg.model_copy(update={"sink": cfg.sink.model_copy(update={"index": plan.new_index})})
         prep = prepare(new_cfg)
         meta = {
@@ -397,12 +468,13 @@ def reindex(
             _safe(lambda: client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}}))
             raise
         client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}})
-        validation = validate(cfg, client, prep, plan.new_index, summary, rcfg.validation, seed=zlib.crc32(run_id.encode()) % 10_000)
+        validation = validate(cfg, client, prep, plan.new_index, summary, rcfg.validation,
+                              seed=zlib.crc32(run_id.encode()) % 10_000, live=plan.live, allow_shrink=allow_shrink)
         stamp = aliases.utc_now().isoformat(timespec="seconds")
         if not validation.ok:
             aliases.update_meta(client, plan.new_index, status=aliases.FAILED_VALIDATION, validation=validation.to_dict())
             summary.status = "failed"
-            result = ReindexResult(plan, "validation_failed", summary, validation)
+            result = ReindexResult(plan, "validation_failed", summary, validation, removed_unfinished=removed)
             _write(summary, result, summary_path)
             return result
         aliases.update_meta(client, plan.new_index, status=aliases.VALIDATED, validated_at=stamp, validation=validation.to_dict())
@@ -410,10 +482,10 @@ def reindex(
         aliases.swap(client, alias, plan.new_index, plan.live, plan.live_is_index)
         aliases.update_meta(client, plan.new_index, promoted_at=aliases.utc_now().isoformat(timespec="seconds"))
         echo(f"alias {alias} -> {plan.new_index} (was {plan.live or 'none'})")
-        deleted = aliases.prune(client, alias, rcfg.keep_last, plan.new_index)
+        deleted = aliases.prune(client, alias, rcfg.keep_last, plan.new_index, running=run_id)
         if deleted:
             echo(f"deleted old indices: {', '.join(deleted)}")
-        result = ReindexResult(plan, "swapped", summary, validation, deleted)
+        result = ReindexResult(plan, "swapped", summary, validation, deleted, removed)
         _write(summary, result, summary_path)
         return result
     finally:
@@ -469,5 +541,5 @@ def _write(summary: RunSummary, result: ReindexResult, path: str | None) -> None
 
 __all__ = [
     "EXIT_LOCKED", "EXIT_VALIDATION_FAILED", "LockHeld", "LockLost", "ReindexError", "ReindexPlan", "ReindexResult",
-    "RollbackResult", "plan_reindex", "reindex", "rollback", "validate",
+    "RollbackResult", "plan_reindex", "reindex", "rollback", "shrink_check", "validate",
 ]

@@ -31,6 +31,14 @@ class ReindexValidationConfig(_Strict):
     query_vectors: Literal["encode", "stored"] = Field(
         "encode", description="encode: the sampled text is encoded again (checks vector <-> text); stored: its stored vector."
     )
+    max_deleted_ratio: float = Field(
+        0.1, ge=0, le=1, description="Shrink guard: share of the live index's documents that may vanish in one run (the "
+        "new index's count against the live one's); beyond it the alias stays (exit 4) unless --allow-shrink. 1: off."
+    )
+    min_documents: int = Field(
+        1, ge=0, description="Shrink guard: the new index must hold at least this many documents (also on the first "
+        "run); waived by --allow-shrink. 0: off."
+    )
 
 
 class ReindexConfig(_Strict):

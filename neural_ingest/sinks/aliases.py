@@ -4,7 +4,8 @@ retention.
 Indices managed for alias ``docs`` are named ``docs-YYYYMMDD-HHMMSS`` (UTC; ``-N`` appended in the
 rare case of two in one second) and carry their history in the mapping's ``_meta.neural_ingest``:
 ``status`` (building, failed, failed_validation, validated), the model identity, the run id, and
-when it was validated and promoted.
+when it was validated and promoted. An index still ``building`` (the run was killed) or ``failed``
+(the run raised) was left by a run that did not finish: the next run, which holds the lock, removes it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from neural_ingest.sinks.base import SinkError
 META_KEY = "neural_ingest"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 BUILDING, FAILED, FAILED_VALIDATION, VALIDATED = "building", "failed", "failed_validation", "validated"
+UNFINISHED = frozenset({BUILDING, FAILED})  # statuses of indices whose run did not get to validation
 
 
 def utc_now() -> dt.datetime:
@@ -137,12 +139,47 @@ def rollback_target(client: Any, alias: str, live: str | None, indices: list[str
     return None
 
 
-def retention(client: Any, alias: str, keep_last: int, live: str | None) -> tuple[list[str], list[str]]:
-    """(kept, to delete): the newest ``keep_last`` indices, the live one and its rollback target are
-    kept; so is any index holding some other alias."""
+def unfinished(client: Any, alias: str, live: str | None, running: str | None = None,
+               indices: dict[str, list[str]] | None = None) -> dict[str, dict[str, Any]]:
+    """Indices ``<alias>-<timestamp>`` left by runs that did not finish (status building or failed), with
+    their _meta: never the live index, its rollback target, an index holding any alias, or one built by
+    ``running`` (the run id holding the lock). Meant for the lock holder: one run at a time per alias, so
+    any other run's index still building was abandoned (a run whose lock was taken over can never swap)."""
+    indices = managed_indices(client, alias) if indices is None else indices
+    target = rollback_target(client, alias, live, list(indices))
+    found = {}
+    for name, held in indices.items():
+        if name in (live, target) or held:
+            continue
+        meta = get_meta(client, name)
+        if meta.get("status") in UNFINISHED and (running is None or meta.get("run_id") != running):
+            found[name] = meta
+    return found
+
+
+def describe_unfinished(found: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(f"{n} ({m.get('status')}, run {m.get('run_id', '?')}, created {m.get('created_at', '?')})"
+                     for n, m in found.items()) or "none"
+
+
+def remove_unfinished(client: Any, alias: str, live: str | None, running: str | None) -> dict[str, dict[str, Any]]:
+    """Delete the indices ``unfinished`` finds; call only while holding the alias' lock."""
+    found = unfinished(client, alias, live, running)
+    for name in found:
+        client.indices.delete(index=name, ignore=[404])
+    return found
+
+
+def retention(client: Any, alias: str, keep_last: int, live: str | None,
+              running: str | None = None) -> tuple[list[str], list[str]]:
+    """(kept, to delete): the newest ``keep_last`` finished indices, the live one and its rollback target
+    are kept; so is any index holding some other alias. Indices of runs that did not finish (``unfinished``,
+    other than ``running``'s) are deleted and do not count towards ``keep_last``."""
     indices = managed_indices(client, alias)
     names = list(indices)
-    keep = set(names[-keep_last:]) if keep_last > 0 else set()
+    left = unfinished(client, alias, live, running, indices)
+    finished = [n for n in names if n not in left]
+    keep = set(finished[-keep_last:]) if keep_last > 0 else set()
     if live:
         keep.add(live)
     target = rollback_target(client, alias, live, names)
@@ -152,8 +189,8 @@ def retention(client: Any, alias: str, keep_last: int, live: str | None) -> tupl
     return [n for n in names if n in keep], [n for n in names if n not in keep]
 
 
-def prune(client: Any, alias: str, keep_last: int, live: str | None) -> list[str]:
-    _, delete = retention(client, alias, keep_last, live)
+def prune(client: Any, alias: str, keep_last: int, live: str | None, running: str | None = None) -> list[str]:
+    _, delete = retention(client, alias, keep_last, live, running)
     for name in delete:
         client.indices.delete(index=name, ignore=[404])
     return delete

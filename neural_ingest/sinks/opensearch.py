@@ -39,6 +39,10 @@ def knn_clause(knn: KnnConfig, field: str, vector: Any, k: int) -> dict[str, Any
 
 
 class OpenSearchSink(Sink):
+    # Merged into the mapping of an index this sink creates (reindex: its stamp field and
+    # _meta.neural_ingest, so the index is born marked "building" and a killed run's index is recognised).
+    extra_mappings: dict[str, Any] | None = None
+
     def __init__(self, cfg: OpenSearchSinkConfig):
         self.cfg = cfg
         self._client = None
@@ -85,6 +89,10 @@ class OpenSearchSink(Sink):
         if problems:
             raise SinkError("; ".join(problems))
         body = index_body(self.cfg, fields, self.chunking)
+        if self.extra_mappings:
+            extra = dict(self.extra_mappings)
+            body["mappings"]["properties"].update(extra.pop("properties", {}))
+            body["mappings"].update(extra)
         if not self.client.indices.exists(index=self.cfg.index):
             try:
                 self.client.indices.create(index=self.cfg.index, body=body)

@@ -4,6 +4,8 @@
 - an unchanged corpus encodes 0 documents; 1% changed encodes that 1% and the alias serves it;
 - documents deleted from the source are gone; a model identity change rebuilds in full;
 - a failing validation leaves the alias untouched (exit 4); rollback; retention;
+- the shrink guard: a truncated export never replaces the live index (exit 4) unless --allow-shrink;
+- indices left by killed or crashed runs are removed by the next run, never the live one or its rollback target;
 - two concurrent runs: the second exits clearly (exit 5) or waits for the first.
 """
 from __future__ import annotations
@@ -89,7 +91,7 @@ def test_nightly_cycle_incremental_blue_green(os_client, index_name, reindex_con
     assert stamp["model"] == first.plan.model_hash and len(stamp["content_sha256"]) == 64
     meta = aliases.get_meta(os_client, a)
     assert meta["status"] == aliases.VALIDATED and meta["model_identity"]["fields"]["embedding"]["dimension"] == 384
-    assert {c.name for c in first.validation.checks} == {"count", "dead_letters", "self_retrieval"}
+    assert {c.name for c in first.validation.checks} == {"count", "shrink", "dead_letters", "self_retrieval"}
 
     reader = AliasReader(os_client, alias, st_model.encode("volcanoes and lava").tolist())
     reader.start()
@@ -279,3 +281,129 @@ def test_reindex_needs_opensearch_and_a_free_alias_name(os_client, index_name, r
     res = reindex(cfg, replace_index=True)
     assert res.status == "swapped" and res.plan.swap_actions[0] == {"remove_index": {"index": index_name}}
     assert aliases.alias_targets(os_client, index_name) == [res.plan.new_index]
+
+
+# --------------------------------------------------------------------------- the shrink guard
+def _conf(tmp_path, cfg, docs: list, name: str):
+    """A config file whose source is ``docs`` (for CLI runs)."""
+    path = write_jsonl(tmp_path / f"{name}.jsonl", docs)
+    conf = tmp_path / f"{name}.json"
+    conf.write_text(cfg.model_copy(update={"source": cfg.source.model_copy(update={"path": str(path)})}).model_dump_json())
+    return conf
+
+
+def test_shrink_guard_keeps_the_live_index_unless_allowed(os_client, index_name, reindex_config, tmp_path):
+    """A truncated export (4 documents instead of 60) passes the source count, but never replaces the live index."""
+    alias = index_name
+    docs = synthetic_docs(60, prefix="k")
+    cfg = reindex_config(docs)
+    live = reindex(cfg).plan.new_index
+    truncated = _conf(tmp_path, cfg, docs[:4], "truncated")
+
+    r = CliRunner().invoke(main, ["reindex", str(truncated), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert (f"shrink:      live index {live} has 60 documents; the new index needs at least 54 (max_deleted_ratio 0.1) "
+            "and at least min_documents 1; --allow-shrink waives it") in r.output
+
+    r = CliRunner().invoke(main, ["reindex", str(truncated), "--summary", str(tmp_path / "s.json")])
+    assert r.exit_code == 4, r.output
+    assert "validation count: ok" in r.output and "validation shrink: FAILED" in r.output
+    assert f"still points to {live}" in r.output
+    new = json.loads((tmp_path / "s.json").read_text())["reindex"]["new_index"]
+    error = next(line for line in r.output.splitlines() if line.startswith("Error: validation failed"))
+    assert f"live index {live}: 60 documents, new index {new}: 4 documents; 56 (93.3%) would vanish" in error
+    assert "max_deleted_ratio 0.1" in error and "--allow-shrink" in error
+    assert aliases.alias_targets(os_client, alias) == [live] and os_client.count(index=alias)["count"] == 60
+    assert aliases.get_meta(os_client, new)["status"] == aliases.FAILED_VALIDATION  # kept for inspection
+
+    # a drop within max_deleted_ratio (6 of 60 = 10%) swaps as before
+    within = reindex(reindex_config(docs[:54], name="within.jsonl"))
+    assert within.status == "swapped" and os_client.count(index=alias)["count"] == 54
+    # a planned drop: --allow-shrink swaps, and the check says why it passed
+    r = CliRunner().invoke(main, ["reindex", str(truncated), "--allow-shrink"])
+    assert r.exit_code == 0, r.output
+    assert "validation shrink: ok" in r.output and "allowed by --allow-shrink" in r.output
+    assert os_client.count(index=alias)["count"] == 4
+
+
+def test_shrink_check_thresholds():
+    from neural_ingest.config import ReindexValidationConfig
+    from neural_ingest.pipelines.reindex import shrink_check
+
+    v = ReindexValidationConfig()
+    assert (v.max_deleted_ratio, v.min_documents) == (0.1, 1)
+    assert shrink_check("new", 270, "live", 300, v).ok  # exactly 10% gone
+    c = shrink_check("new", 269, "live", 300, v)
+    assert not c.ok and "live index live: 300 documents, new index new: 269 documents; 31 (10.3%) would vanish" in c.detail
+    assert "--allow-shrink" in c.detail
+    assert shrink_check("new", 269, "live", 300, v, allow_shrink=True).ok
+    assert shrink_check("new", 500, "live", 300, v).ok  # growth is never a shrink
+    # first run: no live index, max_deleted_ratio does not apply; min_documents does
+    assert shrink_check("new", 4, None, None, v).ok
+    strict = ReindexValidationConfig(min_documents=10, max_deleted_ratio=1)
+    c = shrink_check("new", 4, None, None, strict)
+    assert not c.ok and "fewer than reindex.validation.min_documents (10)" in c.detail
+    assert shrink_check("new", 4, "live", 300, strict, allow_shrink=True).ok
+    assert not shrink_check("new", 0, "live", 300, strict).ok
+    assert shrink_check("new", 10, "live", 0, v).ok  # an empty live index: nothing can vanish
+
+
+# --------------------------------------------------------------------------- runs that did not finish
+def _leave_unfinished(cfg, client, run_id: str, status: str, docs: int) -> str:
+    """An index as a run killed (status building) or crashed (status failed) after filling part of it
+    leaves it: planned, created and stamped by reindex's own functions, never validated or swapped."""
+    from neural_ingest.fingerprint import identity_hash, model_identity
+    from neural_ingest.pipelines.ingest import prepare
+    from neural_ingest.pipelines.reindex import create_index, plan_reindex
+
+    prep = prepare(cfg)
+    plan = plan_reindex(cfg, client, prep.fields)
+    new_cfg = cfg.model_copy(update={"sink": cfg.sink.model_copy(update={"index": plan.new_index})})
+    prep = prepare(new_cfg)
+    meta = {"alias": plan.alias, "status": aliases.BUILDING, "run_id": run_id, "created_at": "2026-01-01T00:00:00+00:00",
+            "mode": plan.mode, "built_from": plan.live, "model_hash": identity_hash(model_identity(cfg, prep.fields))}
+    create_index(prep, client, plan.new_index, meta, run_id)
+    for i in range(docs):
+        client.index(index=plan.new_index, id=f"half-{i}", body={"text": f"half built {i}"})
+    if status != aliases.BUILDING:
+        aliases.update_meta(client, plan.new_index, status=status, error="RuntimeError: crashed")
+    return plan.new_index
+
+
+def test_indices_of_runs_that_did_not_finish_are_removed(os_client, index_name, reindex_config, tmp_path):
+    from neural_ingest.sinks.lock import IndexLock
+
+    alias = index_name
+    docs = synthetic_docs(20, prefix="u")
+    cfg = reindex_config(docs)
+    target = reindex(cfg).plan.new_index
+    live = reindex(cfg).plan.new_index
+    killed = _leave_unfinished(cfg, os_client, "killed-run", aliases.BUILDING, 3)
+    crashed = _leave_unfinished(cfg, os_client, "crashed-run", aliases.FAILED, 2)
+    assert aliases.get_meta(os_client, killed)["status"] == aliases.BUILDING
+    # the killed run's lock is still there, expired (its heartbeat stopped with it)
+    IndexLock(os_client, alias, 5, index=f"{alias}-locks", run_id="killed-run",
+              clock=lambda: time.time() - 3600).acquire(heartbeat=False)
+
+    echoed: list[str] = []
+    res = reindex(cfg, summary_path=str(tmp_path / "s.json"), echo=echoed.append)
+    assert res.status == "swapped"
+    assert not os_client.indices.exists(index=killed) and not os_client.indices.exists(index=crashed)
+    assert res.removed_unfinished == [killed, crashed]
+    assert any(x.startswith("removed indices left by runs that did not finish: ") and killed in x for x in echoed)
+    assert json.loads((tmp_path / "s.json").read_text())["reindex"]["removed_unfinished"] == [killed, crashed]
+    # the live index of before is now the rollback target; the one before it goes by keep_last 2 only
+    assert aliases.alias_targets(os_client, alias) == [res.plan.new_index]
+    assert os_client.indices.exists(index=live) and res.deleted_indices == [target]
+    assert rollback(cfg).to_index == live
+
+    # the dry run names what the next run removes, but not the index of a run that holds the lock now
+    again = _leave_unfinished(cfg, os_client, "killed-again", aliases.BUILDING, 1)
+    running = _leave_unfinished(cfg, os_client, "running-now", aliases.BUILDING, 1)
+    IndexLock(os_client, alias, 600, index=f"{alias}-locks", run_id="running-now").acquire(heartbeat=False)
+    conf = tmp_path / "c.json"
+    conf.write_text(cfg.model_dump_json())
+    r = CliRunner().invoke(main, ["reindex", str(conf), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if "unfinished:" in x)
+    assert f"{again} (building, run killed-again" in line and running not in line and live not in line

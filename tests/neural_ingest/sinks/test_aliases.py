@@ -97,3 +97,33 @@ def test_rollback_goes_to_the_previous_validated_index_once(os_client, index_nam
     _make(os_client, d, aliases.VALIDATED)
     aliases.swap(os_client, alias, d, a)
     assert aliases.rollback_target(os_client, alias, d) == a
+
+
+def _stamp(client, name: str, status: str, run_id: str) -> None:
+    client.indices.create(index=name, body={"settings": {"number_of_replicas": 0},
+                                            "mappings": {"_meta": {aliases.META_KEY: {"status": status, "run_id": run_id}}}})
+
+
+def test_unfinished_runs_indices_never_the_live_pinned_or_running_one(os_client, index_name):
+    """Indices still building (a killed run) or failed (a crashed run) are unfinished; the live index,
+    an index holding any alias, and the index of the run holding the lock never are."""
+    alias = index_name
+    names = [f"{alias}-2026010{i}-000000" for i in range(1, 9)]
+    runs = [(aliases.VALIDATED, "r1"), (aliases.FAILED_VALIDATION, "r2"), (aliases.VALIDATED, "r3"), (aliases.BUILDING, "pinned"),
+            (aliases.BUILDING, "live"), (aliases.BUILDING, "killed"), (aliases.FAILED, "crashed"), (aliases.BUILDING, "me")]
+    for n, (status, run) in zip(names, runs):
+        _stamp(os_client, n, status, run)
+    os_client.indices.put_alias(index=names[3], name="someone-elses-alias")
+    live = names[4]  # status building, yet the alias points to it (set by hand): never touched
+    aliases.swap(os_client, alias, live, None)
+
+    found = aliases.unfinished(os_client, alias, live, running="me")
+    assert list(found) == [names[5], names[6]] and found[names[5]]["run_id"] == "killed"
+    assert names[7] in aliases.unfinished(os_client, alias, live)  # without a lock holder, "me" would be abandoned
+    # retention deletes them whatever keep_last says, and they take none of the keep_last places:
+    # kept are the last two finished (the live 4 and 7), the rollback target 2, and 3 (another alias)
+    kept, deleted = aliases.retention(os_client, alias, 2, live, running="me")
+    assert kept == [names[2], names[3], names[4], names[7]] and deleted == [names[0], names[1], names[5], names[6]]
+    assert list(aliases.remove_unfinished(os_client, alias, live, "me")) == [names[5], names[6]]
+    assert not os_client.indices.exists(index=names[5]) and os_client.indices.exists(index=live)
+    assert aliases.unfinished(os_client, alias, live, "me") == {}
