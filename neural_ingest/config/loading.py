@@ -148,27 +148,33 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Apply ``key.path=value`` overrides (values parsed as YAML, so 64 is an int; secret fields are
     taken verbatim). Each problem is one ConfigError line naming the key; no value is ever echoed."""
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(
-                f"--set {_key_of(item)}: expected key.path=value, e.g. --set encoders.0.batch_size=64"
-            )
-        parts = key.split(".")
-        if not all(parts):
-            raise ConfigError(f"--set {key}: the key path has an empty part (two dots, or a dot at an end): write it like sink.bulk.max_docs")
-        value = _parse_value(key, parts, raw)
-        node: Any = data
-        for depth in range(len(parts) - 1):
-            node = _step(node, key, parts, depth)
-        last = parts[-1]
-        if isinstance(node, list):
-            node[_index(key, ".".join(parts[:-1]), node, last)] = value
-        else:
-            if last == "encoders" and "encoder" in node:
-                node.pop("encoder")  # the whole list replaces the single-encoder shorthand
-            node[last] = value
+        try:
+            _apply_one(data, item)
+        except ConfigError as e:  # a key typed with a newline or control character still makes one line
+            msg = str(e)
+            raise ConfigError(msg if msg.isprintable() else msg.encode("unicode_escape").decode("ascii")) from None
     return data
+
+
+def _apply_one(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {_key_of(item)}: expected key.path=value, e.g. --set encoders.0.batch_size=64")
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {key}: the key path has an empty part (two dots, or a dot at an end): write it like sink.bulk.max_docs")
+    value = _parse_value(key, parts, raw)
+    node: Any = data
+    for depth in range(len(parts) - 1):
+        node = _step(node, key, parts, depth)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(key, ".".join(parts[:-1]), node, last)] = value
+    else:
+        if last == "encoders" and "encoder" in node:
+            node.pop("encoder")  # the whole list replaces the single-encoder shorthand
+        node[last] = value
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
