@@ -69,8 +69,11 @@ def _unverified(where: str, block: Any) -> str | None:
     if getattr(block, "verify_certs", True) is not False:
         return None
     hosts = getattr(block, "hosts", None) or [getattr(block, "url", "")]
+    shown = ", ".join(redact_url(h) for h in hosts)
+    if not any(h.startswith("https://") for h in hosts):
+        return f"{where}.verify_certs is false, and {shown} is plain HTTP without TLS anyway: traffic and credentials can be read on the way"
     return (
-        f"{where}.verify_certs is false: the TLS certificate of {', '.join(redact_url(h) for h in hosts)} is not checked "
+        f"{where}.verify_certs is false: the TLS certificate of {shown} is not checked "
         f"(traffic and credentials can be intercepted); give {where}.ca_certs instead"
     )
 

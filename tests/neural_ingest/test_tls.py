@@ -36,3 +36,10 @@ def test_defaults_do_not_warn(tmp_path):
 def test_plain_http_probe(opensearch_url):
     assert speaks_plain_http(opensearch_url.replace("http://", "https://"))
     assert not speaks_plain_http("https://127.0.0.1:1")  # nothing listens
+
+
+def test_plain_http_hosts_with_verify_certs_false_still_warn(tmp_path):
+    (tmp_path / "c.yaml").write_text(CONFIG.replace("https://h1", "http://h1").replace("https://h2", "http://h2"))
+    sink = tls_warnings(load_config(tmp_path / "c.yaml"))[-1]
+    assert sink == ("sink.verify_certs is false, and http://h1:9200, http://h2:9200 is plain HTTP without TLS anyway: "
+                    "traffic and credentials can be read on the way")
