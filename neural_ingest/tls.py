@@ -41,14 +41,16 @@ def speaks_plain_http(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
         return False
 
 
-def plain_http_problem(field: str, hosts: Iterable[str]) -> str | None:
+NODE_TLS = "enable TLS on the node (plugins.security.ssl.http.enabled)"
+
+
+def plain_http_problem(field: str, hosts: Iterable[str], enable: str = NODE_TLS) -> str | None:
     """``sink.hosts: https://h:p speaks plain HTTP ...`` for the first https URL whose server does."""
     for h in hosts:
         if h.startswith("https://") and speaks_plain_http(h):
             plain = redact_url("http://" + h[len("https://"):])
             return (
-                f"{field}: {redact_url(h)} speaks plain HTTP, not TLS: use {plain}, "
-                "or enable TLS on the node (plugins.security.ssl.http.enabled)"
+                f"{field}: {redact_url(h)} speaks plain HTTP, not TLS: use {plain}, or {enable}"
             )
     return None
 

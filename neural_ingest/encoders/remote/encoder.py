@@ -105,7 +105,8 @@ class RemoteEncoder(Encoder[RemoteClient]):
         if c.probe:
             res = client.encode_all([PROBE_TEXT])[0]
             if isinstance(res, Exception):
-                plain = plain_http_problem(f"{c.type} encoder url", [adapter.display_url()]) if getattr(res, "reason", "") == "connection" else None
+                plain = (plain_http_problem(f"{c.type} encoder url", [c.url], "enable TLS on the service")
+                         if getattr(res, "reason", "") == "connection" else None)
                 raise RemoteSetupError(
                     redact(plain) if plain else f"{c.type} encoder: the probe request failed: {res} "
                     f"(check url, model and api_key; set probe: false to skip this check)"
