@@ -14,6 +14,10 @@ from neural_ingest import __version__
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
+    from neural_ingest.redact import install_log_redaction
+
+    install_log_redaction()  # credentials in URLs out of every log line and traceback, any library's
+
     handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
     # Beam's GCP IO says this on import when its optional extras are absent: not the user's concern.
     handler.addFilter(lambda r: "apitools not found" not in r.getMessage())

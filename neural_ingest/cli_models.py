@@ -157,6 +157,7 @@ def register(
         register_models,
     )
     from neural_ingest.model_resolve import ModelNotFoundError
+    from neural_ingest.redact import redact_text, redact_url
     from neural_ingest.sinks.opensearch_client import make_client
 
     import logging
@@ -174,7 +175,7 @@ def register(
         sink_cfg = sink
     else:
         raise _UserError(f"{config}: the sink is not OpenSearch, so give the cluster with --host URL")
-    cluster = sink_cfg.hosts[0]
+    cluster = redact_url(sink_cfg.hosts[0])  # shown and stored: never the password
     if from_local and model_format.upper() != "TORCH_SCRIPT":
         raise _UserError("--from-local builds TorchScript zips: use --format torch_script, or give ONNX zips with --artifact")
     if search_pipeline and not sink:
@@ -213,7 +214,7 @@ def register(
         from opensearchpy import exceptions as os_exc
 
         if isinstance(e, os_exc.OpenSearchException):
-            raise _UserError(f"OpenSearch at {cluster}: {type(e).__name__}: {str(e)[:500]}") from None
+            raise _UserError(f"OpenSearch at {cluster}: {type(e).__name__}: {redact_text(str(e)[:500])}") from None
         raise
     finally:
         build_dir.cleanup()

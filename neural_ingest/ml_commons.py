@@ -270,22 +270,36 @@ class MLCommons:
                 self.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", chunk, what=f"{what}: chunk {n + 1}/{total}")
                 if progress:
                     progress(n + 1, total)
+        self.wait_model(model_id, ready={"REGISTERED", "DEPLOYED"}, failed={"REGISTER_FAILED", "DEPLOY_FAILED"},
+                        what=f"{what}: after uploading {total} chunks")
+        return model_id
+
+    def wait_model(self, model_id: str, *, ready: set[str], failed: set[str], what: str) -> dict[str, Any]:
+        """Poll the model until its ``model_state`` is in ``ready`` (raise when it is in ``failed``, or
+        still elsewhere after ``timeout`` seconds); return the model."""
         deadline = time.monotonic() + self.timeout
         while True:
             model = self.get_model(model_id) or {}
             state = model.get("model_state")
-            if state == "REGISTERED" or state == "DEPLOYED":
-                return model_id
-            if state in ("REGISTER_FAILED", "DEPLOY_FAILED") or time.monotonic() > deadline:
-                raise MLCommonsError(f"{what}: model {model_id} is {state} after uploading {total} chunks")
+            if state in ready:
+                return model
+            if state in failed:
+                raise MLCommonsError(f"{what}: model {model_id} is {state}; GET {ML}/models/{model_id} has the details")
+            if time.monotonic() > deadline:
+                raise MLCommonsError(
+                    f"{what}: model {model_id} is still {state} after {self.timeout:.0f}s; check it with GET {ML}/models/{model_id}"
+                )
             self._sleep(self.poll_interval)
 
     def deploy(self, model_id: str, *, name: str = "") -> dict[str, Any]:
+        """Deploy and return the model once ML Commons says it is deployed. The deploy task completes
+        before the model's own state follows (a loaded node showed DEPLOYING right after COMPLETED), so
+        the model itself is waited for, not only the task."""
         what = f"deploying {name or model_id} (model {model_id})"
         resp = self.request("POST", f"{ML}/models/{model_id}/_deploy", what=what)
         if resp.get("task_id"):
-            return self.wait_task(resp["task_id"], what=what)
-        return resp
+            self.wait_task(resp["task_id"], what=what)
+        return self.wait_model(model_id, ready={"DEPLOYED", "PARTIALLY_DEPLOYED"}, failed={"DEPLOY_FAILED"}, what=what)
 
     # --------------------------------------------------------------- search side
     def put_search_pipeline(self, name: str, field_models: dict[str, str], default_model_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from neural_ingest.chunking import plan_chunking
-from neural_ingest.config import PipelineConfig, encoder_field
+from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
 from neural_ingest.sinks import REPLACE, Sink, make_sink
@@ -50,6 +50,11 @@ class Prepared:
 def prepare(cfg: PipelineConfig, write_mode: str = REPLACE) -> Prepared:
     """Load each model once (to learn its dimension and similarity) and build the sink (``write_mode``:
     REPLACE for a run, UPSERT for a replay, which adds to what the sink holds)."""
+    if cfg.source.type == "opensearch":  # fail before loading any model, in one line
+        from neural_ingest.transforms.read_opensearch import source_problems
+
+        if problems := source_problems(cfg.source):
+            raise ConfigError("; ".join(problems))
     encoders = [(encoder_field(c), make_encoder(c)) for c in cfg.encoders]
     loaded = [enc.acquire() for _, enc in encoders]
     fields = {f: l.info for (f, _), l in zip(encoders, loaded)}

@@ -68,6 +68,23 @@ def shard_counts(client: Any, index: str) -> dict[str, int]:
     return counts
 
 
+def source_problems(cfg: OpenSearchSourceConfig) -> list[str]:
+    """Pre-flight for validate and run: the cluster answers and source.index names an index. One line
+    per problem, with the fix, never a password (instead of a Beam traceback from inside the read)."""
+    from opensearchpy import exceptions as os_exc
+
+    from neural_ingest.sinks.base import SinkError
+    from neural_ingest.sinks.opensearch import connection_problem
+
+    try:
+        shard_counts(client_for(cfg), cfg.index)
+    except (SinkError, SourceReadError) as e:  # a missing source.ca_certs; no such index
+        return [str(e)]
+    except os_exc.OpenSearchException as e:
+        return [connection_problem(cfg, e)]
+    return []
+
+
 def plan_slices(counts: dict[str, int], slices: int | None) -> dict[str, int]:
     """Slices per concrete index: the configured number, but never fewer than its primary shards."""
     return {name: max(slices or shards, shards) for name, shards in counts.items()}

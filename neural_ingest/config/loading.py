@@ -14,6 +14,7 @@ from neural_ingest.config.pipeline import PipelineConfig
 from neural_ingest.config.remote_encoders import EncoderConfig
 from neural_ingest.config.sinks import SinkConfig
 from neural_ingest.config.sources import AnySourceConfig
+from neural_ingest.tls import warn_insecure
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -38,28 +39,142 @@ def interpolate_env(value: Any, *, where: str = "") -> Any:
     return _ENV_PATTERN.sub(_sub, value)
 
 
+def _secret_fields() -> tuple[frozenset[str], frozenset[str]]:
+    """The config's secret fields, read from the models' types so a new one is covered without a list
+    to keep: names typed ``SecretStr`` (password, api_key) and names typed ``dict[str, SecretStr]``
+    (headers, credential), whose every value is a secret."""
+    import typing
+
+    from pydantic import BaseModel, SecretStr
+
+    fields: set[str] = set()
+    maps: set[str] = set()
+    seen: set[type] = set()
+
+    def flat(t: Any) -> list[Any]:
+        args = typing.get_args(t)
+        return [t] if not args else [x for a in args for x in flat(a)] + [typing.get_origin(t)]
+
+    def visit(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            if typing.get_origin(ann) is dict and SecretStr in flat(typing.get_args(ann)[1]):
+                maps.add(name)
+            elif SecretStr in flat(ann):
+                fields.add(name)
+            for t in flat(ann):
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    visit(t)
+
+    visit(PipelineConfig)
+    return frozenset(fields), frozenset(maps)
+
+
+SECRET_FIELDS, SECRET_MAPS = _secret_fields()
+
+
+def is_secret_key(parts: list[str]) -> bool:
+    """Whether a --set key path ends in a secret: a SecretStr field, or a value of a secret mapping."""
+    return parts[-1] in SECRET_FIELDS or (len(parts) > 1 and parts[-2] in SECRET_MAPS)
+
+
+def _kind(value: Any) -> str:
+    """A value's kind for messages (never the value itself: it may be a secret)."""
+    if isinstance(value, bool):
+        return "a true/false value"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a text value"
+    return f"a {type(value).__name__} value"
+
+
+def _index(key: str, where: str, items: list[Any], part: str) -> int:
+    n = len(items)
+    span = f"use 0..{n - 1}" if n else "it is empty"
+    if not part.isdigit():
+        raise ConfigError(f"--set {key}: {where} is a list, so {part!r} is not an item of it ({span}), e.g. --set {where}.0")
+    if int(part) >= n:
+        raise ConfigError(
+            f"--set {key}: {where} has {n} item{'s' if n != 1 else ''}, so {part} is out of range ({span}); "
+            f"to change the list, set it whole: --set '{where}=[...]'"
+        )
+    return int(part)
+
+
+def _step(node: Any, key: str, parts: list[str], depth: int) -> Any:
+    """The child of ``node`` named ``parts[depth]``, created as a section when it is missing or null."""
+    part, where = parts[depth], ".".join(parts[:depth]) or "(the top level)"
+    here = ".".join(parts[: depth + 1])
+    if isinstance(node, list):
+        child = node[_index(key, where, node, part)]
+        if child is None:
+            child = node[int(part)] = {}
+    else:
+        if part == "encoders" and "encoder" in node and "encoders" not in node:
+            node["encoders"] = [node.pop("encoder")]
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+    if not isinstance(child, (dict, list)):
+        raise ConfigError(f"--set {key}: {here} is {_kind(child)}, not a section: set {here} itself, e.g. --set {here}=...")
+    return child
+
+
+def _parse_value(key: str, parts: list[str], raw: str) -> Any:
+    if is_secret_key(parts):
+        return raw  # verbatim: a password may hold [ # : or look like a number; ${ENV} is still expanded
+    if raw == "":
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"--set {key}: the value is not valid YAML (an unclosed bracket, brace or quote?): "
+            f"fix it, or quote it to mean plain text: --set '{key}=\"...\"'"
+        ) from None
+
+
+def _key_of(item: str) -> str:
+    """The key-like start of a --set argument that has no '=' (up to a ':' or space, never a value after it)."""
+    m = re.match(r"[A-Za-z0-9_.\-]*", item)
+    return m.group(0) if m and m.group(0) else "(an argument)"
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars, so 64 is an int)."""
+    """Apply ``key.path=value`` overrides (values parsed as YAML, so 64 is an int; secret fields are
+    taken verbatim). Each problem is one ConfigError line naming the key; no value is ever echoed."""
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set encoders.0.batch_size=64")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
-        node: Any = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if isinstance(node, list):
-                node = node[int(part)]
-            else:
-                if part == "encoders" and "encoder" in node and "encoders" not in node:
-                    node["encoders"] = [node.pop("encoder")]
-                node = node.setdefault(part, {})
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        try:
+            _apply_one(data, item)
+        except ConfigError as e:  # a key typed with a newline or control character still makes one line
+            msg = str(e)
+            raise ConfigError(msg if msg.isprintable() else msg.encode("unicode_escape").decode("ascii")) from None
     return data
+
+
+def _apply_one(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {_key_of(item)}: expected key.path=value, e.g. --set encoders.0.batch_size=64")
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {key}: the key path has an empty part (two dots, or a dot at an end): write it like sink.bulk.max_docs")
+    value = _parse_value(key, parts, raw)
+    node: Any = data
+    for depth in range(len(parts) - 1):
+        node = _step(node, key, parts, depth)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(key, ".".join(parts[:-1]), node, last)] = value
+    else:
+        if last == "encoders" and "encoder" in node:
+            node.pop("encoder")  # the whole list replaces the single-encoder shorthand
+        node[last] = value
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -115,4 +230,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         raise ConfigError(f"{path}: expected a mapping at the top level")
     data = apply_overrides(data, overrides or [])
     data = interpolate_env(data)
-    return parse_config(data, source=str(path))
+    cfg = parse_config(data, source=str(path))
+    warn_insecure(cfg)  # on every command that loads it: certificate checks off is never silent
+    return cfg

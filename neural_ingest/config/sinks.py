@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, SecretStr, field_validator
 
 from neural_ingest.config.base import _Strict
+from neural_ingest.redact import redact_url
 
 KNN_MAX_K = 10_000  # OpenSearch's largest k for a knn query
 
@@ -94,7 +95,7 @@ class OpenSearchSinkConfig(_Strict):
         return v
 
     def describe(self) -> str:
-        return f"opensearch {self.hosts[0]}/{self.index}"
+        return f"opensearch {redact_url(self.hosts[0])}/{self.index}"
 
 
 class ParquetSinkConfig(_Strict):

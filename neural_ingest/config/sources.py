@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 
 from neural_ingest.config.base import _Strict
 from neural_ingest.config.sinks import AwsSigV4Config
+from neural_ingest.redact import redact_url
 
 
 class SourceConfig(_Strict):
@@ -53,7 +54,7 @@ class OpenSearchSourceConfig(_Strict):
     keep_alive: str = Field("10m", pattern=r"^\d+[smhd]$", description="Point-in-time keep-alive, renewed on every page.")
 
     def describe(self) -> str:
-        return f"opensearch {self.hosts[0]}/{self.index}"
+        return f"opensearch {redact_url(self.hosts[0])}/{self.index}"
 
 
 AnySourceConfig = Annotated[Union[SourceConfig, OpenSearchSourceConfig], Field(discriminator="type")]

@@ -7,11 +7,13 @@ from typing import Any
 import apache_beam as beam
 from opensearchpy import exceptions as os_exc
 
-from neural_ingest.config import KnnConfig, OpenSearchSinkConfig
+from neural_ingest.config import KnnConfig, OpenSearchSinkConfig, OpenSearchSourceConfig
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.sinks.base import UPSERT, Hit, Sink, SinkError
 from neural_ingest.sinks.mapping import index_body, mapping_problems
-from neural_ingest.sinks.opensearch_client import make_client
+from neural_ingest.redact import redact_text, redact_url
+from neural_ingest.sinks.opensearch_client import config_prefix, make_client
+from neural_ingest.tls import plain_http_problem, ssl_problem
 
 log = logging.getLogger(__name__)
 
@@ -19,18 +21,23 @@ log = logging.getLogger(__name__)
 DOTTED_TOKEN_WINDOW = 200
 
 
-def connection_problem(cfg: OpenSearchSinkConfig, err: Exception) -> str:
+def connection_problem(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, err: Exception) -> str:
     """A cluster error as one sentence with the fix; never includes credentials."""
-    host = cfg.hosts[0]
+    where = config_prefix(cfg)
+    host = redact_url(cfg.hosts[0])
     if isinstance(err, os_exc.AuthenticationException):
-        return f"{host} rejected the credentials (401): check sink.username and the password's environment variable"
+        return f"{host} rejected the credentials (401): check {where}.username and the password's environment variable"
     if isinstance(err, os_exc.AuthorizationException):
         return f"{host} refused access (403): the user needs index and cluster monitor permissions"
+    if isinstance(err, os_exc.ConnectionError):  # SSLError included: https:// to a plain-HTTP node fails either way
+        plain = plain_http_problem(f"{where}.hosts", cfg.hosts)
+        if plain:
+            return plain
     if isinstance(err, os_exc.SSLError):
-        return f"TLS to {host} failed ({type(err).__name__}): set sink.ca_certs to the cluster's CA bundle"
+        return ssl_problem(where, host, err, cfg.ca_certs)
     if isinstance(err, os_exc.ConnectionError):
-        return f"cannot reach OpenSearch at {host}: check sink.hosts and that the cluster is up"
-    return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {str(err)[:300]}"
+        return f"cannot reach OpenSearch at {host}: check {where}.hosts and that the cluster is up"
+    return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {redact_text(str(err)[:300])}"
 
 
 def knn_clause(knn: KnnConfig, field: str, vector: Any, k: int) -> dict[str, Any]:
@@ -62,12 +69,16 @@ class OpenSearchSink(Sink):
 
     def check(self, fields: dict[str, ModelInfo]) -> list[str]:
         try:
+            self.client  # noqa: B018 - building it checks the TLS settings (sink.ca_certs)
+        except SinkError as e:
+            return [str(e)]
+        try:
             self.client.info()
             problems: list[str] = []
             if any(i.kind == "dense" for i in fields.values()):
                 plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
                 if "opensearch-knn" not in plugins:
-                    problems.append(f"the k-NN plugin is not installed on {self.cfg.hosts[0]}: install opensearch-knn")
+                    problems.append(f"the k-NN plugin is not installed on {redact_url(self.cfg.hosts[0])}: install opensearch-knn")
             if any(i.kind == "sparse" for i in fields.values()):
                 problems += self._rank_features_problems()
             if self.client.indices.exists(index=self.cfg.index):

@@ -5,7 +5,14 @@ from typing import Any
 
 from opensearchpy import OpenSearch, RequestsHttpConnection
 
-from neural_ingest.config import OpenSearchSinkConfig
+from neural_ingest.config import OpenSearchSinkConfig, OpenSearchSourceConfig
+from neural_ingest.sinks.base import SinkError
+from neural_ingest.tls import ca_certs_problem
+
+
+def config_prefix(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig) -> str:
+    """How messages name the block: sink.hosts or source.hosts."""
+    return "source" if isinstance(cfg, OpenSearchSourceConfig) else "sink"
 
 
 def _aws_auth(cfg: OpenSearchSinkConfig) -> Any:
@@ -13,16 +20,19 @@ def _aws_auth(cfg: OpenSearchSinkConfig) -> Any:
     try:
         import boto3
     except ImportError:  # pragma: no cover - depends on the install
-        raise RuntimeError("sink.aws_sigv4 needs boto3: pip install 'neural-ingest[aws]'") from None
+        raise RuntimeError(f"{config_prefix(cfg)}.aws_sigv4 needs boto3: pip install 'neural-ingest[aws]'") from None
     from opensearchpy import AWSV4SignerAuth
 
     credentials = boto3.Session().get_credentials()
     if credentials is None:
-        raise RuntimeError("sink.aws_sigv4: no AWS credentials found (environment, profile or instance role)")
+        raise RuntimeError(f"{config_prefix(cfg)}.aws_sigv4: no AWS credentials found (environment, profile or instance role)")
     return AWSV4SignerAuth(credentials, cfg.aws_sigv4.region, cfg.aws_sigv4.service)
 
 
-def make_client(cfg: OpenSearchSinkConfig, timeout: float | None = None) -> OpenSearch:
+def make_client(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, timeout: float | None = None) -> OpenSearch:
+    problem = ca_certs_problem(f"{config_prefix(cfg)}.ca_certs", cfg.ca_certs)
+    if problem:  # else: a generic TLS error at the first request that suggests setting what is set
+        raise SinkError(problem)
     extra: dict[str, Any] = {}
     auth: Any = None
     if cfg.aws_sigv4:

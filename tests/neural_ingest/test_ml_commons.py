@@ -152,6 +152,38 @@ def test_task_polling_raises_with_the_explained_error_and_times_out():
         ml.wait_task("t3", what="x")
 
 
+class _Cluster:
+    """ML Commons answers in order (deploy, task, model...): the order a loaded node gave them. The
+    model's state lags its deploy task; no clock is involved, the waits are counted."""
+
+    def __init__(self, answers):
+        self.answers, self.sleeps = list(answers), 0
+        self.transport = self
+
+    def perform_request(self, method, path, body=None):
+        return self.answers.pop(0)
+
+    def sleep(self, seconds):
+        self.sleeps += 1
+
+
+def test_deploy_returns_only_once_the_model_is_deployed():
+    """test_ml_commons_remote_model_encodes_like_local saw DEPLOYING right after the deploy task completed."""
+    cluster = _Cluster([{"task_id": "t"}, {"state": "COMPLETED"}, {"model_state": "DEPLOYING"},
+                        {"model_state": "DEPLOYING"}, {"model_state": "DEPLOYED", "model_id": "m"}])
+    assert MLCommons(cluster, sleep=cluster.sleep).deploy("m")["model_state"] == "DEPLOYED"
+    assert cluster.answers == [] and cluster.sleeps == 2
+
+
+def test_deploy_that_fails_or_never_finishes_says_so():
+    cluster = _Cluster([{"task_id": "t"}, {"state": "COMPLETED"}, {"model_state": "DEPLOY_FAILED"}])
+    with pytest.raises(MLCommonsError, match="deploying m .model m.: model m is DEPLOY_FAILED"):
+        MLCommons(cluster, sleep=cluster.sleep).deploy("m")
+    cluster = _Cluster([{"task_id": "t"}, {"state": "COMPLETED"}, {"model_state": "DEPLOYING"}])
+    with pytest.raises(MLCommonsError, match="model m is still DEPLOYING after 0s"):
+        MLCommons(cluster, sleep=cluster.sleep, timeout=0).deploy("m")
+
+
 # ============================================================================= the real cluster
 @pytest.fixture
 def requests_seen(monkeypatch) -> list[dict[str, Any]]:

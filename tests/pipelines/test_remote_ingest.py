@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,10 @@ from typing import Any
 import pytest
 import requests
 
+from opensearchpy import OpenSearch
+
 from neural_ingest.config import parse_config
+from neural_ingest.ml_commons import MLCommons
 from neural_ingest.pipelines.ingest import run_ingest
 from servers.embedding_server import EmbeddingServer, sentence_transformer_encoder
 from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: F401 - fixtures
@@ -130,16 +132,6 @@ def _os(method: str, url: str, body: Any = None, ok=(200, 201)) -> dict[str, Any
     return r.json() if r.content else {}
 
 
-def _wait_task(base: str, task_id: str) -> dict[str, Any]:
-    for _ in range(120):
-        t = _os("GET", f"{base}{ML}/tasks/{task_id}")
-        if t.get("state") in ("COMPLETED", "FAILED", "COMPLETED_WITH_ERROR"):
-            assert t["state"] == "COMPLETED", t
-            return t
-        time.sleep(0.5)
-    raise AssertionError(f"task {task_id} did not finish: {t}")
-
-
 @pytest.fixture(scope="module")
 def ml_remote_model(opensearch_url, st_model):
     """A connector to an OpenAI-style loopback server (with an API key held by the connector), a remote
@@ -175,10 +167,11 @@ def ml_remote_model(opensearch_url, st_model):
         "name": f"issue5-minilm-{uuid.uuid4().hex[:6]}", "function_name": "remote",
         "description": "loopback all-MiniLM-L6-v2", "connector_id": connector,
     })
-    model_id = reg.get("model_id") or _wait_task(base, reg["task_id"])["model_id"]
-    dep = _os("POST", f"{base}{ML}/models/{model_id}/_deploy")
-    _wait_task(base, dep["task_id"])
-    meta = _os("GET", f"{base}{ML}/models/{model_id}")
+    # The product's waits (deadlines, not a number of polls): the deploy task completes before the model's
+    # state says DEPLOYED, so deploy() waits for the state this test needs.
+    ml = MLCommons(OpenSearch(hosts=[base], timeout=60), poll_interval=0.5, timeout=600)
+    model_id = reg.get("model_id") or ml.wait_task(reg["task_id"], what="registering the loopback model")["model_id"]
+    meta = ml.deploy(model_id, name="loopback model")
     assert meta["algorithm"] == "REMOTE" and meta["model_state"] == "DEPLOYED", meta
     try:
         yield {"model_id": model_id, "connector_id": connector, "server": server, "key": key}

@@ -249,13 +249,14 @@ def test_preflight_unreachable_is_reported_before_encoding(host, expect, make_co
 
 
 def test_preflight_tls_error_names_the_fix(opensearch_url, make_config, tmp_path):
-    """https:// against the plain-HTTP test node: a real TLS handshake failure."""
+    """https:// against the plain-HTTP test node: a real TLS handshake failure, named for what it is
+    (not "set sink.ca_certs", which would not help)."""
     cfg = make_config(sink="opensearch", index="never-created",
                       overrides={"sink.hosts": [opensearch_url.replace("http://", "https://")]})
     (tmp_path / "c.json").write_text(cfg.model_dump_json())
     r = CliRunner().invoke(main, ["validate", str(tmp_path / "c.json")])
     assert r.exit_code == 2, r.output
-    assert "TLS" in r.output and "ca_certs" in r.output
+    assert "speaks plain HTTP, not TLS: use http://" in r.output and "ca_certs" not in r.output
 
 
 def test_preflight_wrong_credentials(make_config, tmp_path, monkeypatch):

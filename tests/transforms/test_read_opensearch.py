@@ -87,3 +87,24 @@ def test_reembed_an_index_with_the_run_command(os_client, opensearch_url, index_
     got = os_client.get(index=new, id="r-0007")["_source"]
     assert got["topic"] == docs[7]["topic"] and got["text"] == f"{docs[7]['title']}\n\n{docs[7]['body']}"
     assert len(got["embedding"]) == 384
+
+
+# ------------------------------------------------------------------ pre-flight (validate and run)
+def test_source_problems_are_one_line_without_the_password(opensearch_url, index_name, os_client):
+    import socket
+
+    from neural_ingest.transforms.read_opensearch import source_problems
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = _source(f"http://reader:pw-src-42@127.0.0.1:{port}", index_name)
+    assert source_problems(down) == [
+        f"cannot reach OpenSearch at http://reader:***@127.0.0.1:{port}: check source.hosts and that the cluster is up"]
+    tls = _source(opensearch_url.replace("http://", "https://reader:pw-src-42@"), index_name)
+    [msg] = source_problems(tls)
+    assert msg.startswith("source.hosts: https://reader:***@") and "speaks plain HTTP, not TLS" in msg
+    assert source_problems(_source(opensearch_url, index_name)) == [
+        f"source index {index_name!r} does not exist: check source.index"]
+    os_client.indices.create(index=index_name)
+    assert source_problems(_source(opensearch_url, index_name)) == []

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from neural_ingest.config import ConfigError
 from neural_ingest.encoders.remote.client import RemoteSetupError
 from neural_ingest.encoders.remote.jsonpath import PathError, evaluate, has_wildcard, parse_path
-from neural_ingest.encoders.remote.redact import Redactor
+from neural_ingest.encoders.remote.redact import Redactor, safe_url
 
 
 class Adapter:
@@ -235,7 +235,12 @@ class OpenSearchMLAdapter(Adapter):
                 url, headers=self.headers(), auth=self.auth(), timeout=(self.cfg.connect_timeout, self.cfg.timeout), verify=client.verify
             )
         except Exception as e:  # noqa: BLE001
-            raise RemoteSetupError(self.redact(f"opensearch_ml: cannot reach {self.cfg.url}: {type(e).__name__}: {e}")) from None
+            from neural_ingest.tls import plain_http_problem
+
+            plain = plain_http_problem("opensearch_ml encoder url", [self.cfg.url])
+            raise RemoteSetupError(
+                self.redact(plain or f"opensearch_ml: cannot reach {safe_url(self.cfg.url)}: {type(e).__name__}: {e}")
+            ) from None
         if resp.status_code == 404:
             raise RemoteSetupError(
                 f"opensearch_ml: no model {self.cfg.model_id!r} in ML Commons at {self.cfg.url}; "

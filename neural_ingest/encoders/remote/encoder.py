@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from typing import Any, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
@@ -25,6 +24,8 @@ from neural_ingest.encoders.base import EncodeError, Encoder, Loaded, ModelInfo,
 from neural_ingest.encoders.remote.adapters import ADAPTERS
 from neural_ingest.encoders.remote.client import RemoteClient, RemoteError, RemoteSetupError
 from neural_ingest.encoders.remote.redact import Redactor, protect_logs, safe_url
+from neural_ingest.redact import SECRET_NAME
+from neural_ingest.tls import ca_certs_problem, plain_http_problem
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,6 @@ def secrets_of(cfg: Any) -> list[str]:
     return [s for s in out if s]
 
 
-_SECRET_PARAM = re.compile(r"(?i)key|token|secret|sig|passw|auth|credential")
-
-
 def redactor_for(cfg: Any) -> Redactor:
     """A Redactor for every secret of the config: SecretStr fields, the Basic-auth pair, and values of
     URL query parameters that look like keys (``?api-key=...``, ``&token=...``) or URL userinfo."""
@@ -61,7 +59,7 @@ def redactor_for(cfg: Any) -> Redactor:
     try:
         parts = urlsplit(url)
         r.add(parts.password)
-        r.add(*(v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)))
+        r.add(*(v for k, v in parse_qsl(parts.query) if SECRET_NAME.search(k)))
     except ValueError:
         pass
     if getattr(cfg, "password", None) is not None:
@@ -92,6 +90,9 @@ class RemoteEncoder(Encoder[RemoteClient]):
     # -- loading
     def load_model(self) -> Loaded[RemoteClient]:
         c = self.cfg
+        problem = ca_certs_problem(f"{c.type} encoder ca_certs", c.ca_certs)
+        if problem:
+            raise RemoteSetupError(problem)
         redact = redactor_for(c)
         protect_logs(redact)
         adapter = ADAPTERS[c.type](c, redact)
@@ -104,8 +105,10 @@ class RemoteEncoder(Encoder[RemoteClient]):
         if c.probe:
             res = client.encode_all([PROBE_TEXT])[0]
             if isinstance(res, Exception):
+                plain = (plain_http_problem(f"{c.type} encoder url", [c.url], "enable TLS on the service")
+                         if getattr(res, "reason", "") == "connection" else None)
                 raise RemoteSetupError(
-                    f"{c.type} encoder: the probe request failed: {res} "
+                    redact(plain) if plain else f"{c.type} encoder: the probe request failed: {res} "
                     f"(check url, model and api_key; set probe: false to skip this check)"
                 ) from None
             if c.output == "dense":

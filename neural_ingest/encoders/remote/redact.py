@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import threading
 from typing import Iterable
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-MASK = "***"
+from neural_ingest.redact import MASK, scrub_auth_headers  # noqa: F401  (re-exported)
+from neural_ingest.redact import redact_url as safe_url  # noqa: F401  (one URL redaction for the whole tool)
+
 _MIN_LEN = 4  # shorter "secrets" would mask ordinary words
 
 
@@ -43,28 +44,6 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
-
-
-def safe_url(url: str) -> str:
-    """The URL without user:password@ (query strings are left to the Redactor)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-_AUTH_HEADER = re.compile(r"(?i)(authorization|x-api-key|api-key)(['\"]?\s*[:=]\s*['\"]?)([^'\"\s,}]+(?:\s+[^'\"\s,}]+)?)")
-
-
-def scrub_auth_headers(text: str) -> str:
-    """Mask anything that looks like an Authorization / API-key header value (defence in depth)."""
-    return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
 
 class _LogFilter(logging.Filter):

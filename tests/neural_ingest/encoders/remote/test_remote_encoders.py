@@ -178,6 +178,21 @@ def test_unreachable_service_fails_the_probe_clearly():
         remote({"type": "tei", "url": "http://127.0.0.1:9", "retry": {**FAST_RETRY, "attempts": 1}})
 
 
+def test_https_to_a_plain_http_service_says_so(make_server):
+    s = make_server()
+    url = s.url.replace("http://", "https://u:pw-77@")
+    with pytest.raises(RemoteSetupError) as e:
+        remote({"type": "tei", "url": url, "retry": {**FAST_RETRY, "attempts": 1}})
+    msg = str(e.value)
+    assert msg.startswith(f"tei encoder url: https://u:***@{s.url[len('http://'):]} speaks plain HTTP, not TLS"), msg
+    assert "pw-77" not in msg
+
+
+def test_missing_ca_certs_is_named(tmp_path):
+    with pytest.raises(RemoteSetupError, match=f"^tei encoder ca_certs: {tmp_path}/ca.pem does not exist"):
+        remote({"type": "tei", "url": "https://127.0.0.1:9", "ca_certs": str(tmp_path / "ca.pem")})
+
+
 # --------------------------------------------------------------------------- rate limit
 def test_rate_limit_is_shared_and_enforced(make_server):
     s = make_server()

@@ -107,7 +107,7 @@ def test_redactor_masks_plain_quoted_and_basic_auth_forms():
     out = r(msg)
     for leaked in ("sk-live-abc/123", "sk-live-abc%2F123", "YWRtaW46cHctczNjcmV0", "pw-s3cret"):
         assert leaked not in out
-    assert safe_url("https://u:p@host:9200/x") == "https://host:9200/x"
+    assert safe_url("https://u:p@host:9200/x") == "https://u:***@host:9200/x"
     assert "tok123" not in scrub_auth_headers("{'Authorization': 'Bearer tok123'}")
 
 
