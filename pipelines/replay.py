@@ -50,7 +50,10 @@ def _original(letter: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-def replay(dlq_path: str, cfg: PipelineConfig, beam_args: list[str] | None = None, summary_path: str | None = None) -> RunSummary:
+def replay(
+    dlq_path: str, cfg: PipelineConfig, beam_args: list[str] | None = None, summary_path: str | None = None,
+    *, config_path: str | None = None,
+) -> RunSummary:
     from neural_ingest.pipelines.ingest import new_run_id, run_ingest
 
     files = dead_letter_files(dlq_path)
@@ -72,4 +75,4 @@ def replay(dlq_path: str, cfg: PipelineConfig, beam_args: list[str] | None = Non
                               text_separator=s.text_separator, metadata_fields=s.metadata_fields, deduplicate=s.deduplicate)
     else:
         source = cfg.source.model_copy(update={"type": "jsonl", "path": str(out), "encoding": "utf-8"})
-    return run_ingest(cfg.model_copy(update={"source": source}), beam_args, summary_path)
+    return run_ingest(cfg.model_copy(update={"source": source}), beam_args, summary_path, config_path=config_path)
