@@ -12,6 +12,7 @@ from neural_ingest import __version__
 
 
 _VERBOSE = False
+_QUIET = False
 
 
 def _setup_logging(verbose: bool, quiet: bool = False) -> None:
@@ -20,8 +21,8 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     Client libraries (opensearch-py, urllib3) log every failed request with a traceback: without -v
     they stay quiet (ERROR), our own warnings say what happened in one line, and no traceback is shown.
     """
-    global _VERBOSE
-    _VERBOSE = verbose
+    global _VERBOSE, _QUIET
+    _VERBOSE, _QUIET = verbose, quiet
     tty = sys.stderr.isatty()
     handler: logging.Handler
     if tty:
@@ -199,7 +200,8 @@ def _finish(summary) -> None:
     """Print the summary (stderr); exit 1 when counts do not reconcile (a bug), 3 when the error budget is spent."""
     from neural_ingest import exit_codes
 
-    summary.render()
+    if not _QUIET or summary.status != "succeeded" or summary.warnings:  # -q: the summary only when it has news
+        summary.render()
     if not summary.reconciles:
         raise click.ClickException("counts do not reconcile (read != indexed + failed + skipped): please report this")
     if summary.error_budget:

@@ -59,6 +59,7 @@ class Progress:
     _bar: Any = None
     _tasks: dict[str, Any] = {}
     clock: Callable[[], float] = time.monotonic
+    console: Any = None  # the bar's rich Console (default: stderr)
 
     @classmethod
     def add(cls, what: str, n: int, every: float = 10.0) -> None:
@@ -98,7 +99,7 @@ class Progress:
 
             cls._bar = Bar(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+                TextColumn("ETA"), TimeRemainingColumn(), console=cls.console or Console(stderr=True), transient=False,
             )
             cls._bar.start()
 
