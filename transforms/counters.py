@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from apache_beam.metrics import Metrics
 
@@ -94,11 +95,17 @@ class Progress:
         cls._start = cls._last = cls.clock()
         if cls.display == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             from rich.progress import Progress as Bar
 
             cls._bar = Bar(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), _rate_column(), TimeElapsedColumn(),
                 TextColumn("ETA"), TimeRemainingColumn(), console=cls.console or Console(stderr=True), transient=False,
             )
             cls._bar.start()
@@ -131,7 +138,8 @@ def describe(totals: dict[str, int], elapsed: float, total: int | None = None) -
     return "; ".join(parts)
 
 
-def _rate_column():
+def _rate_column() -> Any:
+    """Built lazily, so importing the transforms on a worker does not import rich.progress."""
     from rich.progress import ProgressColumn
     from rich.text import Text
 
@@ -142,8 +150,4 @@ def _rate_column():
             elapsed = task.elapsed or 0.0
             return Text(f"{task.completed / elapsed:,.1f}/s" if elapsed >= 1.0 else "-/s")
 
-    return RateColumn
-
-
-def _RateColumn():  # noqa: N802 - built lazily so importing the transforms does not import rich.progress
-    return _rate_column()()
+    return RateColumn()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from support import MINILM, synthetic_docs, write_jsonl
 
 from neural_ingest.cli import main
-from support import MINILM, synthetic_docs, write_jsonl
 
 
 @pytest.fixture(autouse=True)
@@ -27,8 +27,9 @@ def _restore_logging():
 
 @pytest.fixture(scope="module")
 def _model():
-    from neural_ingest.config import parse_config
     from support import hold_model
+
+    from neural_ingest.config import parse_config
 
     hold_model(parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu"}}))
 
@@ -92,10 +93,9 @@ def test_glob_matching_nothing_is_one_line_naming_path_and_directory(tmp_path, m
     for command in ("validate", "run"):
         r = cli(command, cfg)
         assert r.exit_code == 2, (command, r.stderr)
-        assert r.stderr.strip().splitlines() == [
-            f"Error: source.path exports/*.jsonl matches no file (resolved against {tmp_path}; "
-            f"directory {tmp_path / 'exports'} does not exist): check source.path"
-        ]
+        expected = (f"Error: source.path exports/*.jsonl matches no file (resolved against {tmp_path}; "
+                    f"directory {tmp_path / 'exports'} does not exist): check source.path")
+        assert r.stderr.strip().splitlines() == [expected]
     (tmp_path / "exports").mkdir()
     r = cli("run", cfg, "--summary", str(tmp_path / "s.json"))
     assert r.exit_code == 2 and f"resolved against {tmp_path})" in r.stderr
@@ -201,3 +201,21 @@ def test_readme_documents_every_exit_code():
     for command in ("run", "search", "validate", "dlq replay", "reindex", "rollback", "models"):
         assert f"`{command}`" in table
     assert os.path.exists(Path(__file__).resolve().parents[2] / "neural_ingest" / "exit_codes.py")
+
+
+def test_a_failed_bulk_retry_is_one_warning_line_without_traceback(capsys):
+    """Today each retry against a down node printed opensearch-py's and urllib3's tracebacks (a 45 s
+    outage: ~2,400 lines). A real refused connection (nothing listens on 127.0.0.1:9299)."""
+    from neural_ingest.cli import _setup_logging
+    from neural_ingest.config import OpenSearchSinkConfig
+    from neural_ingest.sinks.bulk import BulkWriter, make_item
+    from neural_ingest.sinks.opensearch_client import make_client
+
+    _setup_logging(verbose=False)
+    cfg = OpenSearchSinkConfig(hosts=["http://127.0.0.1:9299"], index="never", bulk={"outage_deadline": 0.2, "initial_backoff": 0.01})
+    writer = BulkWriter(make_client(cfg), cfg.bulk, sleep=lambda s: None)
+    results = list(writer.write([make_item(1, "never", "1", {"text": "t"})]))
+    assert [r.error_type for r in results] == ["unavailable"]
+    lines = capsys.readouterr().err.splitlines()
+    assert writer.retried_requests >= 1 and len(lines) == writer.retried_requests, lines[:20]
+    assert all("WARNING bulk request of 1 docs failed (ConnectionError); retrying for up to" in line for line in lines)

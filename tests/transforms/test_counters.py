@@ -67,6 +67,9 @@ def test_terminal_bar_has_counts_rate_and_eta(clock, monkeypatch):
     Progress.begin(total=300)
     Progress.add("indexed", 100, every=10)
     Progress.end()
+    Progress.begin()
+    Progress.add("encoded[embedding]", 7, every=10)  # brackets are not rich markup
+    Progress.end()
     text = out.getvalue()
-    assert "indexed" in text and "100/300" in text and "ETA" in text
+    assert "indexed" in text and "100/300" in text and "ETA" in text and "encoded[embedding]" in text
     assert "0000000" not in text  # no rate over ~0 s
