@@ -18,11 +18,14 @@ from neural_ingest.cli import main
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """The CLI installs its handler on the root logger (bound to CliRunner's stream): undo it after each test."""
+    from neural_ingest.transforms.counters import Progress
+
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    handlers, level, display = root.handlers[:], root.level, Progress.display
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    Progress.display = display  # -q sets it process-wide
 
 
 @pytest.fixture(scope="module")
