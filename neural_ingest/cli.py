@@ -11,26 +11,51 @@ import click
 from neural_ingest import __version__
 
 
-def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+_VERBOSE = False
+_QUIET = False
 
+
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    """Logs and progress on stderr (results go to stdout); INFO by default, so progress shows.
+
+    Client libraries (opensearch-py, urllib3) log every failed request with a traceback: without -v
+    they stay quiet (ERROR), our own warnings say what happened in one line, and no traceback is shown.
+    """
     from neural_ingest.redact import install_log_redaction
 
     install_log_redaction()  # credentials in URLs out of every log line and traceback, any library's
+    global _VERBOSE, _QUIET
+    _VERBOSE, _QUIET = verbose, quiet
+    tty = sys.stderr.isatty()
+    handler: logging.Handler
+    if tty:
+        from rich.console import Console
+        from rich.logging import RichHandler
 
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
+    else:  # a log file or a CronJob's log: one plain line per event, no wrapping
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     # Beam's GCP IO says this on import when its optional extras are absent: not the user's concern.
     handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[handler],
-        force=True,
-    )
-    for noisy in ("apache_beam", "opensearch", "urllib3", "sentence_transformers", "transformers", "httpx", "root"):
+    if not verbose:
+        handler.addFilter(_drop_traceback)
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    for noisy in ("apache_beam", "sentence_transformers", "transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for client in ("opensearch", "urllib3"):  # one line per failed request, with a traceback: -v only
+        logging.getLogger(client).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    from neural_ingest.transforms.counters import Progress  # after the handler: importing Beam logs
+
+    Progress.display = "off" if quiet else "bar" if tty else "log"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _drop_traceback(record: logging.LogRecord) -> bool:
+    """Without -v a log record is its one line: tracebacks only with -v."""
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
 
 
 def _load(config: str, overrides: tuple[str, ...]):
@@ -39,7 +64,7 @@ def _load(config: str, overrides: tuple[str, ...]):
     try:
         return load_config(config, list(overrides))
     except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+        raise _UserError(str(e)) from None
 
 
 class _UserError(click.ClickException):
@@ -48,20 +73,52 @@ class _UserError(click.ClickException):
 
 def _user_errors():
     """Errors a user can fix, shown as one message instead of a traceback."""
-    from neural_ingest.catalogue import ModelMismatchError
-    from neural_ingest.config import ConfigError
-    from neural_ingest.model_resolve import ModelNotFoundError
-    from neural_ingest.sinks.base import SinkError
+    from neural_ingest.exit_codes import user_error_types
 
-    return (ConfigError, ModelNotFoundError, ModelMismatchError, SinkError)
+    return user_error_types()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Every command's errors take one path: user errors -> one line, exit 2; anything else is a bug:
+    one line, exit 1 (the traceback with -v). The README's exit-code table is this."""
+
+    def invoke(self, ctx: click.Context):
+        from neural_ingest import exit_codes
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(exit_codes.INTERRUPTED)
+        except Exception as e:  # noqa: BLE001 - the one place that turns an exception into an exit code
+            code = exit_codes.exit_code_for(e)
+            if code == exit_codes.USER:
+                click.echo(f"Error: {exit_codes.one_line(e)}", err=True)
+            else:
+                if _VERBOSE:
+                    import traceback
+
+                    traceback.print_exc(file=sys.stderr)
+                click.echo(
+                    f"Error: internal error: {exit_codes.one_line(e)} (a bug: please report it; -v shows the traceback)", err=True
+                )
+            sys.exit(code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="neural-ingest")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging, including Beam's.")
-def main(verbose: bool) -> None:
-    """Batch embedding ETL for OpenSearch semantic search, on Apache Beam."""
-    _setup_logging(verbose)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging, including Beam's, and tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only; no progress.")
+def main(verbose: bool, quiet: bool) -> None:
+    """Batch embedding ETL for OpenSearch semantic search, on Apache Beam.
+
+    Logs and progress go to stderr, results (search hits, --json) to stdout. Exit codes: 0 ok, 1 a bug,
+    2 a problem to fix (config, input, model, cluster), 3 error budget spent, 4 reindex validation failed,
+    5 lock held.
+    """
+    _setup_logging(verbose, quiet)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -75,7 +132,7 @@ def run(config: str, overrides: tuple[str, ...], summary_path: str | None, beam_
 
     cfg = _load(config, overrides)
     try:
-        summary = run_ingest(cfg, list(beam_args), summary_path)
+        summary = run_ingest(cfg, list(beam_args), summary_path, config_path=config)
     except _user_errors() as e:
         raise _UserError(str(e)) from None
     _finish(summary)
@@ -143,13 +200,16 @@ def search(
 
 
 def _finish(summary) -> None:
-    """Print the summary; exit non-zero when counts do not reconcile or the error budget is spent."""
-    summary.render()
+    """Print the summary (stderr); exit 1 when counts do not reconcile (a bug), 3 when the error budget is spent."""
+    from neural_ingest import exit_codes
+
+    if not _QUIET or summary.status != "succeeded" or summary.warnings:  # -q: the summary only when it has news
+        summary.render()
     if not summary.reconciles:
         raise click.ClickException("counts do not reconcile (read != indexed + failed + skipped): please report this")
     if summary.error_budget:
         click.echo(f"Error: the run failed its error budget: {summary.error_budget}. Dead letters: {summary.dead_letter_path}", err=True)
-        sys.exit(3)
+        sys.exit(exit_codes.ERROR_BUDGET)
 
 
 @main.group()
@@ -172,7 +232,7 @@ def dlq_replay(dlq_path: str, config: str, overrides: tuple[str, ...], summary_p
 
     cfg = _load(config, overrides)
     try:
-        summary = replay(dlq_path, cfg, list(beam_args), summary_path)
+        summary = replay(dlq_path, cfg, list(beam_args), summary_path, config_path=config)
     except (*_user_errors(), FileNotFoundError, ValueError) as e:
         raise _UserError(str(e)) from None
     if summary.sink_shrank:
@@ -193,11 +253,16 @@ def validate(config: str, overrides: tuple[str, ...]) -> None:
     """Check CONFIG, the models and (for OpenSearch) the cluster and any existing index. Encodes nothing."""
     from neural_ingest.pipelines.ingest import prepare
 
+    from neural_ingest.pipelines.ingest import check_source
+
     cfg = _load(config, overrides)
     try:
+        source = check_source(cfg.source)
         prep = prepare(cfg)
     except _user_errors() as e:
         raise _UserError(str(e)) from None
+    if source:
+        click.echo(f"source ok: {source}")
     for f, info in prep.fields.items():
         click.echo(f"model ok: {info.name} -> field {f!r} ({info.kind}, dim={info.dimension}, space={info.space_type})")
     problems = prep.sink.check(prep.fields)

@@ -23,6 +23,8 @@ class Document:
     # With chunking on: [{"text", "start", "end", "index"}, ...] (neural_ingest.chunking), and each
     # embeddings[field] is then a list with one vector / sparse map per chunk, in chunk order.
     chunks: list[dict[str, Any]] | None = None
+    # (file, byte offset / line / row) in the source, while duplicates are resolved: the last wins.
+    position: tuple[str, int] | None = None
 
 
 @dataclass

@@ -53,6 +53,17 @@ class RunSummary:
     # run, where it can tell (`dlq replay`): a replay only adds, so fewer after is a failure.
     sink_rows_before: int | None = None
     sink_rows_after: int | None = None
+    # How many records had each configured text field (a field present in none is warned about).
+    text_fields: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what a user should look at although the run went through
+    # Provenance: when, which code and which config; how it ended (the CLI's exit code, and the error of a failed run).
+    started_at: str | None = None  # ISO 8601, UTC
+    ended_at: str | None = None
+    version: str | None = None  # neural-ingest's
+    config_path: str | None = None
+    config_sha256: str | None = None  # of the validated config as canonical JSON, secrets masked: a hash only
+    exit_code: int | None = None
+    error: str | None = None
 
     def apply_error_budget(self, max_failed: int | None, max_failed_ratio: float | None) -> None:
         """Mark the run failed when failures exceed the configured budget (the CLI then exits 3)."""
@@ -66,6 +77,18 @@ class RunSummary:
         if self.error_budget:
             self.status = "failed"
 
+    def check_input(self, source: str) -> list[str]:
+        """Warn about input that "succeeds" silently: no records at all, a text field no record had."""
+        new: list[str] = []
+        if self.read == 0:
+            new.append(f"the source produced no records ({source}): empty input, nothing was indexed")
+        else:
+            for f, n in self.text_fields.items():
+                if n == 0:
+                    new.append(f"text field {f!r} was present in none of the {self.read:,} records: check source.text_fields")
+        self.warnings.extend(new)
+        return new
+
     @property
     def sink_shrank(self) -> bool:
         before, after = self.sink_rows_before, self.sink_rows_after
@@ -76,7 +99,9 @@ class RunSummary:
         return self.read == self.indexed + self.failed + self.skipped
 
     @classmethod
-    def from_counters(cls, totals: dict[str, int], *, fields: list[str], seconds: float, **kw: Any) -> "RunSummary":
+    def from_counters(
+        cls, totals: dict[str, int], *, fields: list[str], seconds: float, text_fields: list[str] = (), **kw: Any  # type: ignore[assignment]
+    ) -> "RunSummary":
         failed = {k.removeprefix("failed."): v for k, v in totals.items() if k.startswith("failed.")}
         skipped = {k.removeprefix("skipped."): v for k, v in totals.items() if k.startswith("skipped.")}
         encoded = {f: totals.get(f"encoded.{f}", 0) for f in fields}
@@ -99,6 +124,7 @@ class RunSummary:
             chunks=totals.get("chunks", 0),
             reused=totals.get("reused", 0),
             deleted=totals.get("deleted", 0),
+            text_fields={f: totals.get(f"text_field.{f}", 0) for f in text_fields},
             **kw,
         )
 
@@ -139,9 +165,15 @@ class RunSummary:
             t.add_row("truncated", f"{self.truncated:,} documents longer than a model's maximum ({by}); see chunking")
         if self.retries:
             t.add_row("retries", ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())))
+        if self.text_fields:
+            t.add_row("text fields", ", ".join(f"{k}={v:,}" for k, v in self.text_fields.items()) + " records had them")
         t.add_row("dead letters", self.dead_letter_path if self.failed or self.skipped else "none")
         if self.error_budget:
             t.add_row("ERROR BUDGET", self.error_budget)
+        for w in self.warnings:
+            t.add_row("WARNING", w)
+        if self.error:
+            t.add_row("ERROR", self.error)
         t.add_row("runner", self.runner)
         Console(stderr=True).print(t)
 

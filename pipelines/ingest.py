@@ -97,47 +97,144 @@ def build_ingest(
     _ = tuple(dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(cfg.dead_letter.path, run_id)
 
 
+def check_source(source: Any) -> str | None:
+    """The source's files must exist: one line naming the path and the directory it was resolved
+    against, instead of Beam's traceback at pipeline construction. None for an index source."""
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from neural_ingest.config import ConfigError
+
+    path = getattr(source, "path", None)
+    if source.type == "opensearch" or not path:
+        return None
+    local = "://" not in path
+    base = os.getcwd()
+    try:
+        found = [m for m in FileSystems.match([path])[0].metadata_list if not (local and os.path.isdir(m.path))]
+    except Exception as e:  # noqa: BLE001 - BeamIOError for a missing directory, or a filesystem without its extras
+        if not local:
+            raise ConfigError(f"source.path {path}: cannot list it ({' '.join(str(e).split())[:300]}): check source.path") from None
+        found = []
+    if not found:
+        where = f"resolved against {base}" if local and not os.path.isabs(path) else "an absolute path"
+        parent = os.path.dirname(os.path.join(base, path)) if local else ""
+        missing = f"; directory {parent} does not exist" if local and not any(c in parent for c in "*?[") and not os.path.isdir(parent) else ""
+        raise ConfigError(f"source.path {path} matches no file ({where}{missing}): check source.path")
+    return f"{source.type} {path}: {len(found)} file(s), {sum(m.size_in_bytes for m in found):,} bytes"
+
+
+def expected_records(source: Any) -> int | None:
+    """How many records the source holds, when that is cheap to know (Parquet footers), for the ETA."""
+    if source.type != "parquet":
+        return None
+    try:
+        import pyarrow.parquet as pq
+        from apache_beam.io.filesystems import FileSystems
+
+        files = FileSystems.match([source.path])[0].metadata_list
+        total = 0
+        for m in files:
+            with FileSystems.open(m.path) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        return total
+    except Exception:  # noqa: BLE001 - only an ETA: without it the bar shows counts and rates
+        return None
+
+
+def config_sha256(cfg: PipelineConfig) -> str:
+    """sha256 of the validated config as canonical JSON; secret fields are masked before hashing."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def run_ingest(
     cfg: PipelineConfig,
     beam_args: list[str] | None = None,
     summary_path: str | None = None,
     before_encode: beam.PTransform | None = None,
     write_mode: str = REPLACE,
+    *,
+    config_path: str | None = None,
 ) -> RunSummary:
-    run_id = new_run_id()
-    cfg = absolute_paths(cfg)  # workers of a distributed runner run in another directory
-    prep = prepare(cfg, write_mode)
-    prep.sink.prepare(prep.fields, run_id)  # pre-flight: fails before any encoding
+    """Run the pipeline and summarise it. A run that fails still writes its summary (status "failed",
+    the error and its exit code) to ``summary_path``, and prints it when the pipeline had started."""
+    from neural_ingest import __version__, exit_codes
 
-    options = PipelineOptions([*cfg.beam_args, *(beam_args or [])])
-    std = options.view_as(StandardOptions)
-    std.runner = std.runner or "DirectRunner"
-    Progress.reset()
-    t0 = time.monotonic()
-    p = beam.Pipeline(options=options)
-    build_ingest(p, cfg, prep, run_id, before_encode)
+    run_id = new_run_id()
+    started_at, t0 = _utc_now(), time.monotonic()
+    meta: dict[str, Any] = {"run_id": run_id, "name": cfg.run.name, "started_at": started_at, "version": __version__,
+                            "config_path": config_path, "dead_letter_path": f"{cfg.dead_letter.path.rstrip('/')}/{run_id}"}
+    started = False
     try:
-        result = p.run()
-        result.wait_until_finish()
-    except BaseException:
-        prep.sink.finalize(run_id, success=False)
+        check_source(cfg.source)
+        cfg = absolute_paths(cfg)  # workers of a distributed runner run in another directory
+        meta["config_sha256"] = config_sha256(cfg)
+        meta["dead_letter_path"] = f"{cfg.dead_letter.path.rstrip('/')}/{run_id}"
+        prep = prepare(cfg, write_mode)
+        prep.sink.prepare(prep.fields, run_id)  # pre-flight: fails before any encoding
+        options = PipelineOptions([*cfg.beam_args, *(beam_args or [])])
+        std = options.view_as(StandardOptions)
+        std.runner = std.runner or "DirectRunner"
+        meta["runner"] = str(std.runner)
+        p = beam.Pipeline(options=options)
+        build_ingest(p, cfg, prep, run_id, before_encode)
+        started = True
+        Progress.begin(expected_records(cfg.source))
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        except BaseException:
+            Progress.end()
+            prep.sink.finalize(run_id, success=False)
+            raise
+        Progress.end()
+        seconds = time.monotonic() - t0
+        prep.sink.finalize(run_id, success=True)
+    except BaseException as e:
+        summary = _failed_summary(meta, e, time.monotonic() - t0)
+        if summary_path:
+            summary.write(summary_path)
+        if started:
+            summary.render()
         raise
-    seconds = time.monotonic() - t0
-    prep.sink.finalize(run_id, success=True)
     summary = RunSummary.from_counters(
         counter_totals(result),
         fields=list(prep.fields),
+        text_fields=list(cfg.source.text_fields),
         seconds=seconds,
-        run_id=run_id,
-        name=cfg.run.name,
         status="succeeded",
         sink=prep.sink.describe(),
         index=prep.sink.index_name,
-        dead_letter_path=f"{cfg.dead_letter.path.rstrip('/')}/{run_id}",
-        runner=str(std.runner),
         models={f: i.as_dict() for f, i in prep.fields.items()},
+        **meta,
     )
     summary.apply_error_budget(cfg.run.max_failed, cfg.run.max_failed_ratio)
+    for warning in summary.check_input(getattr(cfg.source, "path", None) or getattr(cfg.source, "index", "")):
+        log.warning("%s", warning)
+    summary.ended_at = _utc_now()
+    summary.exit_code = (
+        exit_codes.INTERNAL if not summary.reconciles else exit_codes.ERROR_BUDGET if summary.error_budget else exit_codes.OK
+    )
     if summary_path:
         summary.write(summary_path)
     return summary
+
+
+def _failed_summary(meta: dict[str, Any], error: BaseException, seconds: float) -> RunSummary:
+    """What is known of a run that did not finish: no counts (the runner's metrics died with it)."""
+    from neural_ingest import exit_codes
+
+    return RunSummary(
+        status="failed", read=0, encoded=0, indexed=0, failed=0, skipped=0, seconds=round(seconds, 3), docs_per_second=0.0,
+        sink="", index=None, runner=meta.pop("runner", ""), ended_at=_utc_now(), error=exit_codes.one_line(error),
+        exit_code=exit_codes.exit_code_for(error), **meta,
+    )

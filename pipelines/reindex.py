@@ -533,6 +533,7 @@ def _write(summary: RunSummary, result: ReindexResult, path: str | None) -> None
     import json
     from pathlib import Path
 
+    summary.exit_code = result.exit_code
     data = summary.to_dict()
     data["reindex"] = result.to_dict()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -161,7 +161,10 @@ def _utf8(s: str) -> bool:
         return False
 
 
-def replay(dlq_path: str, cfg: PipelineConfig, beam_args: list[str] | None = None, summary_path: str | None = None) -> RunSummary:
+def replay(
+    dlq_path: str, cfg: PipelineConfig, beam_args: list[str] | None = None, summary_path: str | None = None,
+    *, config_path: str | None = None,
+) -> RunSummary:
     """Run the dead letters' records again, adding them to what the sink holds (never replacing it)."""
     from neural_ingest.pipelines.ingest import new_run_id, run_ingest
 
@@ -189,13 +192,16 @@ def replay(dlq_path: str, cfg: PipelineConfig, beam_args: list[str] | None = Non
         source = cfg.source.model_copy(update={"type": "jsonl", "path": str(out), "encoding": "utf-8"})
     counter = make_sink(cfg.sink, UPSERT)
     before = counter.count()
-    summary = run_ingest(cfg.model_copy(update={"source": source}), beam_args, summary_path, write_mode=UPSERT)
+    summary = run_ingest(cfg.model_copy(update={"source": source}), beam_args, summary_path, write_mode=UPSERT,
+                         config_path=config_path)
     summary.sink_rows_before, summary.sink_rows_after = before, counter.count()
     if got.not_replayable:
         _carry_over(summary, got.not_replayable)
         summary.apply_error_budget(cfg.run.max_failed, cfg.run.max_failed_ratio)
     if summary.sink_shrank:
-        summary.status = "failed"
+        from neural_ingest import exit_codes
+
+        summary.status, summary.exit_code = "failed", exit_codes.ERROR_BUDGET
     if summary_path:
         summary.write(summary_path)
     return summary

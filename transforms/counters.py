@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from apache_beam.metrics import Metrics
 
@@ -42,31 +44,110 @@ def skip_record(stage: str, reason: str, message: str, record, doc_id: str | Non
 
 
 class Progress:
-    """Process-wide progress lines for long runs, at most one every ``every`` seconds.
+    """Process-wide progress of a long run: a rich progress bar on a terminal, else a log line at most
+    every ``every`` seconds.
 
-    Works on every runner: on a cluster it shows up in each worker's log.
+    Counted inside DoFns, so the DirectRunner (in-process) drives the bar of the CLI; on other runners
+    each worker logs its own lines. Rates are shown only once a second has passed, never over ~0 s.
     """
 
     _lock = threading.Lock()
     _totals: dict[str, int] = {}
     _start: float | None = None
     _last: float = 0.0
+    total: int | None = None  # records expected, when the source can tell cheaply (ETA)
+    display: str = "log"  # "log" | "bar" | "off": the CLI picks it (-q: off; a terminal: bar)
+    _bar: Any = None
+    _tasks: dict[str, Any] = {}
+    clock: Callable[[], float] = time.monotonic
+    console: Any = None  # the bar's rich Console (default: stderr)
 
     @classmethod
     def add(cls, what: str, n: int, every: float = 10.0) -> None:
+        if cls.display == "off":
+            return
         with cls._lock:
-            now = time.monotonic()
-            if cls._start is None:
-                cls._start = now
+            now = cls.clock()
+            if cls._start is None:  # a worker that did not see begin(): its first record starts the clock
+                cls._start = cls._last = now
             cls._totals[what] = cls._totals.get(what, 0) + n
+            if cls._bar is not None:
+                cls._advance(what, n)
+                return
             if now - cls._last < every:
                 return
             cls._last = now
-            elapsed = max(now - cls._start, 1e-9)
-            parts = ", ".join(f"{k} {v:,} ({v / elapsed:.1f}/s)" for k, v in sorted(cls._totals.items()))
-        log.info("progress: %s", parts)
+            line = describe(cls._totals, now - cls._start, cls.total)
+        log.info("progress: %s", line)
+
+    @classmethod
+    def _advance(cls, what: str, n: int) -> None:
+        task = cls._tasks.get(what)
+        if task is None:
+            task = cls._tasks[what] = cls._bar.add_task(what, total=cls.total)
+        cls._bar.advance(task, n)
+
+    @classmethod
+    def begin(cls, total: int | None = None) -> None:
+        """A run starts: reset the counts and the clock; start the bar when the display is one."""
+        cls.reset()
+        cls.total = total
+        cls._start = cls._last = cls.clock()
+        if cls.display == "bar":
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            cls._bar = Bar(
+                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), _rate_column(), TimeElapsedColumn(),
+                TextColumn("ETA"), TimeRemainingColumn(), console=cls.console or Console(stderr=True), transient=False,
+            )
+            cls._bar.start()
+
+    @classmethod
+    def end(cls) -> None:
+        with cls._lock:
+            bar, cls._bar, cls._tasks = cls._bar, None, {}
+        if bar is not None:
+            bar.stop()
 
     @classmethod
     def reset(cls) -> None:
+        cls.end()
         with cls._lock:
-            cls._totals, cls._start, cls._last = {}, None, 0.0
+            cls._totals, cls._start, cls._last, cls.total = {}, None, 0.0, None
+
+
+def describe(totals: dict[str, int], elapsed: float, total: int | None = None) -> str:
+    """``encoded[embedding] 1,200/3,000 (40%), 95.3/s, ETA 19 s``; no rate before a second has passed."""
+    parts = []
+    for k, v in sorted(totals.items()):
+        part = f"{k} {v:,}" + (f"/{total:,} ({v / total:.0%})" if total else "")
+        if elapsed >= 1.0:
+            rate = v / elapsed
+            part += f", {rate:,.1f}/s"
+            if total and rate > 0 and v < total:
+                part += f", ETA {(total - v) / rate:,.0f} s"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def _rate_column() -> Any:
+    """Built lazily, so importing the transforms on a worker does not import rich.progress."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Documents per second, blank until a second has passed (no "32000000000.0/s")."""
+
+        def render(self, task) -> Text:
+            elapsed = task.elapsed or 0.0
+            return Text(f"{task.completed / elapsed:,.1f}/s" if elapsed >= 1.0 else "-/s")
+
+    return RateColumn()

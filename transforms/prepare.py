@@ -5,6 +5,7 @@ empty or only whitespace is skipped and counted, since there is nothing to embed
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Iterable
 
@@ -12,8 +13,9 @@ import apache_beam as beam
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.records import PREPARE, DeadLetter, Document, content_id
-from neural_ingest.transforms import counters
+from neural_ingest.transforms import counters, positions
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+from neural_ingest.transforms.positions import pop_position
 
 
 class PrepareFn(beam.DoFn):
@@ -25,11 +27,17 @@ class PrepareFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(PREPARE, reason, message, record, doc_id=doc_id))
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
-        yield from self._outputs(record)
+        record, position = pop_position(record)  # (file, n) from the reader, for keep-the-last deduplication
+        for out in self._outputs(record):
+            if isinstance(out, Document) and self.cfg.deduplicate:
+                out.position = position
+            yield out
 
     def _outputs(self, record: dict[str, Any]) -> Iterable[Any]:
         c = self.cfg
         present = [f for f in c.text_fields if record.get(f) is not None]
+        for f in present:  # the summary's text_fields: a field no record has is warned about
+            counters.inc(f"text_field.{f}")
         if not present:
             yield self._dead("missing_text", f"none of the text fields {c.text_fields} is present", record)
             return
@@ -68,33 +76,51 @@ class PrepareDocuments(beam.PTransform):
         out = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         docs, skipped = out.documents, [out[SKIPPED]]
         if self.cfg.deduplicate:
-            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds()
+            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type)
             docs = dedup["documents"]
             skipped.append(dedup[SKIPPED])
         return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
 
 
 class KeepOneFn(beam.DoFn):
-    """Of several documents with one id, keep one (the same one every run) and list the others as skipped."""
+    """Of several documents with one id, keep the last in source order (file, then byte offset / line /
+    row), as an upsert would, and list the others as skipped. Without positions (an index source): the
+    same one every run."""
+
+    def __init__(self, source_type: str = "jsonl"):
+        self.source_type = source_type
 
     def process(self, item: tuple[str, Iterable[Document]]) -> Iterable[Any]:
         doc_id, docs = item
-        ordered = sorted(docs, key=lambda d: (d.text, json.dumps(d.metadata, sort_keys=True, default=str)))
-        yield ordered[0]
-        for extra in ordered[1:]:
+        ordered = sorted(docs, key=_source_order)
+        kept = ordered[-1]
+        where = positions.describe(kept.position, self.source_type)
+        yield dataclasses.replace(kept, position=None)  # resolved: not carried on to the encoders
+        for extra in ordered[:-1]:
             yield counters.skip_record(
-                PREPARE, "duplicate_id", f"id {doc_id!r} appears {len(ordered)} times in this run; one was kept", extra.source, doc_id
+                PREPARE, "duplicate_id",
+                f"id {doc_id!r} appears {len(ordered)} times in this run; the last in source order ({where}) was kept, "
+                f"as an upsert would; this one is at {positions.describe(extra.position, self.source_type)}",
+                extra.source, doc_id,
             )
+
+
+def _source_order(d: Document) -> tuple[Any, ...]:
+    return (d.position is not None, d.position or ("", 0), d.text, json.dumps(d.metadata, sort_keys=True, default=str))
 
 
 class DropDuplicateIds(beam.PTransform):
     """Documents -> {"documents": one per id, "skipped": the duplicates}. One shuffle, keyed by id."""
+
+    def __init__(self, source_type: str = "jsonl"):
+        super().__init__()
+        self.source_type = source_type
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         out = (
             docs
             | "KeyById" >> beam.Map(lambda d: (d.id, d))
             | "GroupById" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(KeepOneFn()).with_outputs(SKIPPED, main="documents")
+            | "KeepOne" >> beam.ParDo(KeepOneFn(self.source_type)).with_outputs(SKIPPED, main="documents")
         )
         return {"documents": out.documents, SKIPPED: out[SKIPPED]}

@@ -18,6 +18,7 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.positions import ReadLinesWithOffsets, ReadParquetWithPositions, with_position
 
 
 def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
@@ -31,11 +32,11 @@ class ParseJsonLine(beam.DoFn):
     def __init__(self, encoding: str = "utf-8"):
         self.encoding = encoding
 
-    def process(self, item: tuple[str, bytes]) -> Iterable[Any]:
+    def process(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
         yield from self._outputs(item)
 
-    def _outputs(self, item: tuple[str, bytes]) -> Iterable[Any]:
-        filename, line = item
+    def _outputs(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
+        filename, offset, line = item
         if not line.strip():
             return  # blank lines separate nothing in JSONL: not a record
         counters.inc("read")
@@ -53,7 +54,7 @@ class ParseJsonLine(beam.DoFn):
         if not isinstance(obj, dict):
             yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", where)
             return
-        yield obj
+        yield with_position(obj, filename, offset)
 
 
 class ParseCsvFile(beam.DoFn):
@@ -102,7 +103,7 @@ class ParseCsvFile(beam.DoFn):
                         where,
                     )
                 else:
-                    yield dict(zip(header, row))
+                    yield with_position(dict(zip(header, row)), path, reader.line_num)
 
 
 def _has_surrogates(s: str) -> bool:
@@ -151,11 +152,11 @@ class ReadRecords(beam.PTransform):
 
             return pbegin | "ReadOpenSearch" >> ReadFromOpenSearch(c)
         if c.type == "parquet":
-            records = pbegin | "ReadParquet" >> beam.io.ReadFromParquet(c.path) | "CountRead" >> beam.Map(_count_read)
+            records = pbegin | "ReadParquet" >> ReadParquetWithPositions(c.path) | "CountRead" >> beam.Map(_count_read)
             dead = pbegin | "NoReadErrors" >> beam.Create([])
             return {"records": records, DEAD_LETTER: dead}
         if c.type == "jsonl":
-            lines = pbegin | "ReadLines" >> beam.io.ReadFromTextWithFilename(c.path, coder=coders.BytesCoder())
+            lines = pbegin | "ReadLines" >> ReadLinesWithOffsets(c.path, coder=coders.BytesCoder())  # (file, byte offset, line)
             parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding)).with_outputs(DEAD_LETTER, main="records")
         else:
             files = pbegin | "Match" >> fileio.MatchFiles(c.path) | "Open" >> fileio.ReadMatches()

@@ -21,7 +21,9 @@ class SourceConfig(_Strict):
     text_fields: list[str] = Field(["text"], min_length=1, description="Fields joined to form the text to embed.")
     text_separator: str = "\n\n"
     metadata_fields: list[str] = Field(default_factory=list, description="Fields carried into the index as-is.")
-    deduplicate: bool = Field(True, description="Keep one document per id within a run; list the others as skipped.")
+    deduplicate: bool = Field(
+        True, description="Keep one document per id within a run: the last in source order, as an upsert would; list the others as skipped."
+    )
     csv_delimiter: str = ","
     encoding: str = "utf-8"
 

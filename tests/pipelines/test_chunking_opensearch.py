@@ -159,7 +159,7 @@ def test_cli_search_shows_documents_with_their_best_passage(runs, tmp_path):
     path.write_text(json.dumps(cfg.model_dump(mode="json")))  # JSON is YAML
     r = CliRunner().invoke(main, ["search", str(path), TAIL_QUERY, "-k", "3", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)  # results on stdout; logs (now shown) on stderr
     assert rows[0]["id"] == LONG_ID and set(rows[0]) == {"id", "score", "passage"}
     assert "Greenland shark" in rows[0]["passage"]["text"] and rows[0]["passage"]["index"] >= 1
     r = CliRunner(env={"COLUMNS": "250"}).invoke(main, ["search", str(path), TAIL_QUERY, "-k", "3"])

@@ -43,20 +43,59 @@ def test_whitespace_text_is_skipped_not_dead_lettered():
     assert [(s.error_type, s.doc_id) for s in prepare.skipped] == [("empty_text", "1")]
 
 
-def test_duplicate_ids_keep_one_deterministically_and_list_the_rest(tmp_path):
-    from neural_ingest.config import SourceConfig
+def _dedupe(cfg):
+    from neural_ingest.transforms.prepare import PrepareDocuments
+    from neural_ingest.transforms.read import ReadRecords
+    from support import collect, collected
+
+    with beam.Pipeline("DirectRunner") as p:
+        out = (p | ReadRecords(cfg))["records"] | PrepareDocuments(cfg)
+        out["documents"] | "d" >> collect("docs")
+        out[SKIPPED] | "s" >> collect("skipped")
+    return sorted((d.id, d.text) for d in collected("docs")), collected("skipped")
+
+
+def test_duplicate_ids_keep_the_last_in_source_order_like_an_upsert(tmp_path):
+    """A later line wins whatever its text: today the text sorting first won ("AAA" beat the genuine record)."""
+    from support import write_jsonl
+
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "AAA early"}, {"id": "b", "text": "x"}, {"id": "a", "text": "zzz later"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"id": "b", "text": "AAA in the later file"}])
+    docs, skipped = _dedupe(SourceConfig(type="jsonl", path=str(tmp_path / "*.jsonl")))
+    assert docs == [("a", "zzz later"), ("b", "AAA in the later file")]
+    by_id = {s.doc_id: s for s in skipped}
+    assert {(s.doc_id, s.record["text"]) for s in skipped} == {("a", "AAA early"), ("b", "x")}
+    assert all(s.error_type == "duplicate_id" for s in skipped)
+    assert "the last in source order" in by_id["a"].message and "as an upsert would" in by_id["a"].message
+    assert f"byte 0 of {tmp_path / 'a.jsonl'}" in by_id["a"].message  # where the skipped one was
+    assert "__neural_ingest_position__" not in by_id["a"].record  # the reader's bookkeeping stays internal
+
+
+def test_duplicate_ids_keep_the_last_row_of_csv_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "d.csv").write_text("id,text\na,AAA first\nb,x\na,zzz last\n")
+    docs, skipped = _dedupe(SourceConfig(type="csv", path=str(tmp_path / "d.csv")))
+    assert docs == [("a", "zzz last"), ("b", "x")]
+    assert "line 4 of" in skipped[0].message and "line 2 of" in skipped[0].message
+    rows = [{"id": "a", "text": "AAA first"}] + [{"id": f"n{i}", "text": "t"} for i in range(5)] + [{"id": "a", "text": "zzz last"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet", row_group_size=3)  # the duplicates in different row groups
+    docs, skipped = _dedupe(SourceConfig(type="parquet", path=str(tmp_path / "d.parquet")))
+    assert ("a", "zzz last") in docs and len(docs) == 6
+    assert "row 6 of" in skipped[0].message and "row 0 of" in skipped[0].message
+
+
+def test_duplicates_without_a_position_keep_one_deterministically():
     from neural_ingest.transforms.prepare import PrepareDocuments
     from support import collect, collected
 
     rows = [{"id": "a", "text": "second"}, {"id": "b", "text": "x"}, {"id": "a", "text": "first"}]
-    with beam.Pipeline("DirectRunner") as p:
-        out = p | beam.Create(rows) | PrepareDocuments(SourceConfig(type="jsonl", path="x"))
-        out["documents"] | "d" >> collect("docs")
-        out[SKIPPED] | "s" >> collect("skipped")
-    docs = sorted((d.id, d.text) for d in collected("docs"))
-    assert docs == [("a", "first"), ("b", "x")]
-    skipped = collected("skipped")
-    assert [(s.error_type, s.doc_id, s.record["text"]) for s in skipped] == [("duplicate_id", "a", "second")]
+    for _ in range(2):
+        with beam.Pipeline("DirectRunner") as p:
+            out = p | beam.Create(rows) | PrepareDocuments(SourceConfig(type="jsonl", path="x"))  # no reader: no positions
+            out["documents"] | "d" >> collect("docs")
+        assert sorted((d.id, d.text) for d in collected("docs")) == [("a", "second"), ("b", "x")]
 
 
 def test_content_hash_id_is_deterministic():
