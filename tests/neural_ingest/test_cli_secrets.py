@@ -88,7 +88,7 @@ def test_missing_ca_certs_is_named(tmp_path):
     conf = write_config(tmp_path, "https://127.0.0.1:9200", ca_certs=str(tmp_path / "no-such-ca.pem"))
     rc, out = cli("validate", str(conf), cwd=tmp_path)
     assert rc == 2, out[-3000:]
-    [line] = lines_with(out, "ca_certs")
+    [line] = lines_with(out, "sink.ca_certs:")
     assert f"sink.ca_certs: {tmp_path / 'no-such-ca.pem'} does not exist" in line
 
 
