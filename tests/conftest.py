@@ -17,7 +17,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from support import MINILM, ROOT, SAMPLE
+from support import MINILM, ROOT, SAMPLE, require_plugins
 
 
 def _ci() -> bool:
@@ -60,6 +60,53 @@ def os_client(opensearch_url: str):
     from opensearchpy import OpenSearch
 
     return OpenSearch(hosts=[opensearch_url], timeout=120)
+
+
+KNN_ENGINES = ["lucene", "faiss"]
+
+
+@pytest.fixture(scope="session")
+def node_features(os_client) -> dict[str, Any]:
+    """What the test cluster offers: version, plugins (GET _cat/plugins), and whether its nodes have the
+    faiss libraries (scripts/opensearch-local.sh sets the node attribute knn_faiss)."""
+    plugins = {p["component"] for p in os_client.cat.plugins(format="json")}
+    attrs = os_client.cat.nodeattrs(format="json", h="node,attr,value")
+    faiss = [a.get("value") for a in attrs if a.get("attr") == "knn_faiss"]
+    return {
+        "version": os_client.info()["version"]["number"],
+        "plugins": plugins,
+        "faiss": bool(faiss) and all(v == "true" for v in faiss),
+        "faiss_attr": faiss,
+    }
+
+
+def _unavailable(msg: str) -> None:
+    """Skip locally; under CI=true what CI must provide is a failure."""
+    if _ci():
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module", params=KNN_ENGINES)
+def knn_engine(request) -> str:
+    """Each k-NN test runs once per HNSW engine; faiss needs the native libraries on every node."""
+    if request.param == "faiss":
+        feats = request.getfixturevalue("node_features")
+        if not feats["faiss"]:
+            why = "says knn_faiss=false" if feats["faiss_attr"] else "has no knn_faiss attribute (an older opensearch-local.sh)"
+            _unavailable(
+                f"faiss is unavailable: the test node {why}, i.e. no k-NN native libraries; they are built from "
+                "../shared/knn-natives (or $NEURAL_INGEST_KNN_NATIVES) by scripts/opensearch-local.sh"
+            )
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _needs_plugins(request) -> None:
+    """``@pytest.mark.needs_plugins("opensearch-ml", ...)``: see require_plugins."""
+    marker = request.node.get_closest_marker("needs_plugins")
+    if marker is not None:
+        require_plugins(request.getfixturevalue("os_client"), *marker.args)
 
 
 @pytest.fixture

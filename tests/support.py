@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 MINILM = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
+
+
+def require_plugins(client, *names: str) -> None:
+    """Skip on a node without these plugins (GET _cat/plugins): Maven Central has no 3.x ML Commons or
+    neural-search, so the 3.x node has k-NN only. Under CI=true a 2.x node must have them (scripts/test.sh
+    starts it with --plugins all)."""
+    import pytest
+
+    plugins = {p["component"] for p in client.cat.plugins(format="json")}
+    missing = [n for n in names if n not in plugins]
+    if not missing:
+        return
+    version = client.info()["version"]["number"]
+    msg = f"the test OpenSearch {version} lacks the plugin(s) {', '.join(missing)} (scripts/opensearch-local.sh --plugins all, 2.x)"
+    if os.environ.get("CI", "").lower() == "true" and int(version.split(".")[0]) < 3:
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:

@@ -42,6 +42,17 @@ def index_body(cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking
     return {"settings": settings, "mappings": {"properties": props}}
 
 
+def knn_engines(mapping: dict[str, Any]) -> set[str]:
+    """The HNSW engines of an index's knn_vector fields, nested ones included; a field without a method
+    gets the plugin's default engine, faiss (OpenSearch 2.19 and 3.x)."""
+    found: set[str] = set()
+    for p in (mapping.get("properties") or {}).values():
+        if p.get("type") == "knn_vector":
+            found.add((p.get("method") or {}).get("engine") or ("model" if p.get("model_id") else "faiss"))
+        found |= knn_engines(p)
+    return found
+
+
 def mapping_problems(
     existing: dict[str, Any], cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: Any = None
 ) -> list[str]:

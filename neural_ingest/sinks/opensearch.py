@@ -10,7 +10,7 @@ from opensearchpy import exceptions as os_exc
 from neural_ingest.config import KnnConfig, OpenSearchSinkConfig, OpenSearchSourceConfig
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.sinks.base import UPSERT, Hit, Sink, SinkError
-from neural_ingest.sinks.mapping import index_body, mapping_problems
+from neural_ingest.sinks.mapping import index_body, knn_engines, mapping_problems
 from neural_ingest.redact import redact_text, redact_url
 from neural_ingest.sinks.opensearch_client import config_prefix, make_client
 from neural_ingest.tls import plain_http_problem, ssl_problem
@@ -75,14 +75,17 @@ class OpenSearchSink(Sink):
         try:
             self.client.info()
             problems: list[str] = []
-            if any(i.kind == "dense" for i in fields.values()):
+            dense = any(i.kind == "dense" for i in fields.values())
+            if dense:
                 plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
                 if "opensearch-knn" not in plugins:
                     problems.append(f"the k-NN plugin is not installed on {redact_url(self.cfg.hosts[0])}: install opensearch-knn")
             if any(i.kind == "sparse" for i in fields.values()):
                 problems += self._rank_features_problems()
+            engines = {self.cfg.knn.engine} if dense else set()
             if self.client.indices.exists(index=self.cfg.index):
                 got = self.client.indices.get_mapping(index=self.cfg.index)
+                engines |= {e for body in got.values() for e in knn_engines(body.get("mappings", {}))}
                 for name, body in got.items():
                     problems += [
                         f"index {name}: {p}" for p in mapping_problems(body.get("mappings", {}), self.cfg, fields, self.chunking)
@@ -91,9 +94,28 @@ class OpenSearchSink(Sink):
                     problems.append(
                         f"fix: write to a new index (sink.index), or delete {self.cfg.index} to rebuild it with this model"
                     )
+            if "faiss" in engines:
+                problems += self._faiss_problems()
             return problems
         except os_exc.OpenSearchException as e:
             return [connection_problem(self.cfg, e)]
+
+    def _faiss_problems(self) -> list[str]:
+        """Nodes without the k-NN native libraries die on the first write into a faiss field. Nodes started by
+        scripts/opensearch-local.sh say whether they have them (node attribute knn_faiss); others are trusted."""
+        try:
+            attrs = self.client.cat.nodeattrs(format="json", h="node,attr,value")
+        except os_exc.OpenSearchException:  # e.g. a managed service that does not expose _cat/nodeattrs
+            return []
+        lacking = sorted({a.get("node", "?") for a in attrs if a.get("attr") == "knn_faiss" and a.get("value") != "true"})
+        if not lacking:
+            return []
+        why = (
+            f"sink.knn.engine faiss: node(s) {', '.join(lacking)} of {self.cfg.hosts[0]} have no faiss native libraries and "
+            "would crash on the first faiss write: set sink.knn.engine: lucene (and a new sink.index), or start the "
+            "node with scripts/opensearch-local.sh where ../shared/knn-natives (NEURAL_INGEST_KNN_NATIVES) exists"
+        )
+        return [why]
 
     def prepare(self, fields: dict[str, ModelInfo], run_id: str) -> None:
         problems = self.check(fields)

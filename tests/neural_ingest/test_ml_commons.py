@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from neural_ingest.ml_commons import (
     register_meta_body,
     sha256_file,
 )
+from support import require_plugins
 
 MINILM = get("all-MiniLM-L6-v2")
 DOC_V1 = get("opensearch-neural-sparse-encoding-doc-v1")
@@ -209,12 +209,7 @@ def requests_seen(monkeypatch) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def ml_cluster(os_client) -> str:
-    plugins = {p["component"] for p in os_client.cat.plugins(format="json")}
-    if "opensearch-ml" not in plugins:
-        msg = "the test OpenSearch has no ml-commons plugin (scripts/opensearch-local.sh start --plugins all)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_plugins(os_client, "opensearch-ml")
     return "ok"
 
 

@@ -1,9 +1,7 @@
 """Long documents against the real OpenSearch: why chunking exists (a query about the end of a long
-document), chunk properties as stored, nested knn + inner_hits (lucene), reruns that shrink a
-document, separate chunk documents, the CLI, and dense + sparse sharing one set of chunks.
-
-faiss: the test cluster's k-NN plugin has no native library (indexing into a faiss field crashes the
-node), so faiss is covered structurally in tests/neural_ingest/sinks/test_chunked.py only.
+document), chunk properties as stored, nested knn + inner_hits, reruns that shrink a document, separate
+chunk documents, the CLI, and dense + sparse sharing one set of chunks; each index built with each HNSW
+engine (lucene, faiss: the `knn_engine` fixture), nested chunks on faiss included.
 """
 from __future__ import annotations
 
@@ -51,16 +49,20 @@ def tok() -> ChunkTokenizer:
     return ChunkTokenizer.from_model(MINILM)
 
 
+pytestmark = pytest.mark.knn
+
+
 @pytest.fixture(scope="module")
-def runs(opensearch_url, tmp_path_factory, sample_docs):
+def runs(opensearch_url, tmp_path_factory, sample_docs, knn_engine):
     """The same corpus (60 sample documents + one long document) indexed twice: truncated and chunked."""
     from opensearchpy import OpenSearch
 
     tmp = tmp_path_factory.mktemp("chunking")
     source = write_jsonl(tmp / "docs.jsonl", sample_docs[:N_SAMPLE] + [LONG_DOC])
-    tag = uuid.uuid4().hex[:6]
-    trunc = make_cfg(tmp, opensearch_url, f"t-trunc-{tag}", source)
-    chunk = make_cfg(tmp, opensearch_url, f"t-chunk-{tag}", source, {"mode": "chunk", "overlap_rate": 0.2})
+    tag = f"{knn_engine}-{uuid.uuid4().hex[:6]}"
+    knn = {"engine": knn_engine}
+    trunc = make_cfg(tmp, opensearch_url, f"t-trunc-{tag}", source, knn=knn)
+    chunk = make_cfg(tmp, opensearch_url, f"t-chunk-{tag}", source, {"mode": "chunk", "overlap_rate": 0.2}, knn=knn)
     keep = hold_model(trunc)  # noqa: F841 - one model for both runs and the searches
     out = {"truncate": (trunc, run_ingest(trunc)), "chunk": (chunk, run_ingest(chunk))}
     client = OpenSearch(hosts=[opensearch_url], timeout=60)
@@ -102,7 +104,7 @@ def json_lines(path: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
 
 
-def test_stored_chunks_cover_every_token_fit_the_model_and_overlap(runs, tok):
+def test_stored_chunks_cover_every_token_fit_the_model_and_overlap(runs, tok, knn_engine):
     out, client, *_ = runs
     cfg, summary = out["chunk"]
     docs = stored(client, cfg.sink.index)
@@ -127,7 +129,7 @@ def test_stored_chunks_cover_every_token_fit_the_model_and_overlap(runs, tok):
     assert len(docs[LONG_ID]["chunks"]) >= 2
     mapping = client.indices.get_mapping(index=cfg.sink.index)[cfg.sink.index]["mappings"]["properties"]
     assert mapping["chunks"]["type"] == "nested"
-    assert mapping["chunks"]["properties"]["embedding"]["method"]["engine"] == "lucene"
+    assert mapping["chunks"]["properties"]["embedding"]["method"]["engine"] == knn_engine
 
 
 def test_nested_knn_scores_are_the_best_chunk_and_inner_hits_name_it(runs):
@@ -145,7 +147,7 @@ def test_nested_knn_scores_are_the_best_chunk_and_inner_hits_name_it(runs):
         for h in hits:
             vecs = np.asarray([c["embedding"] for c in docs[h.id]["chunks"]], dtype=np.float64)
             cos = vecs @ qv / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(qv))
-            scores = (1 + cos) / 2  # cosinesimil in lucene
+            scores = (1 + cos) / 2  # cosinesimil, lucene and faiss alike
             assert h.score == pytest.approx(scores.max(), abs=2e-4)
             assert h.passage["index"] == int(np.argmax(scores))
             assert h.passage["score"] == pytest.approx(h.score)
@@ -185,10 +187,11 @@ def test_conflicting_index_is_refused_before_encoding(runs, tmp_path):
 
 # --------------------------------------------------------------------------- reruns and separate storage
 @pytest.mark.parametrize("storage", ["nested", "separate"])
-def test_rerun_with_a_shorter_document_drops_its_stale_chunks(storage, opensearch_url, os_client, index_name, tmp_path, tok):
+def test_rerun_with_a_shorter_document_drops_its_stale_chunks(storage, opensearch_url, os_client, index_name, tmp_path, tok, knn_engine):
     long_src = write_jsonl(tmp_path / "long.jsonl", [LONG_DOC, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}])
     chunking = {"mode": "chunk", "token_limit": 40, "overlap_rate": 0.1, "storage": storage}
-    cfg = make_cfg(tmp_path, opensearch_url, index_name, long_src, chunking)
+    knn = {"engine": knn_engine}
+    cfg = make_cfg(tmp_path, opensearch_url, index_name, long_src, chunking, knn=knn)
     keep = hold_model(cfg)  # noqa: F841
     first = run_ingest(cfg)
     before = [{k: c[k] for k in ("text", "start", "end", "index")} for c in first_chunks(os_client, index_name, storage, LONG_ID)]
@@ -204,14 +207,14 @@ def test_rerun_with_a_shorter_document_drops_its_stale_chunks(storage, opensearc
 
     shorter = dict(LONG_DOC, body=HEAD[:600])
     short_src = write_jsonl(tmp_path / "short.jsonl", [shorter, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}])
-    second = run_ingest(make_cfg(tmp_path, opensearch_url, index_name, short_src, chunking))
+    second = run_ingest(make_cfg(tmp_path, opensearch_url, index_name, short_src, chunking, knn=knn))
     assert second.indexed == 2 and second.failed == 0
     chunks = first_chunks(os_client, index_name, storage, LONG_ID)
     text = f"{shorter['title']}\n\n{shorter['body']}"
     assert 2 <= len(chunks) < n_long
     assert [c["index"] for c in chunks] == list(range(len(chunks)))
     assert chunks[-1]["end"] == len(text) and all(c["text"] == text[c["start"] : c["end"]] for c in chunks)
-    hits = search(make_cfg(tmp_path, opensearch_url, index_name, short_src, chunking), TAIL_QUERY, k=5)
+    hits = search(make_cfg(tmp_path, opensearch_url, index_name, short_src, chunking, knn=knn), TAIL_QUERY, k=5)
     assert all("Greenland" not in (h.passage or {}).get("text", "") for h in hits)  # the old tail is gone
     if storage == "separate":
         total = os_client.count(index=index_name)["count"]
@@ -231,9 +234,10 @@ def first_chunks(client, index: str, storage: str, doc_id: str) -> list[dict[str
     ]
 
 
-def test_separate_storage_search_returns_parents_with_passages(runs, opensearch_url, os_client, index_name, tmp_path):
+def test_separate_storage_search_returns_parents_with_passages(runs, opensearch_url, os_client, index_name, tmp_path, knn_engine):
     out, _client, _tmp, source = runs
-    cfg = make_cfg(tmp_path, opensearch_url, index_name, source, {"mode": "chunk", "overlap_rate": 0.2, "storage": "separate"})
+    chunking = {"mode": "chunk", "overlap_rate": 0.2, "storage": "separate"}
+    cfg = make_cfg(tmp_path, opensearch_url, index_name, source, chunking, knn={"engine": knn_engine})
     summary = run_ingest(cfg)
     assert summary.indexed == N_SAMPLE + 1 and summary.reconciles
     assert os_client.count(index=index_name)["count"] == summary.chunks == out["chunk"][1].chunks
@@ -246,11 +250,11 @@ def test_separate_storage_search_returns_parents_with_passages(runs, opensearch_
         assert a.score == pytest.approx(b.score, abs=1e-5)
         assert a.passage["index"] == b.passage["index"] and a.passage["text"] == b.passage["text"]
     mapping = os_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
-    assert mapping["parent_id"]["type"] == "keyword" and mapping["embedding"]["method"]["engine"] == "lucene"
+    assert mapping["parent_id"]["type"] == "keyword" and mapping["embedding"]["method"]["engine"] == knn_engine
 
 
 # --------------------------------------------------------------------------- dense + sparse share the chunks
-def test_dense_and_sparse_encode_the_same_chunks(opensearch_url, os_client, index_name, tmp_path):
+def test_dense_and_sparse_encode_the_same_chunks(opensearch_url, os_client, index_name, tmp_path, knn_engine):
     from sparse_models import build_mlm
 
     mlm = build_mlm(tmp_path / "tiny-mlm", seed=3)
@@ -259,7 +263,7 @@ def test_dense_and_sparse_encode_the_same_chunks(opensearch_url, os_client, inde
         {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
         {"type": "neural_sparse", "model": str(mlm), "device": "cpu", "batch_size": 4},
     ]
-    cfg = make_cfg(tmp_path, opensearch_url, index_name, src, {"mode": "chunk", "token_limit": 100}, encoders=encoders)
+    cfg = make_cfg(tmp_path, opensearch_url, index_name, src, {"mode": "chunk", "token_limit": 100}, encoders=encoders, knn={"engine": knn_engine})
     summary = run_ingest(cfg)
     assert summary.indexed == 2 and summary.reconciles and summary.truncated == 0
     assert summary.encoded_by_field == {"embedding": 2, "sparse_embedding": 2}

@@ -54,6 +54,7 @@ def test_one_read_two_encoders_both_fields_on_every_document(hybrid_run):
         assert d["sparse_embedding"] and all(w > 0 for w in d["sparse_embedding"].values())
 
 
+@pytest.mark.needs_plugins("opensearch-neural-search")
 def test_hybrid_search_pipeline_equals_client_side_fusion(hybrid_run):
     """neural-search's normalization processor (server) and neural_ingest.hybrid.fuse (client) agree."""
     from neural_ingest.search import search

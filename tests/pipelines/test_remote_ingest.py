@@ -21,7 +21,7 @@ from neural_ingest.ml_commons import MLCommons
 from neural_ingest.pipelines.ingest import run_ingest
 from servers.embedding_server import EmbeddingServer, sentence_transformer_encoder
 from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: F401 - fixtures
-from support import cosine, synthetic_docs, write_jsonl
+from support import cosine, require_plugins, synthetic_docs, write_jsonl
 
 
 def pipeline_config(tmp: Path, docs: list[dict[str, Any]], encoder: dict[str, Any], sink: dict[str, Any]):
@@ -133,9 +133,10 @@ def _os(method: str, url: str, body: Any = None, ok=(200, 201)) -> dict[str, Any
 
 
 @pytest.fixture(scope="module")
-def ml_remote_model(opensearch_url, st_model):
+def ml_remote_model(opensearch_url, os_client, st_model):
     """A connector to an OpenAI-style loopback server (with an API key held by the connector), a remote
     model registered with it and deployed; everything removed afterwards."""
+    require_plugins(os_client, "opensearch-ml")  # a module fixture: set up before the needs_plugins marker's check
     key = "sk-mlcommons-loopback-" + uuid.uuid4().hex[:8]
     server = EmbeddingServer(sentence_transformer_encoder(st_model), api_key=key).start()
     base = opensearch_url
@@ -211,6 +212,7 @@ def test_ml_commons_remote_model_encodes_like_local(ml_remote_model, opensearch_
     assert res["hits"]["hits"][0]["_id"] == d["id"]
 
 
+@pytest.mark.needs_plugins("opensearch-ml")
 def test_ml_commons_errors_name_the_fix(opensearch_url):
     from neural_ingest.encoders import make_encoder
     from neural_ingest.encoders.remote import RemoteSetupError

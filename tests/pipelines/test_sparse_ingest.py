@@ -16,6 +16,8 @@ from neural_ingest.encoders.sparse_weights import sparse_dot
 from neural_ingest.pipelines.ingest import run_ingest
 from sparse_models import DOCS, QUERIES, assert_maps_close, build_mlm, config, corpus, os_sink, reference_maps, stored
 
+NEURAL = "opensearch-neural-search"
+
 
 @pytest.fixture(scope="module")
 def mlm_dir(tmp_path_factory) -> Path:
@@ -54,7 +56,8 @@ def test_stored_maps_equal_the_formula_on_raw_logits(sparse_run, mlm_dir):
     assert any("." in t for d in docs.values() for t in d["sparse_embedding"])  # dotted tokens are stored as-is
 
 
-@pytest.mark.parametrize("use_neural_search", [True, False], ids=["neural_sparse", "rank_feature"])
+@pytest.mark.parametrize("use_neural_search", [
+    pytest.param(True, id="neural_sparse", marks=pytest.mark.needs_plugins(NEURAL)), pytest.param(False, id="rank_feature")])
 def test_opensearch_scores_equal_the_local_dot_product(sparse_run, use_neural_search):
     from neural_ingest.search import encode_query, search
 
@@ -77,6 +80,7 @@ def test_opensearch_scores_equal_the_local_dot_product(sparse_run, use_neural_se
     assert checked >= len(QUERIES) * 2
 
 
+@pytest.mark.needs_plugins(NEURAL)
 def test_plain_rank_feature_silently_drops_dotted_tokens(sparse_run):
     """The fact the fallback handles: rank_feature on `field.` + token with a dot matches nothing."""
     cfg, _, client = sparse_run

@@ -14,7 +14,7 @@ from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.sinks.opensearch import OpenSearchSink
 from support import synthetic_docs, write_jsonl
 
-pytestmark = pytest.mark.opensearch
+pytestmark = [pytest.mark.opensearch, pytest.mark.knn]
 
 FIELDS = {"embedding": ModelInfo(name="m", kind="dense", dimension=4, similarity="cosine")}
 
@@ -23,15 +23,15 @@ def index_settings(client, index: str) -> dict:
     return client.indices.get_settings(index=index)[index]["settings"]["index"]
 
 
-def sink_for(url: str, index: str, **kw) -> OpenSearchSink:
-    s = OpenSearchSink(OpenSearchSinkConfig(hosts=[url], index=index, knn={"engine": "lucene"}, **kw))
+def sink_for(url: str, index: str, engine: str = "lucene", **kw) -> OpenSearchSink:
+    s = OpenSearchSink(OpenSearchSinkConfig(hosts=[url], index=index, knn={"engine": engine}, **kw))
     s.chunking = None
     return s
 
 
 @pytest.mark.parametrize("success", [True, False])
-def test_new_index_loads_with_bulk_settings_and_gets_its_own_back(opensearch_url, os_client, index_name, success):
-    sink = sink_for(opensearch_url, index_name, replicas=1, bulk_refresh="disable")
+def test_new_index_loads_with_bulk_settings_and_gets_its_own_back(opensearch_url, os_client, index_name, success, knn_engine):
+    sink = sink_for(opensearch_url, index_name, knn_engine, replicas=1, bulk_refresh="disable")
     sink.prepare(FIELDS, "run-1")
     s = index_settings(os_client, index_name)
     assert s["refresh_interval"] == "-1" and s["number_of_replicas"] == "0"
@@ -81,7 +81,7 @@ def test_existing_index_and_the_flag_off_are_left_alone(opensearch_url, os_clien
 
 
 @pytest.mark.parametrize("in_flight", [0, 2])
-def test_pipeline_run_ends_searchable_with_settings_restored(os_client, index_name, make_config, tmp_path, in_flight):
+def test_pipeline_run_ends_searchable_with_settings_restored(os_client, index_name, make_config, tmp_path, in_flight, knn_engine):
     from neural_ingest.pipelines.ingest import run_ingest
 
     rows = synthetic_docs(40) + [{"id": "bad-year", "title": "T", "body": "B", "year": "nineteen-ninety"}]
@@ -96,7 +96,7 @@ def test_pipeline_run_ends_searchable_with_settings_restored(os_client, index_na
     try:
         cfg = make_config(source_path=path, sink="opensearch", index=index_name,
                           overrides={"sink.bulk.max_docs": 7, "sink.bulk.in_flight": in_flight, "sink.bulk_refresh": "disable",
-                                     "run.max_failed_ratio": 0.5})
+                                     "run.max_failed_ratio": 0.5, "sink.knn.engine": knn_engine})
         s = run_ingest(cfg)
     finally:
         os_client.indices.delete_index_template(name=template, ignore=[404])
