@@ -15,6 +15,7 @@ from apache_beam import coders
 from apache_beam.io import fileio
 
 from neural_ingest.config import SourceConfig
+from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
@@ -26,7 +27,8 @@ def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
 
 
 class ParseJsonLine(beam.DoFn):
-    """bytes line -> dict; malformed JSON, non-UTF-8 bytes and non-object lines are dead letters."""
+    """bytes line -> dict; malformed JSON, non-UTF-8 bytes, non-object lines, lone surrogate escapes
+    (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
 
     def __init__(self, encoding: str = "utf-8"):
         self.encoding = encoding
@@ -47,11 +49,16 @@ class ParseJsonLine(beam.DoFn):
             return
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield _dead("malformed_json", f"malformed JSON: {e}", where)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer past 4300 digits, nesting too deep
+            yield _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", where)
             return
         if not isinstance(obj, dict):
             yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", where)
+            return
+        problem = record_problem(obj)
+        if problem is not None:
+            reason, message = problem
+            yield _dead(reason, f"{message}: fix it at the source", where)
             return
         yield obj
 
@@ -80,6 +87,7 @@ class ParseCsvFile(beam.DoFn):
                 counters.inc("read")
                 yield _dead("malformed_csv", f"{path}: unreadable header: {e}", {"file": path})
                 return
+            bad_header = any(_has_surrogates(h) for h in header)  # every row's keys: no row can go on
             while True:
                 try:
                     row = next(reader)
@@ -93,7 +101,9 @@ class ParseCsvFile(beam.DoFn):
                     continue
                 counters.inc("read")
                 where = {"file": path, "line": reader.line_num, "row": row}
-                if any(_has_surrogates(v) for v in row):
+                if bad_header:
+                    yield _dead("invalid_encoding", f"{path}: the header is not valid {self.encoding}", where)
+                elif any(_has_surrogates(v) for v in row):
                     yield _dead("invalid_encoding", f"{path} line {reader.line_num}: not valid {self.encoding}", where)
                 elif len(row) != len(header):
                     yield _dead(
@@ -105,12 +115,7 @@ class ParseCsvFile(beam.DoFn):
                     yield dict(zip(header, row))
 
 
-def _has_surrogates(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
+_has_surrogates = lone_surrogate  # bytes surrogateescape kept: not valid in the file's encoding
 
 
 class ReadTextFile(beam.DoFn):
@@ -125,6 +130,9 @@ class ReadTextFile(beam.DoFn):
     def _outputs(self, readable: fileio.ReadableFile) -> Iterable[Any]:
         path = readable.metadata.path
         counters.inc("read")
+        if lone_surrogate(path):  # a file name that is not UTF-8 cannot be a document id
+            yield _dead("invalid_unicode", f"{path!a}: the file name is not valid UTF-8: rename the file", {"file": path})
+            return
         data = readable.read()
         try:
             yield {"id": path, "path": path, "text": data.decode(self.encoding)}
@@ -132,9 +140,30 @@ class ReadTextFile(beam.DoFn):
             yield _dead("invalid_encoding", f"{path}: not valid {self.encoding}: {e}", {"file": path})
 
 
-def _count_read(record: dict[str, Any]) -> dict[str, Any]:
-    counters.inc("read")
-    return record
+class ArrowRowsFn(beam.DoFn):
+    """Arrow table -> one dict per row, of the columns the source config names (as the OpenSearch source
+    reads only those fields), in the forms of neural_ingest.metadata (ISO 8601 for temporal types, at any
+    precision or range Arrow holds). A value with no such form dead-letters its row, naming the column."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
+    def process(self, table: Any) -> Iterable[Any]:
+        names = [c for c in self.columns if c in table.column_names]
+        converted = {c: arrow_values(table.column(c)) for c in names}
+        for i in range(table.num_rows):
+            counters.inc("read")
+            row = {c: vals[i] for c, (vals, _bad) in converted.items()}
+            problems = [f"column {c!r}: {bad[i]}" for c, (_vals, bad) in converted.items() if i in bad]
+            if problems:
+                yield _dead("invalid_value", "; ".join(problems)[:2000], row)
+            else:
+                yield row
+
+
+def source_columns(cfg: SourceConfig) -> list[str]:
+    """The fields a run reads from each record: id, text and metadata."""
+    return list(dict.fromkeys([*([cfg.id_field] if cfg.id_field else []), *cfg.text_fields, *cfg.metadata_fields]))
 
 
 class ReadRecords(beam.PTransform):
@@ -151,9 +180,10 @@ class ReadRecords(beam.PTransform):
 
             return pbegin | "ReadOpenSearch" >> ReadFromOpenSearch(c)
         if c.type == "parquet":
-            records = pbegin | "ReadParquet" >> beam.io.ReadFromParquet(c.path) | "CountRead" >> beam.Map(_count_read)
-            dead = pbegin | "NoReadErrors" >> beam.Create([])
-            return {"records": records, DEAD_LETTER: dead}
+            # Arrow batches, not Beam's rows: its Table.to_pydict fails the whole file on one ns timestamp.
+            tables = pbegin | "ReadParquet" >> beam.io.ReadFromParquetBatched(c.path)
+            rows = tables | "ToRows" >> beam.ParDo(ArrowRowsFn(source_columns(c))).with_outputs(DEAD_LETTER, main="records")
+            return {"records": rows.records, DEAD_LETTER: rows[DEAD_LETTER]}
         if c.type == "jsonl":
             lines = pbegin | "ReadLines" >> beam.io.ReadFromTextWithFilename(c.path, coder=coders.BytesCoder())
             parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding)).with_outputs(DEAD_LETTER, main="records")
