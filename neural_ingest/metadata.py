@@ -129,7 +129,10 @@ def iso_duration(value: int, unit: str) -> str:
 def _iso_datetime(value: _dt.datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         return value.isoformat()
-    return value.astimezone(_dt.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    try:
+        return value.astimezone(_dt.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    except OverflowError:  # 0001-01-01T00:00+14:00 has no UTC form in years 1-9999: keep its own offset
+        return value.isoformat()
 
 
 def _timedelta_iso(value: _dt.timedelta) -> str:
