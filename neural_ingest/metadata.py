@@ -15,6 +15,7 @@ with a reason naming the field. The forms:
   and large strings/lists: converted element by element
 - a string holding a lone surrogate (``"\\ud800"`` in JSON) is not Unicode: no form
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,8 @@ import datetime as _dt
 import decimal
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
 _EPOCH = _dt.datetime(1970, 1, 1)

@@ -1,6 +1,7 @@
 """The shapes that flow through the pipeline: documents, and dead letters for records that fail."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -141,10 +142,8 @@ def _safe_key(key: Any) -> str:
 
 def _text(value: Any) -> str:
     for show in (str, repr):
-        try:
+        with contextlib.suppress(Exception):  # an object whose __str__ raises still gets a dead letter
             out = show(value)
             if isinstance(out, str):
                 return out
-        except Exception:  # noqa: BLE001 - an object whose __str__ raises still gets a dead letter
-            pass
     return f"<{type(value).__name__}>"

@@ -1,5 +1,6 @@
 """Hypothesis strategies for hostile input: any Unicode (lone surrogates included), any bytes, any JSON value,
 the Python values a Parquet column turns into, and Arrow arrays of every type the Parquet reader meets."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,7 +25,9 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 
-TZ = st.sampled_from([None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-5, minutes=-30)), dt.timezone(dt.timedelta(hours=14))])
+TZ = st.sampled_from(
+    [None, dt.timezone.utc, dt.timezone(dt.timedelta(hours=-5, minutes=-30)), dt.timezone(dt.timedelta(hours=14))]
+)
 PY_SCALARS = st.one_of(
     JSON_SCALARS,
     st.binary(max_size=20),
@@ -36,9 +39,7 @@ PY_SCALARS = st.one_of(
 )
 PY_VALUES = st.recursive(
     PY_SCALARS,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(ANY_TEXT, inner, max_size=4)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(ANY_TEXT, inner, max_size=4)),
     max_leaves=12,
 )
 
@@ -77,8 +78,22 @@ def arrow_types() -> st.SearchStrategy[Any]:
         st.builds(pa.duration, units),
         st.builds(pa.decimal128, st.integers(1, 38), st.integers(0, 10)).filter(lambda t: t.scale <= t.precision),
         st.sampled_from(
-            [pa.binary(), pa.large_binary(), pa.binary(3), pa.string(), pa.large_string(), pa.float64(), pa.float32(),
-             pa.float16(), pa.int64(), pa.uint64(), pa.int8(), pa.bool_(), pa.null(), pa.month_day_nano_interval()]
+            [
+                pa.binary(),
+                pa.large_binary(),
+                pa.binary(3),
+                pa.string(),
+                pa.large_string(),
+                pa.float64(),
+                pa.float32(),
+                pa.float16(),
+                pa.int64(),
+                pa.uint64(),
+                pa.int8(),
+                pa.bool_(),
+                pa.null(),
+                pa.month_day_nano_interval(),
+            ]
         ),
         st.just("dictionary"),
     )
@@ -108,28 +123,43 @@ def _array(draw: Any, t: Any, n: int) -> Any:
     import pyarrow as pa
 
     if t == "dictionary":
-        return pa.array(draw(st.lists(st.one_of(st.none(), UNICODE_TEXT), min_size=n, max_size=n)), pa.string()).dictionary_encode()
+        return pa.array(
+            draw(st.lists(st.one_of(st.none(), UNICODE_TEXT), min_size=n, max_size=n)), pa.string()
+        ).dictionary_encode()
     if pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_date64(t):
         ints = draw(st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=n, max_size=n))
         return pa.array(ints, pa.int64()).view(t)
     if pa.types.is_date32(t):
-        return pa.array(draw(st.lists(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)), min_size=n, max_size=n)), pa.int32()).view(t)
+        return pa.array(
+            draw(st.lists(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)), min_size=n, max_size=n)), pa.int32()
+        ).view(t)
     if pa.types.is_time32(t) or pa.types.is_time64(t):
         per = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[t.unit]
         ints = draw(st.lists(st.one_of(st.none(), st.integers(0, 86400 * per - 1)), min_size=n, max_size=n))
         return pa.array(ints, pa.int32() if pa.types.is_time32(t) else pa.int64()).view(t)
     if pa.types.is_decimal(t):
         limit = 10 ** (t.precision - t.scale) - 1
-        vals = draw(st.lists(st.one_of(st.none(), st.decimals(-limit, limit, places=t.scale, allow_nan=False)), min_size=n, max_size=n))
+        vals = draw(
+            st.lists(st.one_of(st.none(), st.decimals(-limit, limit, places=t.scale, allow_nan=False)), min_size=n, max_size=n)
+        )
         return pa.array(vals, t)
     if pa.types.is_fixed_size_binary(t):
-        return pa.array(draw(st.lists(st.one_of(st.none(), st.binary(min_size=t.byte_width, max_size=t.byte_width)), min_size=n, max_size=n)), t)
+        return pa.array(
+            draw(st.lists(st.one_of(st.none(), st.binary(min_size=t.byte_width, max_size=t.byte_width)), min_size=n, max_size=n)),
+            t,
+        )
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pa.array(draw(st.lists(st.one_of(st.none(), st.binary(max_size=10)), min_size=n, max_size=n)), t)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return pa.array(draw(st.lists(st.one_of(st.none(), UNICODE_TEXT), min_size=n, max_size=n)), t)
     if pa.types.is_floating(t):
-        vals = draw(st.lists(st.one_of(st.none(), st.floats(width=16 if t == pa.float16() else 32 if t == pa.float32() else 64)), min_size=n, max_size=n))
+        vals = draw(
+            st.lists(
+                st.one_of(st.none(), st.floats(width=16 if t == pa.float16() else 32 if t == pa.float32() else 64)),
+                min_size=n,
+                max_size=n,
+            )
+        )
         if t == pa.float16():
             import numpy as np
 
@@ -144,7 +174,15 @@ def _array(draw: Any, t: Any, n: int) -> Any:
         return pa.nulls(n)
     if pa.types.is_interval(t):
         i32 = st.integers(-(2**31), 2**31 - 1)
-        vals = draw(st.lists(st.one_of(st.none(), st.builds(lambda m, d, ns: pa.MonthDayNano([m, d, ns]), i32, i32, st.integers(-(2**63), 2**63 - 1))), min_size=n, max_size=n))
+        vals = draw(
+            st.lists(
+                st.one_of(
+                    st.none(), st.builds(lambda m, d, ns: pa.MonthDayNano([m, d, ns]), i32, i32, st.integers(-(2**63), 2**63 - 1))
+                ),
+                min_size=n,
+                max_size=n,
+            )
+        )
         return pa.array(vals, t)
     if pa.types.is_map(t):
         lengths = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
@@ -166,4 +204,3 @@ def _array(draw: Any, t: Any, n: int) -> Any:
         mask = pa.array([not v for v in draw(st.lists(st.booleans(), min_size=n, max_size=n))], pa.bool_())
         return pa.StructArray.from_arrays(children, fields=[t.field(i) for i in range(t.num_fields)], mask=mask)
     raise AssertionError(f"no strategy for {t}")
-

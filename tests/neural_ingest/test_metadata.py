@@ -1,5 +1,6 @@
 """neural_ingest.metadata: every value a JSON line or a Parquet column holds gets the JSON form OpenSearch
 accepts, or a MetadataError naming the field; never another exception."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,10 +11,10 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from hostile import PY_VALUES, arrow_arrays, has_surrogate, strict_json_loads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import PY_VALUES, arrow_arrays, has_surrogate, strict_json_loads
 from neural_ingest.metadata import MetadataError, arrow_values, json_value, metadata_json
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,10 +87,22 @@ def test_json_value_is_total_strict_and_idempotent(value):
         (pa.array([decimal.Decimal("1.20")], pa.decimal128(5, 2)), [decimal.Decimal("1.20")], {}),
         (pa.array(["x", None, "x"]).dictionary_encode(), ["x", None, "x"], {}),
         (pa.array(["x"], pa.large_string()), ["x"], {}),
-        (pa.array([[("a", 1)], None, [("a", 1), ("a", 2)]], pa.map_(pa.string(), pa.int8())), [{"a": 1}, None, {"a": 2}], {2: "appears twice"}),
+        (
+            pa.array([[("a", 1)], None, [("a", 1), ("a", 2)]], pa.map_(pa.string(), pa.int8())),
+            [{"a": 1}, None, {"a": 2}],
+            {2: "appears twice"},
+        ),
         (pa.array([[1, None], None], pa.large_list(pa.timestamp("ns"))), [["1970-01-01T00:00:00.000000001", None], None], {}),
-        (pa.array([{"t": 5}, None], pa.struct([("t", pa.timestamp("ns", "UTC"))])), [{"t": "1970-01-01T00:00:00.000000005Z"}, None], {}),
-        (pa.array([[1], [2, 3], [4]], pa.list_(pa.timestamp("s"))).slice(1, 2), [["1970-01-01T00:00:02", "1970-01-01T00:00:03"], ["1970-01-01T00:00:04"]], {}),
+        (
+            pa.array([{"t": 5}, None], pa.struct([("t", pa.timestamp("ns", "UTC"))])),
+            [{"t": "1970-01-01T00:00:00.000000005Z"}, None],
+            {},
+        ),
+        (
+            pa.array([[1], [2, 3], [4]], pa.list_(pa.timestamp("s"))).slice(1, 2),
+            [["1970-01-01T00:00:02", "1970-01-01T00:00:03"], ["1970-01-01T00:00:04"]],
+            {},
+        ),
     ],
 )
 def test_arrow_columns(arr, want, bad):

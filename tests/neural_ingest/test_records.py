@@ -1,16 +1,18 @@
 """DeadLetter.to_json never fails: whatever a record holds, its dead letter is one line of strict JSON that
 json.loads reads back (a lone surrogate or a surrogateescape'd byte comes back exactly)."""
+
 from __future__ import annotations
 
 import datetime as dt
 import decimal
 import json
+import math
 
 import numpy as np
+from hostile import ANY_TEXT, JSON_VALUES, PY_VALUES, strict_json_loads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import ANY_TEXT, JSON_VALUES, PY_VALUES, strict_json_loads
 from neural_ingest.records import DeadLetter, Document
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -49,10 +51,22 @@ def test_anything_is_written():
         cur.append([])
         cur = cur[0]
     record = {
-        "bytes": b"\xff", "ba": bytearray(b"a"), "set": {3, 1}, "np": np.arange(3), "npf": np.float32(1.5),
-        "when": dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc), "dec": decimal.Decimal("1.5"), "nan": float("nan"),
-        "inf": float("-inf"), "obj": Hostile(), "cycle": cycle, "d": d, "deep": deep, "big": 10**5000,
-        (1, 2): "tuple key", "doc": Document("i", "t\udc80", {"m": b"x"}),
+        "bytes": b"\xff",
+        "ba": bytearray(b"a"),
+        "set": {3, 1},
+        "np": np.arange(3),
+        "npf": np.float32(1.5),
+        "when": dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc),
+        "dec": decimal.Decimal("1.5"),
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "obj": Hostile(),
+        "cycle": cycle,
+        "d": d,
+        "deep": deep,
+        "big": 10**5000,
+        (1, 2): "tuple key",
+        "doc": Document("i", "t\udc80", {"m": b"x"}),
     }
     got = line(record, message="bad \ud800")
     r = got["record"]
@@ -73,7 +87,7 @@ def test_a_json_record_comes_back_exactly(record):
 
 
 def _strict(v):
-    if isinstance(v, float) and v != v:
+    if isinstance(v, float) and math.isnan(v):
         return "NaN"
     if isinstance(v, float) and v in (float("inf"), float("-inf")):
         return "Infinity" if v > 0 else "-Infinity"

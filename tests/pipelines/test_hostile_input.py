@@ -5,6 +5,7 @@ read = indexed + failed + skipped; every failed record is in a dead-letter file 
 The first tests are the reproductions of issue 15 (each crashed the run before); the property-based ones
 generate arbitrary records: any Unicode (lone surrogates included), any bytes, any JSON value, any Arrow type.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,17 +22,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hostile import ANY_TEXT, JSON_VALUES, arrow_arrays, strict_json_loads
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
-from hostile import ANY_TEXT, JSON_VALUES, arrow_arrays, strict_json_loads
-from neural_ingest.cli import main
 from support import MINILM, hold_model
+
+from neural_ingest.cli import main
 
 # A pipeline run takes seconds: few examples, and no shrinking (it would rerun the pipeline hundreds of times);
 # a failure reports the example as drawn.
 PIPELINE = settings(
-    max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
     phases=[Phase.explicit, Phase.generate],
 )
 
@@ -39,8 +43,14 @@ PIPELINE = settings(
 def config(tmp: Path, source_type: str, path: Path, sink: dict[str, Any] | None = None, **source: Any) -> Path:
     data = {
         "run": {"name": "hostile", "progress_every_seconds": 60},
-        "source": {"type": source_type, "path": str(path), "id_field": "id", "text_fields": ["title", "body"],
-                   "metadata_fields": ["topic", "year"], **source},
+        "source": {
+            "type": source_type,
+            "path": str(path),
+            "id_field": "id",
+            "text_fields": ["title", "body"],
+            "metadata_fields": ["topic", "year"],
+            **source,
+        },
         "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu", "batch_size": 16},
         "sink": sink or {"type": "parquet", "path": str(tmp / "dataset")},
         "dead_letter": {"path": str(tmp / "dlq")},
@@ -70,8 +80,8 @@ def run(tmp: Path, source_type: str, path: Path, expect_read: int | None = None,
     if expect_read is not None:
         assert s["read"] == expect_read, s
     assert (r.exit_code == 3) == (s["failed"] > 0), s  # default budget: max_failed_ratio 0.01
-    dead = [strict_json_loads(x) for f in glob.glob(f"{s['dead_letter_path']}/dead-letters*.jsonl") for x in open(f, encoding="utf-8")]
-    skipped = [strict_json_loads(x) for f in glob.glob(f"{s['dead_letter_path']}/skipped*.jsonl") for x in open(f, encoding="utf-8")]
+    dead = jsonl_lines(f"{s['dead_letter_path']}/dead-letters*.jsonl")
+    skipped = jsonl_lines(f"{s['dead_letter_path']}/skipped*.jsonl")
     assert len(dead) == s["failed"] and len(skipped) == s["skipped"], s
     assert all(d["error_type"] and d["message"] for d in dead)
     if s["indexed"]:
@@ -81,6 +91,11 @@ def run(tmp: Path, source_type: str, path: Path, expect_read: int | None = None,
             assert isinstance(strict_json_loads(meta), dict)
     s["dead"] = dead
     return s
+
+
+def jsonl_lines(pattern: str) -> list[Any]:
+    """Every line of every matching file, read back with strict json.loads (UTF-8, no NaN)."""
+    return [strict_json_loads(x) for f in glob.glob(pattern) for x in Path(f).read_text(encoding="utf-8").splitlines()]
 
 
 # --------------------------------------------------------------------------- the reproductions
@@ -108,30 +123,46 @@ def test_csv_row_with_invalid_utf8(tmp_path):
 
 def test_parquet_metadata_of_every_arrow_type_lands_as_json(tmp_path):
     n = 2
-    table = pa.table({
-        "id": ["1", "2"],
-        "title": pa.array(["one", "two"], pa.large_string()),
-        "topic": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), None], pa.timestamp("ns", tz="UTC")),
-        "year": pa.StructArray.from_arrays(
-            [
-                pa.array([1_000_000_001, 5], pa.timestamp("ns")), pa.array([dt.date(2024, 2, 29)] * n, pa.date32()),
-                pa.array([3_723_000_000_001, 0], pa.time64("ns")), pa.array([-1_500_000, 0], pa.duration("us")),
-                pa.array([decimal.Decimal("12.30"), None], pa.decimal128(6, 2)), pa.array([b"\xff\x00", None], pa.large_binary()),
-                pa.array([[1.5, float("nan")], []], pa.list_(pa.float64())), pa.array([[("k", 1)], None], pa.map_(pa.string(), pa.int8())),
-                pa.array(["a", "b"]).dictionary_encode(), pa.array([2**64 - 1, 0], pa.uint64()),
-            ],
-            names=["ts", "date", "time", "dur", "dec", "bin", "floats", "map", "cat", "big"],
-        ),
-    })
+    table = pa.table(
+        {
+            "id": ["1", "2"],
+            "title": pa.array(["one", "two"], pa.large_string()),
+            "topic": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), None], pa.timestamp("ns", tz="UTC")),
+            "year": pa.StructArray.from_arrays(
+                [
+                    pa.array([1_000_000_001, 5], pa.timestamp("ns")),
+                    pa.array([dt.date(2024, 2, 29)] * n, pa.date32()),
+                    pa.array([3_723_000_000_001, 0], pa.time64("ns")),
+                    pa.array([-1_500_000, 0], pa.duration("us")),
+                    pa.array([decimal.Decimal("12.30"), None], pa.decimal128(6, 2)),
+                    pa.array([b"\xff\x00", None], pa.large_binary()),
+                    pa.array([[1.5, float("nan")], []], pa.list_(pa.float64())),
+                    pa.array([[("k", 1)], None], pa.map_(pa.string(), pa.int8())),
+                    pa.array(["a", "b"]).dictionary_encode(),
+                    pa.array([2**64 - 1, 0], pa.uint64()),
+                ],
+                names=["ts", "date", "time", "dur", "dec", "bin", "floats", "map", "cat", "big"],
+            ),
+        }
+    )
     pq.write_table(table, tmp_path / "docs.parquet")
     s = run(tmp_path, "parquet", tmp_path / "docs.parquet", expect_read=2)
     assert (s["indexed"], s["failed"]) == (2, 0)
     meta = {r["id"]: json.loads(r["metadata"]) for r in pq.read_table(tmp_path / "dataset").to_pylist()}
     assert meta["1"] == {
         "topic": "2024-01-02T03:04:05.000000000Z",
-        "year": {"ts": "1970-01-01T00:00:01.000000001", "date": "2024-02-29", "time": "01:02:03.000000001",
-                 "dur": "-P0DT0H0M1.500000S", "dec": "12.30", "bin": "/wA=", "floats": [1.5, None], "map": {"k": 1},
-                 "cat": "a", "big": 2**64 - 1},
+        "year": {
+            "ts": "1970-01-01T00:00:01.000000001",
+            "date": "2024-02-29",
+            "time": "01:02:03.000000001",
+            "dur": "-P0DT0H0M1.500000S",
+            "dec": "12.30",
+            "bin": "/wA=",
+            "floats": [1.5, None],
+            "map": {"k": 1},
+            "cat": "a",
+            "big": 2**64 - 1,
+        },
     }
 
 
@@ -139,20 +170,29 @@ def test_parquet_metadata_of_every_arrow_type_lands_as_json(tmp_path):
 def test_opensearch_takes_every_arrow_type_as_metadata(tmp_path, opensearch_url, os_client, index_name):
     """Today every record with a timestamp in metadata failed (`Object of type datetime is not JSON
     serializable`); now OpenSearch indexes them all, dates mapped as dates."""
-    table = pa.table({
-        "id": ["1", "2"],
-        "title": ["one", "two"],
-        "topic": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 6), None], pa.timestamp("us")),
-        "year": pa.StructArray.from_arrays(
-            [pa.array([dt.date(2024, 2, 29)] * 2, pa.date32()), pa.array([decimal.Decimal("12.30"), None], pa.decimal128(6, 2)),
-             pa.array([b"\xff\x00", None], pa.binary()), pa.array([float("nan"), 1.5]), pa.array(["a", "b"]).dictionary_encode()],
-            names=["date", "dec", "bin", "f", "cat"],
-        ),
-    })
+    table = pa.table(
+        {
+            "id": ["1", "2"],
+            "title": ["one", "two"],
+            "topic": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 6), None], pa.timestamp("us")),
+            "year": pa.StructArray.from_arrays(
+                [
+                    pa.array([dt.date(2024, 2, 29)] * 2, pa.date32()),
+                    pa.array([decimal.Decimal("12.30"), None], pa.decimal128(6, 2)),
+                    pa.array([b"\xff\x00", None], pa.binary()),
+                    pa.array([float("nan"), 1.5]),
+                    pa.array(["a", "b"]).dictionary_encode(),
+                ],
+                names=["date", "dec", "bin", "f", "cat"],
+            ),
+        }
+    )
     pq.write_table(table, tmp_path / "docs.parquet")
     sink = {"type": "opensearch", "hosts": [opensearch_url], "index": index_name, "knn": {"engine": "lucene"}}
     summary_path = tmp_path / "summary.json"
-    r = CliRunner().invoke(main, ["run", str(config(tmp_path, "parquet", tmp_path / "docs.parquet", sink=sink)), "--summary", str(summary_path)])
+    r = CliRunner().invoke(
+        main, ["run", str(config(tmp_path, "parquet", tmp_path / "docs.parquet", sink=sink)), "--summary", str(summary_path)]
+    )
     assert r.exit_code == 0, r.output[-3000:]
     s = json.loads(summary_path.read_text())
     assert (s["read"], s["indexed"], s["failed"]) == (2, 2, 0)
@@ -165,7 +205,9 @@ def test_opensearch_takes_every_arrow_type_as_metadata(tmp_path, opensearch_url,
 
 
 def test_a_parquet_value_with_no_form_dead_letters_its_row_only(tmp_path):
-    table = pa.table({"id": ["1", "2"], "title": ["one", "two"], "topic": pa.array([0, 253402300800 * 10**6], pa.timestamp("us"))})
+    table = pa.table(
+        {"id": ["1", "2"], "title": ["one", "two"], "topic": pa.array([0, 253402300800 * 10**6], pa.timestamp("us"))}
+    )
     pq.write_table(table, tmp_path / "docs.parquet")
     s = run(tmp_path, "parquet", tmp_path / "docs.parquet", expect_read=2)
     assert (s["indexed"], s["failed"]) == (1, 1)
@@ -192,7 +234,10 @@ def test_any_jsonl(lines):
         run(Path(tmp), "jsonl", path, expect_read=sum(1 for x in lines if x.strip()))
 
 
-CSV_HEADERS = st.one_of(st.just(["id", "title", "body", "topic"]), st.lists(st.sampled_from(["id", "title", "topic", "t\udcffx"]), min_size=1, max_size=4))
+CSV_HEADERS = st.one_of(
+    st.just(["id", "title", "body", "topic"]),
+    st.lists(st.sampled_from(["id", "title", "topic", "t\udcffx"]), min_size=1, max_size=4),
+)
 
 
 @PIPELINE
@@ -220,7 +265,14 @@ def parquet_tables(draw: Any) -> pa.Table:
     n = draw(st.integers(1, 6))
     ids = draw(st.lists(st.one_of(st.none(), st.text(max_size=5)), min_size=n, max_size=n))
     title = draw(st.one_of(arrow_arrays(size=n), st.lists(st.text(max_size=30), min_size=n, max_size=n).map(pa.array)))
-    return pa.table({"id": pa.array(ids, pa.string()), "title": title, "topic": draw(arrow_arrays(size=n)), "year": draw(arrow_arrays(size=n))})
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "title": title,
+            "topic": draw(arrow_arrays(size=n)),
+            "year": draw(arrow_arrays(size=n)),
+        }
+    )
 
 
 @PIPELINE

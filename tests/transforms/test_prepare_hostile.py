@@ -1,15 +1,16 @@
 """PrepareFn on any record: exactly one outcome (a Document, a dead letter or a skip), never an exception;
 a Document's text and id are Unicode and its metadata strict JSON in OpenSearch's forms."""
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 
 import apache_beam as beam
+from hostile import ANY_TEXT, PY_VALUES, strict_json_loads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import ANY_TEXT, PY_VALUES, strict_json_loads
 from neural_ingest.config import SourceConfig
 from neural_ingest.records import Document
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
@@ -39,7 +40,10 @@ def test_lone_surrogates_and_unconvertible_metadata_are_dead_letters_naming_the_
 
 def test_metadata_takes_opensearch_forms_and_content_ids_stay():
     when = dt.datetime(2024, 1, 2, 3, 4, 5)
-    docs, _, _ = outcomes({"title": "t", "topic": float("nan"), "when": when}, SourceConfig(type="jsonl", path="x", id_field=None, text_fields=["title"], metadata_fields=["topic", "when"]))
+    docs, _, _ = outcomes(
+        {"title": "t", "topic": float("nan"), "when": when},
+        SourceConfig(type="jsonl", path="x", id_field=None, text_fields=["title"], metadata_fields=["topic", "when"]),
+    )
     assert docs[0].metadata == {"topic": None, "when": "2024-01-02T03:04:05"}
     from neural_ingest.records import content_id
 
@@ -59,7 +63,9 @@ def test_a_nan_text_field_is_no_text():
     st.sampled_from(["id", None]),
 )
 def test_any_record_has_exactly_one_outcome(record, id_field):
-    cfg = SourceConfig(type="jsonl", path="x", id_field=id_field, text_fields=["title", "body"], metadata_fields=["topic", "when"])
+    cfg = SourceConfig(
+        type="jsonl", path="x", id_field=id_field, text_fields=["title", "body"], metadata_fields=["topic", "when"]
+    )
     docs, dead, skipped = outcomes(record, cfg)
     for doc in docs:
         doc.text.encode("utf-8")

@@ -1,5 +1,6 @@
 """ReadRecords on hostile files: every bad record is its own dead letter with a reason naming the field,
 the good ones are read, and nothing reaches a later stage that its coders could not carry."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,11 +11,11 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
+from support import collect, collected
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.transforms.counters import DEAD_LETTER, NAMESPACE
 from neural_ingest.transforms.read import ReadRecords
-from support import collect, collected
 
 
 def run_read(cfg: SourceConfig):
@@ -24,7 +25,9 @@ def run_read(cfg: SourceConfig):
         out["records"] | "Shuffle" >> beam.Reshuffle() | "r" >> collect("hostile-records")
         out[DEAD_LETTER] | "d" >> collect("hostile-dead")
     records, dead = collected("hostile-records"), collected("hostile-dead")
-    counters = {r.key.metric.name: r.committed for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
+    counters = {
+        r.key.metric.name: r.committed for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    }
     return records, dead, counters
 
 
@@ -87,12 +90,23 @@ def test_parquet_every_arrow_type_and_out_of_range_values(tmp_path):
         }
     )
     pq.write_table(table, tmp_path / "t.parquet")
-    cfg = SourceConfig(type="parquet", path=str(tmp_path / "t.parquet"), metadata_fields=["ts", "day", "late", "dec", "blob", "tags", "cat"])
+    cfg = SourceConfig(
+        type="parquet", path=str(tmp_path / "t.parquet"), metadata_fields=["ts", "day", "late", "dec", "blob", "tags", "cat"]
+    )
     records, dead, counters = run_read(cfg)
     assert counters["read"] == 2
     assert records == [
-        {"id": "1", "text": "one", "ts": "1970-01-01T00:00:01.000000001Z", "day": "2024-02-29", "late": "1970-01-01T00:00:00.000",  # Parquet keeps seconds as ms
-         "dec": decimal.Decimal("1.20"), "blob": b"\xff", "tags": {"k": 1}, "cat": "a"}
+        {
+            "id": "1",
+            "text": "one",
+            "ts": "1970-01-01T00:00:01.000000001Z",
+            "day": "2024-02-29",
+            "late": "1970-01-01T00:00:00.000",  # Parquet keeps seconds as ms
+            "dec": decimal.Decimal("1.20"),
+            "blob": b"\xff",
+            "tags": {"k": 1},
+            "cat": "a",
+        }
     ]
     assert len(dead) == 1 and dead[0].error_type == "invalid_value"
     assert "column 'late'" in dead[0].message and "outside years 1-9999" in dead[0].message
