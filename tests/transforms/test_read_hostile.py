@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from support import collect, collected
 
@@ -18,7 +20,7 @@ from neural_ingest.transforms.counters import DEAD_LETTER, NAMESPACE
 from neural_ingest.transforms.read import ReadRecords
 
 
-def run_read(cfg: SourceConfig):
+def run_read(cfg: Any):
     with beam.Pipeline("DirectRunner") as p:
         out = p | ReadRecords(cfg)
         # Through a shuffle, as a fused runner would not: every record must survive Beam's coders.
@@ -119,3 +121,17 @@ def test_text_files_of_any_bytes(tmp_path):
     records, dead, counters = run_read(SourceConfig(type="text", path=str(tmp_path / "*.txt")))
     assert [r["text"] for r in records] == ["good text"] and counters["read"] == 2
     assert dead[0].error_type == "invalid_encoding"
+
+
+@pytest.mark.opensearch
+def test_opensearch_source_document_with_a_lone_surrogate(os_client, opensearch_url, index_name):
+    """Another writer can store "\\ud800" (OpenSearch keeps the escape): that document is a read dead letter."""
+    from neural_ingest.config import OpenSearchSourceConfig
+
+    os_client.index(index=index_name, id="good", body={"title": "fine"}, refresh=True)
+    raw = b'{"title": "bad \\ud800 text"}'
+    os_client.transport.perform_request("PUT", f"/{index_name}/_doc/bad", body=raw, params={"refresh": "true"})
+    cfg = OpenSearchSourceConfig(type="opensearch", hosts=[opensearch_url], index=index_name, text_fields=["title"])
+    records, dead, counters = run_read(cfg)
+    assert [r["_id"] for r in records] == ["good"] and counters["read"] == 2
+    assert dead[0].error_type == "invalid_unicode" and dead[0].doc_id == "bad" and "'title'" in dead[0].message
