@@ -64,7 +64,8 @@ class DeadLetter:
             text = json.dumps(letter, ensure_ascii=False, allow_nan=False, default=str)
         if lone_surrogate(text):  # a lone surrogate, or a byte kept by surrogateescape: a \udcff escape, exact on json.loads
             text = json.dumps(letter, ensure_ascii=True, allow_nan=False)
-        return text
+        # Line breaks to str.splitlines (and old JavaScript), not to JSON: escaped, so one letter stays one line.
+        return text.translate(_LINE_BREAKS)
 
 
 def content_id(text: str, metadata: dict[str, Any] | None = None) -> str:
@@ -76,6 +77,7 @@ def content_id(text: str, metadata: dict[str, Any] | None = None) -> str:
 
 
 _MAX_DEPTH = 100
+_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029)}
 _FLOATS = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
 
 

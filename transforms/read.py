@@ -140,25 +140,65 @@ class ReadTextFile(beam.DoFn):
             yield _dead("invalid_encoding", f"{path}: not valid {self.encoding}: {e}", {"file": path})
 
 
-class ArrowRowsFn(beam.DoFn):
+def arrow_rows(table: Any, columns: list[str], where: dict[str, Any]) -> Iterable[Any]:
     """Arrow table -> one dict per row, of the columns the source config names (as the OpenSearch source
     reads only those fields), in the forms of neural_ingest.metadata (ISO 8601 for temporal types, at any
     precision or range Arrow holds). A value with no such form dead-letters its row, naming the column."""
+    names = [c for c in columns if c in table.column_names]
+    converted = {c: arrow_values(table.column(c)) for c in names}
+    for i in range(table.num_rows):
+        counters.inc("read")
+        row = {c: vals[i] for c, (vals, _bad) in converted.items()}
+        problems = [f"column {c!r}: {bad[i]}" for c, (_vals, bad) in converted.items() if i in bad]
+        if problems:
+            yield _dead("invalid_value", f"{where['file']}: " + "; ".join(problems)[:2000], row)
+        else:
+            yield row
+
+
+class ParquetRowGroupsFn(beam.DoFn):
+    """One Parquet file -> (path, row group index) per row group, so row groups are read in parallel (as
+    Beam's splittable source does); a file whose footer cannot be read (truncated, not Parquet) is a dead letter."""
+
+    def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
+        import pyarrow.parquet as pq
+
+        path = readable.metadata.path
+        try:
+            with readable.open(compression_type=None) as f:
+                groups = pq.ParquetFile(f).num_row_groups
+        except Exception as e:  # noqa: BLE001 - one unreadable file must not fail the run
+            counters.inc("read")
+            yield _dead("unreadable_file", f"{path}: not a readable Parquet file: {str(e)[:500]}", {"file": path})
+            return
+        for i in range(groups):
+            yield path, i
+
+
+class ReadParquetRowGroupFn(beam.DoFn):
+    """(path, row group) -> rows (arrow_rows); a row group that cannot be decoded is one dead letter, from
+    the row it failed at ({"file", "row_group", "row"}), after the rows before it."""
 
     def __init__(self, columns: list[str]):
         self.columns = columns
 
-    def process(self, table: Any) -> Iterable[Any]:
-        names = [c for c in self.columns if c in table.column_names]
-        converted = {c: arrow_values(table.column(c)) for c in names}
-        for i in range(table.num_rows):
+    def process(self, item: tuple[str, int]) -> Iterable[Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from apache_beam.io.filesystems import FileSystems
+
+        path, group = item
+        where: dict[str, Any] = {"file": path, "row_group": group, "row": 0}
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                pf = pq.ParquetFile(f)
+                names = [c for c in self.columns if c in pf.schema_arrow.names]
+                for batch in pf.iter_batches(row_groups=[group], columns=names, batch_size=1024):
+                    yield from arrow_rows(pa.Table.from_batches([batch]), names, where)
+                    where["row"] += batch.num_rows
+        except Exception as e:  # noqa: BLE001 - a corrupt row group must not fail the run
             counters.inc("read")
-            row = {c: vals[i] for c, (vals, _bad) in converted.items()}
-            problems = [f"column {c!r}: {bad[i]}" for c, (_vals, bad) in converted.items() if i in bad]
-            if problems:
-                yield _dead("invalid_value", "; ".join(problems)[:2000], row)
-            else:
-                yield row
+            yield _dead("unreadable_file", f"{path} row group {group} from row {where['row']}: {str(e)[:500]}", dict(where))
 
 
 def source_columns(cfg: SourceConfig) -> list[str]:
@@ -180,10 +220,21 @@ class ReadRecords(beam.PTransform):
 
             return pbegin | "ReadOpenSearch" >> ReadFromOpenSearch(c)
         if c.type == "parquet":
-            # Arrow batches, not Beam's rows: its Table.to_pydict fails the whole file on one ns timestamp.
-            tables = pbegin | "ReadParquet" >> beam.io.ReadFromParquetBatched(c.path)
-            rows = tables | "ToRows" >> beam.ParDo(ArrowRowsFn(source_columns(c))).with_outputs(DEAD_LETTER, main="records")
-            return {"records": rows.records, DEAD_LETTER: rows[DEAD_LETTER]}
+            # Row groups read by us, not Beam's ReadFromParquet: its Table.to_pydict fails the whole run on one
+            # ns timestamp or year past 9999, and a truncated file failed it too.
+            groups = (
+                pbegin
+                | "MatchParquet" >> fileio.MatchFiles(c.path)
+                | "OpenParquet" >> fileio.ReadMatches()
+                | "RowGroups" >> beam.ParDo(ParquetRowGroupsFn()).with_outputs(DEAD_LETTER, main="groups")
+            )
+            rows = (
+                groups.groups
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadRowGroups" >> beam.ParDo(ReadParquetRowGroupFn(source_columns(c))).with_outputs(DEAD_LETTER, main="records")
+            )
+            dead = (groups[DEAD_LETTER], rows[DEAD_LETTER]) | "ParquetDeadLetters" >> beam.Flatten()
+            return {"records": rows.records, DEAD_LETTER: dead}
         if c.type == "jsonl":
             lines = pbegin | "ReadLines" >> beam.io.ReadFromTextWithFilename(c.path, coder=coders.BytesCoder())
             parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding)).with_outputs(DEAD_LETTER, main="records")

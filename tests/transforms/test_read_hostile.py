@@ -27,9 +27,9 @@ def run_read(cfg: Any):
         out["records"] | "Shuffle" >> beam.Reshuffle() | "r" >> collect("hostile-records")
         out[DEAD_LETTER] | "d" >> collect("hostile-dead")
     records, dead = collected("hostile-records"), collected("hostile-dead")
-    counters = {
-        r.key.metric.name: r.committed for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    }
+    counters: dict[str, int] = {}
+    for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        counters[r.key.metric.name] = counters.get(r.key.metric.name, 0) + r.committed  # summed over steps
     return records, dead, counters
 
 
@@ -135,3 +135,21 @@ def test_opensearch_source_document_with_a_lone_surrogate(os_client, opensearch_
     records, dead, counters = run_read(cfg)
     assert [r["_id"] for r in records] == ["good"] and counters["read"] == 2
     assert dead[0].error_type == "invalid_unicode" and dead[0].doc_id == "bad" and "'title'" in dead[0].message
+
+
+def test_a_truncated_parquet_file_is_a_dead_letter_the_others_are_read(tmp_path):
+    pq.write_table(pa.table({"id": ["1", "2"], "text": ["one", "two"]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": ["3"], "text": ["three"]}), tmp_path / "b.parquet")
+    data = (tmp_path / "b.parquet").read_bytes()
+    (tmp_path / "b.parquet").write_bytes(data[: len(data) // 2])  # an export cut short
+    records, dead, counters = run_read(SourceConfig(type="parquet", path=str(tmp_path / "*.parquet")))
+    assert sorted(r["id"] for r in records) == ["1", "2"] and counters["read"] == 3
+    assert dead[0].error_type == "unreadable_file" and dead[0].record == {"file": str(tmp_path / "b.parquet")}
+
+
+def test_parquet_row_groups_are_all_read(tmp_path):
+    table = pa.table({"id": [str(i) for i in range(25)], "text": ["t"] * 25, "other": list(range(25))})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=10)
+    records, dead, counters = run_read(SourceConfig(type="parquet", path=str(tmp_path / "a.parquet")))
+    assert sorted(int(r["id"]) for r in records) == list(range(25)) and dead == [] and counters["read"] == 25
+    assert set(records[0]) == {"id", "text"}
