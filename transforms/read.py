@@ -231,7 +231,8 @@ class ReadRecords(beam.PTransform):
             rows = (
                 groups.groups
                 | "SpreadRowGroups" >> beam.Reshuffle()
-                | "ReadRowGroups" >> beam.ParDo(ReadParquetRowGroupFn(source_columns(c))).with_outputs(DEAD_LETTER, main="records")
+                | "ReadRowGroups"
+                >> beam.ParDo(ReadParquetRowGroupFn(source_columns(c))).with_outputs(DEAD_LETTER, main="records")
             )
             dead = (groups[DEAD_LETTER], rows[DEAD_LETTER]) | "ParquetDeadLetters" >> beam.Flatten()
             return {"records": rows.records, DEAD_LETTER: dead}
