@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from hostile import ANY_TEXT, JSON_VALUES, arrow_arrays, strict_json_loads
+from hostile import ANY_TEXT, JSON_VALUES, UNICODE_TEXT, arrow_arrays, strict_json_loads
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support import MINILM, hold_model
@@ -263,8 +263,8 @@ def test_any_csv(header, rows):
 @st.composite
 def parquet_tables(draw: Any) -> pa.Table:
     n = draw(st.integers(1, 6))
-    ids = draw(st.lists(st.one_of(st.none(), st.text(max_size=5)), min_size=n, max_size=n))
-    title = draw(st.one_of(arrow_arrays(size=n), st.lists(st.text(max_size=30), min_size=n, max_size=n).map(pa.array)))
+    ids = draw(st.lists(st.one_of(st.none(), UNICODE_TEXT), min_size=n, max_size=n))
+    title = draw(st.one_of(arrow_arrays(size=n), st.lists(UNICODE_TEXT, min_size=n, max_size=n).map(pa.array)))
     return pa.table(
         {
             "id": pa.array(ids, pa.string()),
