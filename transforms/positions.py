@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import apache_beam as beam
 from apache_beam import typehints
 from apache_beam.io import iobase, textio
-from apache_beam.io.parquetio import _ParquetSource, _ParquetUtils
 
 POSITION = "__neural_ingest_position__"
 UNITS = {"jsonl": "byte", "csv": "line", "parquet": "row"}  # what ``n`` counts, per source type
@@ -41,8 +39,8 @@ def describe(position: tuple[str, int] | None, source_type: str) -> str:
 
 
 class _ClaimSpy:
-    """A range tracker that remembers the last position a reader claimed: the start of the record
-    (or Parquet row group) it is about to yield."""
+    """A range tracker that remembers the last position a reader claimed: the start of the record it
+    is about to yield."""
 
     def __init__(self, tracker: iobase.RangeTracker):
         self._tracker = tracker
@@ -72,38 +70,3 @@ class ReadLinesWithOffsets(textio.ReadFromText):
     """Like ReadFromTextWithFilename (splittable), yielding ``(file, byte offset, line)``."""
 
     _source_class = _TextSourceWithOffsets
-
-
-class _ParquetSourceWithRows(_ParquetSource):
-    def read_records(self, file_name: str, range_tracker: iobase.RangeTracker) -> Iterable[tuple[str, int, Any]]:
-        spy = _ClaimSpy(range_tracker)
-        starts: dict[int, int] = {}  # row group offset -> index of its first row in the file
-        for table in super().read_records(file_name, spy):
-            if not starts:
-                with self.open_file(file_name) as f:
-                    import pyarrow.parquet as pq
-
-                    pf = pq.ParquetFile(f)
-                    row = 0
-                    for i in range(_ParquetUtils.get_number_of_row_groups(pf)):
-                        starts[_ParquetUtils.get_offset(pf, i)] = row
-                        row += pf.metadata.row_group(i).num_rows
-            yield file_name, starts.get(spy.last, 0), table
-
-
-class _RowsWithPositions(beam.DoFn):
-    def process(self, item: tuple[str, int, Any]) -> Iterable[dict[str, Any]]:
-        file_name, first_row, table = item
-        for i, row in enumerate(table.to_pylist()):
-            yield with_position(row, file_name, first_row + i)
-
-
-class ReadParquetWithPositions(beam.PTransform):
-    """Like ReadFromParquet (splittable by row group), each row dict carrying ``(file, row index)``."""
-
-    def __init__(self, file_pattern: str):
-        super().__init__()
-        self._source = _ParquetSourceWithRows(file_pattern, validate=True)
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return pbegin | "ReadRowGroups" >> beam.io.Read(self._source) | "Rows" >> beam.ParDo(_RowsWithPositions())

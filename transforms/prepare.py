@@ -1,21 +1,31 @@
 """Raw records -> Documents: pick the id, join the text fields, carry metadata.
 
 A record without an id or text is a dead letter (it needs fixing at the source); one whose text is
-empty or only whitespace is skipped and counted, since there is nothing to embed.
+empty or only whitespace is skipped and counted, since there is nothing to embed. Metadata takes the JSON
+forms OpenSearch accepts (neural_ingest.metadata: ISO 8601 dates, base64 binary, NaN as null...); a value
+with none, or text / an id that is not Unicode, dead-letters the record with the field named. No record
+can fail the run: anything else a record raises here is its own dead letter (``prepare_error``).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Iterable
 
 import apache_beam as beam
 
 from neural_ingest.config import SourceConfig
+from neural_ingest.metadata import MetadataError, json_value, lone_surrogate
 from neural_ingest.records import PREPARE, DeadLetter, Document, content_id
 from neural_ingest.transforms import counters, positions
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
 from neural_ingest.transforms.positions import pop_position
+
+
+def _nan(value: Any) -> bool:
+    """NaN or infinity (a float column's missing value, as pandas writes it): no text, as null is none."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 class PrepareFn(beam.DoFn):
@@ -28,14 +38,21 @@ class PrepareFn(beam.DoFn):
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
         record, position = pop_position(record)  # (file, n) from the reader, for keep-the-last deduplication
-        for out in self._outputs(record):
-            if isinstance(out, Document) and self.cfg.deduplicate:
-                out.position = position
-            yield out
+        try:
+            out = list(self._outputs(record))
+        except Exception as e:  # noqa: BLE001 - one record must never fail the run: it is a dead letter
+            out = [self._dead("prepare_error", f"{type(e).__name__}: {str(e)[:2000]}", record)]
+        for o in out:
+            if isinstance(o, Document) and self.cfg.deduplicate:
+                o.position = position
+            yield o
 
     def _outputs(self, record: dict[str, Any]) -> Iterable[Any]:
         c = self.cfg
-        present = [f for f in c.text_fields if record.get(f) is not None]
+        if not isinstance(record, dict):
+            yield self._dead("not_an_object", f"expected a record (object), got {type(record).__name__}", record)
+            return
+        present = [f for f in c.text_fields if record.get(f) is not None and not _nan(record[f])]
         for f in present:  # the summary's text_fields: a field no record has is warned about
             counters.inc(f"text_field.{f}")
         if not present:
@@ -45,17 +62,29 @@ class PrepareFn(beam.DoFn):
         if bad:
             yield self._dead("invalid_text", f"text field(s) {bad} are not strings", record)
             return
+        bad = [f for f in present if isinstance(record[f], str) and lone_surrogate(record[f])]
+        if bad:
+            yield self._dead("invalid_unicode", f"text field(s) {bad} hold a lone surrogate, which is not Unicode", record)
+            return
         text = c.text_separator.join(str(record[f]) for f in present if str(record[f]).strip())
-        metadata = {f: record[f] for f in c.metadata_fields if f in record}
+        raw_metadata = {f: record[f] for f in c.metadata_fields if f in record}
+        try:
+            metadata = json_value(raw_metadata)
+        except MetadataError as e:
+            yield self._dead("invalid_metadata", f"metadata {e}", record)
+            return
         doc_id: str
         if c.id_field is None:
-            doc_id = content_id(text, metadata)
+            doc_id = content_id(text, raw_metadata)  # as before the JSON forms: ids of earlier runs stay
         else:
             raw_id = record.get(c.id_field)
             if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
                 yield self._dead("missing_id", f"id field {c.id_field!r} is missing or empty", record)
                 return
             doc_id = str(raw_id).strip()
+            if lone_surrogate(doc_id):
+                yield self._dead("invalid_id", f"id field {c.id_field!r} holds a lone surrogate, which is not Unicode", record)
+                return
             if len(doc_id.encode("utf-8")) > 512:
                 yield self._dead("invalid_id", "id is longer than OpenSearch's 512-byte _id limit", record)
                 return

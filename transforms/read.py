@@ -15,10 +15,11 @@ from apache_beam import coders
 from apache_beam.io import fileio
 
 from neural_ingest.config import SourceConfig
+from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
-from neural_ingest.transforms.positions import ReadLinesWithOffsets, ReadParquetWithPositions, with_position
+from neural_ingest.transforms.positions import ReadLinesWithOffsets, with_position
 
 
 def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
@@ -27,7 +28,8 @@ def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
 
 
 class ParseJsonLine(beam.DoFn):
-    """bytes line -> dict; malformed JSON, non-UTF-8 bytes and non-object lines are dead letters."""
+    """bytes line -> dict; malformed JSON, non-UTF-8 bytes, non-object lines, lone surrogate escapes
+    (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
 
     def __init__(self, encoding: str = "utf-8"):
         self.encoding = encoding
@@ -48,11 +50,16 @@ class ParseJsonLine(beam.DoFn):
             return
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield _dead("malformed_json", f"malformed JSON: {e}", where)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer past 4300 digits, nesting too deep
+            yield _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", where)
             return
         if not isinstance(obj, dict):
             yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", where)
+            return
+        problem = record_problem(obj)
+        if problem is not None:
+            reason, message = problem
+            yield _dead(reason, f"{message}: fix it at the source", where)
             return
         yield with_position(obj, filename, offset)
 
@@ -81,6 +88,7 @@ class ParseCsvFile(beam.DoFn):
                 counters.inc("read")
                 yield _dead("malformed_csv", f"{path}: unreadable header: {e}", {"file": path})
                 return
+            bad_header = any(_has_surrogates(h) for h in header)  # every row's keys: no row can go on
             while True:
                 try:
                     row = next(reader)
@@ -94,7 +102,9 @@ class ParseCsvFile(beam.DoFn):
                     continue
                 counters.inc("read")
                 where = {"file": path, "line": reader.line_num, "header": header, "row": row}  # header: for replay
-                if any(_has_surrogates(v) for v in row):
+                if bad_header:
+                    yield _dead("invalid_encoding", f"{path}: the header is not valid {self.encoding}", where)
+                elif any(_has_surrogates(v) for v in row):
                     yield _dead("invalid_encoding", f"{path} line {reader.line_num}: not valid {self.encoding}", where)
                 elif len(row) != len(header):
                     yield _dead(
@@ -106,12 +116,7 @@ class ParseCsvFile(beam.DoFn):
                     yield with_position(dict(zip(header, row)), path, reader.line_num)
 
 
-def _has_surrogates(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
+_has_surrogates = lone_surrogate  # bytes surrogateescape kept: not valid in the file's encoding
 
 
 class ReadTextFile(beam.DoFn):
@@ -126,6 +131,9 @@ class ReadTextFile(beam.DoFn):
     def _outputs(self, readable: fileio.ReadableFile) -> Iterable[Any]:
         path = readable.metadata.path
         counters.inc("read")
+        if lone_surrogate(path):  # a file name that is not UTF-8 cannot be a document id
+            yield _dead("invalid_unicode", f"{path!a}: the file name is not valid UTF-8: rename the file", {"file": path})
+            return
         data = readable.read()
         try:
             yield {"id": path, "path": path, "text": data.decode(self.encoding)}
@@ -133,9 +141,76 @@ class ReadTextFile(beam.DoFn):
             yield _dead("invalid_encoding", f"{path}: not valid {self.encoding}: {e}", {"file": path})
 
 
-def _count_read(record: dict[str, Any]) -> dict[str, Any]:
-    counters.inc("read")
-    return record
+def arrow_rows(table: Any, columns: list[str], where: dict[str, Any], first_row: int | None = None) -> Iterable[Any]:
+    """Arrow table -> one dict per row, of the columns the source config names (as the OpenSearch source
+    reads only those fields), in the forms of neural_ingest.metadata (ISO 8601 for temporal types, at any
+    precision or range Arrow holds). A value with no such form dead-letters its row, naming the column.
+    ``first_row``: the file's row index of the table's first row, kept as each record's source position."""
+    names = [c for c in columns if c in table.column_names]
+    converted = {c: arrow_values(table.column(c)) for c in names}
+    for i in range(table.num_rows):
+        counters.inc("read")
+        row = {c: vals[i] for c, (vals, _bad) in converted.items()}
+        problems = [f"column {c!r}: {bad[i]}" for c, (_vals, bad) in converted.items() if i in bad]
+        if problems:
+            yield _dead("invalid_value", f"{where['file']}: " + "; ".join(problems)[:2000], row)
+        elif first_row is None:
+            yield row
+        else:
+            yield with_position(row, where["file"], first_row + i)
+
+
+class ParquetRowGroupsFn(beam.DoFn):
+    """One Parquet file -> (path, row group index) per row group, so row groups are read in parallel (as
+    Beam's splittable source does); a file whose footer cannot be read (truncated, not Parquet) is a dead letter."""
+
+    def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
+        import pyarrow.parquet as pq
+
+        path = readable.metadata.path
+        try:
+            with readable.open(compression_type=None) as f:
+                meta = pq.ParquetFile(f).metadata
+                sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        except Exception as e:  # noqa: BLE001 - one unreadable file must not fail the run
+            counters.inc("read")
+            yield _dead("unreadable_file", f"{path}: not a readable Parquet file: {str(e)[:500]}", {"file": path})
+            return
+        start = 0
+        for i, n in enumerate(sizes):
+            yield path, i, start  # the group's first row index in the file: each row's source position
+            start += n
+
+
+class ReadParquetRowGroupFn(beam.DoFn):
+    """(path, row group) -> rows (arrow_rows); a row group that cannot be decoded is one dead letter, from
+    the row it failed at ({"file", "row_group", "row"}), after the rows before it."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
+    def process(self, item: tuple[str, int, int]) -> Iterable[Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from apache_beam.io.filesystems import FileSystems
+
+        path, group, start = item
+        where: dict[str, Any] = {"file": path, "row_group": group, "row": 0}
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                pf = pq.ParquetFile(f)
+                names = [c for c in self.columns if c in pf.schema_arrow.names]
+                for batch in pf.iter_batches(row_groups=[group], columns=names, batch_size=1024):
+                    yield from arrow_rows(pa.Table.from_batches([batch]), names, where, start + where["row"])
+                    where["row"] += batch.num_rows
+        except Exception as e:  # noqa: BLE001 - a corrupt row group must not fail the run
+            counters.inc("read")
+            yield _dead("unreadable_file", f"{path} row group {group} from row {where['row']}: {str(e)[:500]}", dict(where))
+
+
+def source_columns(cfg: SourceConfig) -> list[str]:
+    """The fields a run reads from each record: id, text and metadata."""
+    return list(dict.fromkeys([*([cfg.id_field] if cfg.id_field else []), *cfg.text_fields, *cfg.metadata_fields]))
 
 
 class ReadRecords(beam.PTransform):
@@ -152,9 +227,22 @@ class ReadRecords(beam.PTransform):
 
             return pbegin | "ReadOpenSearch" >> ReadFromOpenSearch(c)
         if c.type == "parquet":
-            records = pbegin | "ReadParquet" >> ReadParquetWithPositions(c.path) | "CountRead" >> beam.Map(_count_read)
-            dead = pbegin | "NoReadErrors" >> beam.Create([])
-            return {"records": records, DEAD_LETTER: dead}
+            # Row groups read by us, not Beam's ReadFromParquet: its Table.to_pydict fails the whole run on one
+            # ns timestamp or year past 9999, and a truncated file failed it too.
+            groups = (
+                pbegin
+                | "MatchParquet" >> fileio.MatchFiles(c.path)
+                | "OpenParquet" >> fileio.ReadMatches()
+                | "RowGroups" >> beam.ParDo(ParquetRowGroupsFn()).with_outputs(DEAD_LETTER, main="groups")
+            )
+            rows = (
+                groups.groups
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadRowGroups"
+                >> beam.ParDo(ReadParquetRowGroupFn(source_columns(c))).with_outputs(DEAD_LETTER, main="records")
+            )
+            dead = (groups[DEAD_LETTER], rows[DEAD_LETTER]) | "ParquetDeadLetters" >> beam.Flatten()
+            return {"records": rows.records, DEAD_LETTER: dead}
         if c.type == "jsonl":
             lines = pbegin | "ReadLines" >> ReadLinesWithOffsets(c.path, coder=coders.BytesCoder())  # (file, byte offset, line)
             parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding)).with_outputs(DEAD_LETTER, main="records")

@@ -19,6 +19,8 @@ from typing import Any, Iterable
 import apache_beam as beam
 
 from neural_ingest.config import OpenSearchSourceConfig
+from neural_ingest.metadata import record_problem
+from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
 
@@ -182,6 +184,19 @@ class ReadSliceFn(beam.DoFn):
             body["search_after"] = after
         return body
 
+    def _record(self, record: dict[str, Any]) -> Iterable[Any]:
+        """The record, or (a lone surrogate another writer stored; nesting too deep to carry) its dead letter.
+        Reading the live index for vector reuse (count_read off), such a document is only not reused."""
+        problem = record_problem(record)
+        if problem is None:
+            yield record
+        elif self.count_read:
+            reason, message = problem
+            counters.failed(READ, reason)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(READ, reason, message, record, doc_id=str(record.get("_id"))))
+        else:
+            log.warning("stored document %r cannot be reused (%s); it is encoded again", record.get("_id"), problem[1])
+
     def process(self, spec: SliceSpec) -> Iterable[Any]:
         after = None
         pit_id = spec.pit_id
@@ -191,7 +206,7 @@ class ReadSliceFn(beam.DoFn):
             pit_id = res.get("pit_id") or pit_id
             hits = res["hits"]["hits"]
             for hit in hits:
-                yield to_record(hit, self.includes)
+                yield from self._record(to_record(hit, self.includes))
             n += len(hits)
             if self.count_read:
                 counters.inc("read", len(hits))
@@ -220,7 +235,7 @@ class ClosePitFn(beam.DoFn):
 
 
 class ReadFromOpenSearch(beam.PTransform):
-    """PBegin -> {"records": dicts (_source fields + _id), "dead_letter": (empty)}.
+    """PBegin -> {"records": dicts (_source fields + _id), "dead_letter": documents no stage could carry}.
 
     ``includes``: the _source fields to fetch (default: the source config's text, metadata and id
     fields, so an old index's vectors are never pulled when it is only re-embedded). ``count_read``:
@@ -242,8 +257,8 @@ class ReadFromOpenSearch(beam.PTransform):
         read = (
             opened.slices
             | "SpreadSlices" >> beam.Reshuffle()
-            | "ReadSlices" >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read)).with_outputs(DONE, main="records")
+            | "ReadSlices"
+            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read)).with_outputs(DONE, DEAD_LETTER, main="records")
         )
         _ = opened[PITS] | "ClosePits" >> beam.ParDo(ClosePitFn(self.cfg), done=beam.pvalue.AsList(read[DONE]))
-        dead = pbegin | "NoReadErrors" >> beam.Create([])
-        return {"records": read.records, DEAD_LETTER: dead}
+        return {"records": read.records, DEAD_LETTER: read[DEAD_LETTER]}

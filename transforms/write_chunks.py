@@ -119,7 +119,13 @@ class ToChunkRowFn(beam.DoFn):
         self.progress_every = progress_every
 
     def process(self, doc: Document):
-        row = parquet_row(doc, self.text_field, self.fields, self.plan)
+        from neural_ingest.transforms.write_parquet import metadata_or_dead
+
+        meta = metadata_or_dead(doc)
+        if not isinstance(meta, str):
+            yield meta
+            return
+        row = parquet_row(doc, self.text_field, self.fields, self.plan, meta)
         counters.inc("indexed")
         counters.inc("indexed_chunks", len(doc.chunks or []))
         counters.Progress.add("written", 1, self.progress_every)
@@ -139,12 +145,11 @@ class WriteChunkedParquet(beam.PTransform):
         self.progress_every = progress_every
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        _ = (
-            docs
-            | "ToChunkRow" >> beam.ParDo(ToChunkRowFn(self.text_field, self.fields, self.plan, self.progress_every))
-            | "WriteParquet" >> beam.io.WriteToParquet(self.prefix, self.schema, file_name_suffix=".parquet")
-        )
-        return {}
+        rows = docs | "ToChunkRow" >> beam.ParDo(
+            ToChunkRowFn(self.text_field, self.fields, self.plan, self.progress_every)
+        ).with_outputs(DEAD_LETTER, main="rows")
+        _ = rows.rows | "WriteParquet" >> beam.io.WriteToParquet(self.prefix, self.schema, file_name_suffix=".parquet")
+        return {DEAD_LETTER: rows[DEAD_LETTER]}
 
 
 __all__ = ["BulkIndexChunkedFn", "WriteChunkedToOpenSearch", "WriteChunkedParquet", "chunk_id"]

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Sequence
 import apache_beam as beam
 
 from neural_ingest.config import OpenSearchSinkConfig
+from neural_ingest.metadata import json_value
 from neural_ingest.records import INDEX, DeadLetter, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
@@ -15,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def to_source(doc: Document, text_field: str) -> dict[str, Any]:
-    """The indexed document: metadata at the top level (filterable), text, and one field per encoder."""
-    src: dict[str, Any] = dict(doc.metadata)
+    """The indexed document: metadata at the top level (filterable), text, and one field per encoder.
+    Metadata in OpenSearch's JSON forms (neural_ingest.metadata); a MetadataError is a ValueError: a dead letter."""
+    src: dict[str, Any] = json_value(doc.metadata)
     src[text_field] = doc.text
     for field, vec in doc.embeddings.items():
         src[field] = {str(k): float(v) for k, v in vec.items()} if isinstance(vec, dict) else vec.tolist()

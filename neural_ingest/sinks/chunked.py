@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from neural_ingest.chunking import CHUNK_END, CHUNK_INDEX, CHUNK_KEYS, CHUNK_START, PARENT_ID, chunk_id
 from neural_ingest.encoders.base import ModelInfo
+from neural_ingest.metadata import json_value, metadata_json
 from neural_ingest.records import Document
 from neural_ingest.sinks.base import Hit, SinkError
 
@@ -85,7 +86,7 @@ def _vec_json(vec: Any) -> Any:
 
 def nested_source(doc: Document, text_field: str, plan: Any) -> dict[str, Any]:
     """The indexed document with its chunks in the nested field."""
-    src: dict[str, Any] = dict(doc.metadata)
+    src: dict[str, Any] = json_value(doc.metadata)  # MetadataError (a ValueError): the caller's dead letter
     src[text_field] = doc.text
     objs = []
     for i, ch in enumerate(doc.chunks or []):
@@ -100,8 +101,9 @@ def nested_source(doc: Document, text_field: str, plan: Any) -> dict[str, Any]:
 def separate_sources(doc: Document, text_field: str) -> list[tuple[str, dict[str, Any]]]:
     """(_id, source) of each chunk document."""
     out = []
+    metadata = json_value(doc.metadata)  # MetadataError (a ValueError): the caller's dead letter
     for i, ch in enumerate(doc.chunks or []):
-        src: dict[str, Any] = dict(doc.metadata)
+        src: dict[str, Any] = dict(metadata)
         src[text_field] = ch["text"]
         src[PARENT_ID] = doc.id
         src[CHUNK_INDEX] = ch["index"]
@@ -309,7 +311,8 @@ def parquet_schema(text_field: str, fields: dict[str, ModelInfo], plan: Any) -> 
     )
 
 
-def parquet_row(doc: Document, text_field: str, fields: list[str], plan: Any) -> dict[str, Any]:
+def parquet_row(doc: Document, text_field: str, fields: list[str], plan: Any, metadata: str | None = None) -> dict[str, Any]:
+    """``metadata``: the metadata column's JSON (neural_ingest.metadata.metadata_json), computed here if not given."""
     chunks = []
     for i, ch in enumerate(doc.chunks or []):
         obj = {k: ch[k] for k in CHUNK_KEYS}
@@ -317,7 +320,8 @@ def parquet_row(doc: Document, text_field: str, fields: list[str], plan: Any) ->
             vec = doc.embeddings[f][i]
             obj[f] = list(vec.items()) if isinstance(vec, dict) else np.asarray(vec).tolist()
         chunks.append(obj)
-    return {"id": doc.id, text_field: doc.text, "metadata": json.dumps(doc.metadata, default=str), plan.field: chunks}
+    meta = metadata if metadata is not None else metadata_json(doc.metadata)
+    return {"id": doc.id, text_field: doc.text, "metadata": meta, plan.field: chunks}
 
 
 def dense_scores(matrix: np.ndarray, q: np.ndarray, space: str) -> np.ndarray:
