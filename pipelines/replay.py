@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from neural_ingest.config import PipelineConfig
+from neural_ingest.metadata import lone_surrogate
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.sinks import UPSERT, make_sink
 from neural_ingest.summary import RunSummary
@@ -145,20 +146,12 @@ def _csv_record(letter: dict[str, Any], record: dict[str, Any], headers: _Header
         header = headers.get(record["file"])  # dead letters written before they carried the header
     if not isinstance(header, list) or not header:
         return keep("missing_header", f"{where}: no CSV header names the row's values: add a \"header\" list to the dead letter")
-    if any(isinstance(v, str) and not _utf8(v) for v in row):
+    if any(isinstance(v, str) and lone_surrogate(v) for v in row):
         return keep("invalid_encoding", f"{where}: the row still holds bytes that are not UTF-8: fix the dead letter's \"row\"")
     if len(row) != len(header):
         return keep("malformed_csv", f"{where}: {len(row)} fields, header has {len(header)}: fix the dead letter's \"row\"")
     values = ["" if v is None else v if isinstance(v, str) else json.dumps(v) for v in row]
     return json.dumps(dict(zip((str(h) for h in header), values)))
-
-
-def _utf8(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def replay(
