@@ -79,6 +79,8 @@ class OpenSearchSink(Sink):
                 plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
                 if "opensearch-knn" not in plugins:
                     problems.append(f"the k-NN plugin is not installed on {redact_url(self.cfg.hosts[0])}: install opensearch-knn")
+                else:
+                    problems += self._resolve_knn()
             if any(i.kind == "sparse" for i in fields.values()):
                 problems += self._rank_features_problems()
             if self.client.indices.exists(index=self.cfg.index):
@@ -94,6 +96,23 @@ class OpenSearchSink(Sink):
             return problems
         except os_exc.OpenSearchException as e:
             return [connection_problem(self.cfg, e)]
+
+    def _resolve_knn(self) -> list[str]:
+        """Decide the engine (sink.knn.engine null: faiss where the nodes can run it) and check the memory
+        options against this cluster's version; the config then carries the engine into the mapping."""
+        from neural_ingest.sinks.knn_support import resolve
+
+        knn, problems = resolve(self.cfg.knn, self.client)
+        if knn.engine != self.cfg.knn.engine:
+            log.info("sink.knn.engine: %s (chosen for this cluster)", knn.engine)
+        self.cfg = self.cfg.model_copy(update={"knn": knn})
+        return problems
+
+    def measure_recall(self, encoders: list, fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
+        """recall@k of a plain client knn query on the built index (sinks/recall.py); after the final refresh."""
+        from neural_ingest.sinks.recall import check_index
+
+        return check_index(self, encoders, fields)
 
     def prepare(self, fields: dict[str, ModelInfo], run_id: str) -> None:
         problems = self.check(fields)
