@@ -189,7 +189,8 @@ def recall_line(r: dict[str, Any]) -> str:
         return f"not measured: {r['skipped']}"
     if r.get("error"):
         return f"not measured: {r['error']}"
-    params = ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in (r.get("params") or {}).items() if not isinstance(v, dict))
+    shown = {k.replace("index.knn.algo_param.", "index "): v for k, v in (r.get("params") or {}).items()}
+    params = ", ".join(f"{k} {v}" for k, v in shown.items() if not isinstance(v, dict))
     return (f"{r['recall_at_k']:.3f} of the exact top {r['k']} for a plain k={r['k']} query ({r['queries']} held-out "
             f"queries; {r.get('engine')}: {params})")
 

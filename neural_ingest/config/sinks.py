@@ -62,8 +62,8 @@ class RecallConfig(_Strict):
     """The recall check after every OpenSearch build (neural_ingest/sinks/recall.py)."""
 
     sample_queries: int = Field(
-        200, ge=0, le=KNN_MAX_K, description="Held-out queries: the first sentence of as many sampled documents; 0 turns "
-        "the check off."
+        100, ge=0, le=KNN_MAX_K, description="Held-out queries: the first sentence of as many sampled documents (at most a "
+        "tenth of the index, at least 20; encoding them is the check's main cost); 0 turns the check off."
     )
     k: int = Field(10, ge=1, le=KNN_MAX_K, description="The k of the plain client query measured (recall@k).")
     queries_path: str | None = Field(None, description="JSONL file of query texts ({\"text\": ...} a line) instead of "

@@ -56,6 +56,11 @@ def resolve(knn: KnnConfig, client: Any) -> tuple[KnnConfig, list[str]]:
             engine = "faiss"
         else:
             engine = "lucene"
+    elif engine == "faiss":  # a faiss write kills a node without the libraries: refuse before creating anything
+        ok, why = faiss_available(client)
+        if not ok:
+            problems.append(f"sink.knn.engine faiss: this cluster cannot run it ({why}): set sink.knn.engine: lucene "
+                            "(or null to choose), or use a node with the faiss libraries (scripts/opensearch-local.sh)")
     knn = knn.model_copy(update={"engine": engine})
     problems += option_problems(knn, _major(client))
     return knn, problems

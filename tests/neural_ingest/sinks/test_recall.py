@@ -56,8 +56,8 @@ def test_config_rejects_impossible_combinations_in_one_line():
 def test_memory_options_against_what_each_version_accepts(major):
     """Probed with index creation on 2.19.6 and 3.5.0: lucene takes 1x and 4x, faiss 1x, 2x, 8x-32x."""
     bad = knn_support.option_problems(KnnConfig(engine="lucene", compression_level="32x"), major)
-    assert bad == [f"sink.knn.compression_level 32x: the lucene engine on OpenSearch {major}.x accepts only 1x, 4x: pick one "
-                   "of those (or engine faiss for 2x, 8x-32x)"]
+    assert bad == [(f"sink.knn.compression_level 32x: the lucene engine on OpenSearch {major}.x accepts only 1x, 4x: pick "
+                    "one of those (or engine faiss for 2x, 8x-32x)")]
     assert knn_support.option_problems(KnnConfig(engine="faiss", compression_level="4x"), major)
     assert not knn_support.option_problems(KnnConfig(engine="faiss", mode="on_disk", compression_level="32x"), major)
     assert not knn_support.option_problems(KnnConfig(engine="lucene", mode="on_disk", compression_level="4x"), major)
@@ -74,10 +74,14 @@ def test_engine_is_chosen_from_what_the_real_node_can_run(os_client):
     if has_faiss:
         assert problems == []
     else:
-        assert why and problems == [f"sink.knn: encoder sq_fp16: only the faiss engine has it, and this cluster has none "
-                                    f"({why}): remove it or use a node with the faiss libraries"]
+        assert why and problems == [(f"sink.knn: encoder sq_fp16: only the faiss engine has it, and this cluster has none "
+                                     f"({why}): remove it or use a node with the faiss libraries")]
     knn, problems = knn_support.resolve(KnnConfig(engine="lucene"), os_client)
     assert knn.engine == "lucene" and problems == []
+    knn, problems = knn_support.resolve(KnnConfig(engine="faiss"), os_client)
+    refused = (f"sink.knn.engine faiss: this cluster cannot run it ({why}): set sink.knn.engine: lucene (or null to "
+               "choose), or use a node with the faiss libraries (scripts/opensearch-local.sh)")
+    assert problems == ([] if has_faiss else [refused])
 
 
 def test_reindex_recall_gate():
