@@ -101,3 +101,14 @@ def test_compressed_faiss_fields_are_measured(os_client, make_config, index_name
     assert s.recall["params"]["compression_level"] == "32x" and s.recall["params"]["mode"] == mode
     assert floor <= s.recall["recall_at_k"] <= ceiling, s.recall
     assert any("recall@10" in w for w in s.warnings) == (s.recall["recall_at_k"] < rc.LOW_RECALL)
+
+
+def test_chunked_indexes_say_why_recall_is_not_measured(os_client, make_config, index_name, tmp_path):
+    with open(make_config().source.path, encoding="utf-8") as f:
+        rows = [json.loads(x) for x in f.read().splitlines()[:20]]
+    cfg = make_config(source_path=write_jsonl(tmp_path / "d.jsonl", rows), sink="opensearch", index=index_name,
+                      overrides={"chunking": {"mode": "chunk", "token_limit": 64, "overlap_rate": 0.1}})
+    hold_model(cfg)
+    s = run_ingest(cfg)
+    assert s.indexed == 20 and s.recall["recall_at_k"] is None
+    assert s.recall["skipped"] == "chunked index: vectors are per chunk, so recall per document is not measured"
