@@ -22,9 +22,9 @@ class KnnConfig(_Strict):
     m: int = Field(16, ge=2, le=512)
     ef_construction: int = Field(128, ge=2, le=4096)
     ef_search: int | None = Field(
-        100, ge=2, le=KNN_MAX_K, description="HNSW search queue of every query on the index (index setting "
-        "index.knn.algo_param.ef_search), so a client's plain `k: 10` query searches 100 candidates, not 10; "
-        "null leaves the cluster default.",
+        100, ge=2, le=KNN_MAX_K, description="HNSW search queue of every query on the index, so a client's plain `k: 10` "
+        "query searches 100 candidates, not 10: faiss's method parameter (fixed when the index is built) and the index "
+        "setting index.knn.algo_param.ef_search (honoured by lucene on OpenSearch 3.x, not 2.19); null: engine defaults.",
     )
     mode: Literal["in_memory", "on_disk"] | None = Field(
         None, description="on_disk: compressed vectors in memory, full ones on disk for rescoring (faiss on 2.x); "
