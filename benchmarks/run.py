@@ -10,6 +10,8 @@ measures, for each batch size B (same model, max_seq_length and thread count eve
    (sentence-transformers sorts the texts of one call by character length itself);
 2. ``pipeline_parquet``: ``run_ingest`` end to end (read JSONL, prepare, encode, write) into Parquet;
 3. ``pipeline_opensearch``: the same into a real OpenSearch (fresh k-NN index, lucene HNSW);
+6. ``recall``: k-NN engines and HNSW parameters side by side (benchmarks/recall.py): recall@10 of a plain
+   client ``k: 10`` query, build time, index size;
 5. ``mltransform``: Beam's ``MLTransform`` + ``SentenceTransformerEmbeddings`` (min = max batch = B),
    JSONL in, Parquet out;
 
@@ -449,6 +451,13 @@ class Bench:
             if self.os_url:
                 self.raw_bulk(ref)
                 self.indexing_stage(ref)
+            self.recall_rows: list[dict[str, Any]] = []
+            if self.os_url and "recall" not in self.skip:  # k-NN engines / HNSW parameters: benchmarks/recall.py
+                from benchmarks.recall import measure_grid
+
+                self.recall_rows = measure_grid(self.os_url, self.corpus, self.records, self.held, self.cache)
+            elif "recall" in self.skip:
+                self.skipped["recall"] = "--skip recall"
             if "ablations" not in self.skip:
                 self.ablations(ref)
             else:
@@ -491,6 +500,7 @@ class Bench:
             },
             "runs": self.runs,
             "backends": self.backend_rows,
+            "recall": self.recall_rows,
             "gpu": gpu,
             "skipped": self.skipped,
         }
@@ -671,7 +681,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--opensearch-url", default=None, help="use this OpenSearch instead of starting one")
     ap.add_argument("--opensearch-port", type=int, default=9270, help="port of the local instance started (name: bench)")
     ap.add_argument("--keep-opensearch", action="store_true", help="leave the started instance running")
-    ap.add_argument("--skip", default="", help="comma-separated: opensearch, mltransform, ablations, backends, threads, gpu")
+    ap.add_argument("--skip", default="", help="comma-separated: opensearch, mltransform, ablations, backends, threads, gpu, recall")
     ap.add_argument("--no-chart", action="store_true")
     args = ap.parse_args(argv)
     import logging

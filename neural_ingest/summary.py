@@ -55,6 +55,9 @@ class RunSummary:
     sink_rows_after: int | None = None
     # How many records had each configured text field (a field present in none is warned about).
     text_fields: dict[str, int] = field(default_factory=dict)
+    # recall@k of a plain client knn query on the built index against exact search (OpenSearch runs):
+    # {"k", "queries", "recall_at_k", "engine", "params", ...}; "skipped" / "error" say why there is no figure.
+    recall: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)  # what a user should look at although the run went through
     # Provenance: when, which code and which config; how it ended (the CLI's exit code, and the error of a failed run).
     started_at: str | None = None  # ISO 8601, UTC
@@ -165,6 +168,8 @@ class RunSummary:
             t.add_row("truncated", f"{self.truncated:,} documents longer than a model's maximum ({by}); see chunking")
         if self.retries:
             t.add_row("retries", ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())))
+        if self.recall:
+            t.add_row(f"recall@{self.recall.get('k')}", recall_line(self.recall))
         if self.text_fields:
             t.add_row("text fields", ", ".join(f"{k}={v:,}" for k, v in self.text_fields.items()) + " records had them")
         t.add_row("dead letters", self.dead_letter_path if self.failed or self.skipped else "none")
@@ -176,6 +181,18 @@ class RunSummary:
             t.add_row("ERROR", self.error)
         t.add_row("runner", self.runner)
         Console(stderr=True).print(t)
+
+
+def recall_line(r: dict[str, Any]) -> str:
+    """One line: the figure, how it was measured, and the index's search settings."""
+    if r.get("skipped"):
+        return f"not measured: {r['skipped']}"
+    if r.get("error"):
+        return f"not measured: {r['error']}"
+    shown = {k.replace("index.knn.algo_param.", "index "): v for k, v in (r.get("params") or {}).items()}
+    params = ", ".join(f"{k} {v}" for k, v in shown.items() if not isinstance(v, dict))
+    return (f"{r['recall_at_k']:.3f} of the exact top {r['k']} for a plain k={r['k']} query ({r['queries']} held-out "
+            f"queries; {r.get('engine')}: {params})")
 
 
 def _count(n: int | None) -> str:

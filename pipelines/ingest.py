@@ -21,6 +21,7 @@ from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
 from neural_ingest.sinks import REPLACE, Sink, make_sink
+from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
@@ -199,6 +200,7 @@ def run_ingest(
         Progress.end()
         seconds = time.monotonic() - t0
         prep.sink.finalize(run_id, success=True)
+        recall = prep.sink.measure_recall(prep.encoders, prep.fields) if write_mode == REPLACE else None
     except BaseException as e:
         summary = _failed_summary(meta, e, time.monotonic() - t0)
         if summary_path:
@@ -215,8 +217,15 @@ def run_ingest(
         sink=prep.sink.describe(),
         index=prep.sink.index_name,
         models={f: i.as_dict() for f, i in prep.fields.items()},
+        recall=recall,
         **meta,
     )
+    if recall and recall.get("recall_at_k") is not None and recall["recall_at_k"] < LOW_RECALL:
+        summary.warnings.append(
+            f"recall@{recall['k']} of a plain k={recall['k']} knn query is {recall['recall_at_k']:.3f} ({recall['engine']}): "
+            "clients miss true neighbours; raise sink.knn.ef_search (faiss; lucene on OpenSearch 3.x), use engine faiss, "
+            "or have queries rescore (docs/benchmark.md)"
+        )
     summary.apply_error_budget(cfg.run.max_failed, cfg.run.max_failed_ratio)
     for warning in summary.check_input(getattr(cfg.source, "path", None) or getattr(cfg.source, "index", "")):
         log.warning("%s", warning)

@@ -110,7 +110,8 @@ class ReindexPlan:
             f"new index:   {self.new_index} (mapping from the current models; model identity {self.model_hash})",
             f"source:      {self.source}",
             f"mode:        {self.mode}: {self.reason}",
-            f"validation:  document count within {v['count_tolerance']:.1%} of the source; {budget}; {retrieval}",
+            f"validation:  document count within {v['count_tolerance']:.1%} of the source; {budget}; {retrieval}; "
+            + (f"recall@k >= {v['min_recall']:g}" if v.get("min_recall") is not None else "recall not gated"),
             f"shrink:      {self.shrink_line()}",
             "unfinished:  left by runs that did not finish, removed before building: "
             + aliases.describe_unfinished(self.unfinished),
@@ -329,7 +330,25 @@ def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: R
         v.checks.append(Check("self_retrieval", True, "skipped: documents are chunked (vectors are per chunk)"))
     else:
         v.checks.append(self_retrieval(cfg, client, prep, index, vcfg, seed))
+    v.checks.append(recall_check(summary.recall, vcfg.min_recall))
     return v
+
+
+def recall_check(recall: dict[str, Any] | None, min_recall: float | None) -> Check:
+    """The run's recall check (sinks/recall.py) against reindex.validation.min_recall."""
+    from neural_ingest.summary import recall_line
+
+    if min_recall is None:
+        return Check("recall", True, "off (validation.min_recall: null)")
+    if not recall or recall.get("skipped"):
+        why = recall_line(recall) if recall else "not measured: sink.recall.sample_queries is 0 or no dense field"
+        return Check("recall", True, f"{why}; min_recall {min_recall:g} not applied")
+    if recall.get("error") or recall.get("recall_at_k") is None:
+        return Check("recall", False, f"{recall_line(recall)}: the check must run for min_recall {min_recall:g} "
+                     "(or set reindex.validation.min_recall: null)")
+    ok = recall["recall_at_k"] >= min_recall
+    return Check("recall", ok, f"{recall_line(recall)}; minimum {min_recall:g} (reindex.validation.min_recall)"
+                 + ("" if ok else ": raise sink.knn.ef_search (or m / ef_construction), or drop compression"))
 
 
 def shrink_check(index: str, actual: int, live: str | None, live_count: int | None, vcfg: ReindexValidationConfig,

@@ -42,6 +42,7 @@ from neural_ingest.config.sinks import (
     KnnConfig,
     OpenSearchSinkConfig,
     ParquetSinkConfig,
+    RecallConfig,
     SinkConfig,
 )
 from neural_ingest.config.sources import AnySourceConfig, OpenSearchSourceConfig, SourceConfig
@@ -64,6 +65,7 @@ __all__ = [
     "OpenSearchSourceConfig",
     "ParquetSinkConfig",
     "PipelineConfig",
+    "RecallConfig",
     "ReindexConfig",
     "ReindexValidationConfig",
     "RemoteRateLimitConfig",

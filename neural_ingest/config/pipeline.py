@@ -31,6 +31,12 @@ class ReindexValidationConfig(_Strict):
     query_vectors: Literal["encode", "stored"] = Field(
         "encode", description="encode: the sampled text is encoded again (checks vector <-> text); stored: its stored vector."
     )
+    min_recall: float | None = Field(
+        0.9, ge=0, le=1, description="recall@k of a plain client knn query on the new index (the run's recall check, "
+        "sink.recall) must reach this; below it the alias stays (exit 4). The defaults measure 0.998, on_disk 32x 0.98, "
+        "lucene 0.94-0.97 (docs/benchmark.md). null: off; not applied when the check did not run (sink.recall.sample_queries "
+        "0, chunked index).",
+    )
     max_deleted_ratio: float = Field(
         0.1, ge=0, le=1, description="Shrink guard: share of the live index's documents that may vanish in one run (the "
         "new index's count against the live one's); beyond it the alias stays (exit 4) unless --allow-shrink. 1: off."

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from neural_ingest.config.base import _Strict
 from neural_ingest.redact import redact_url
@@ -12,23 +12,63 @@ KNN_MAX_K = 10_000  # OpenSearch's largest k for a knn query
 
 
 class KnnConfig(_Strict):
-    engine: Literal["lucene", "faiss"] = Field(
-        "lucene", description="HNSW engine. nmslib is deprecated in OpenSearch and not offered."
+    engine: Literal["lucene", "faiss"] | None = Field(
+        None, description="HNSW engine; null: faiss, whose search honours ef_search for every query, or lucene where the "
+        "nodes lack the faiss libraries (sinks/knn_support.py). nmslib is deprecated in OpenSearch and not offered."
     )
     space_type: Literal["cosinesimil", "innerproduct", "l2"] | None = Field(
         None, description="null derives it from the model's similarity function."
     )
     m: int = Field(16, ge=2, le=512)
     ef_construction: int = Field(128, ge=2, le=4096)
+    ef_search: int | None = Field(
+        100, ge=2, le=KNN_MAX_K, description="HNSW search queue of every query on the index, so a client's plain `k: 10` "
+        "query searches 100 candidates, not 10: faiss's method parameter (fixed when the index is built) and the index "
+        "setting index.knn.algo_param.ef_search (honoured by lucene on OpenSearch 3.x, not 2.19); null: engine defaults.",
+    )
+    mode: Literal["in_memory", "on_disk"] | None = Field(
+        None, description="on_disk: compressed vectors in memory, full ones on disk for rescoring (faiss on 2.x); "
+        "queries need rescore to get recall back (docs/benchmark.md).",
+    )
+    compression_level: Literal["1x", "2x", "4x", "8x", "16x", "32x"] | None = Field(
+        None, description="Memory compression of the vectors (with mode, or alone); what an engine accepts depends on "
+        "the OpenSearch version, checked before the run.",
+    )
+    encoder: Literal["sq_fp16"] | None = Field(
+        None, description="faiss scalar quantisation to fp16: half the graph's memory, recall almost unchanged."
+    )
     search_candidates: int = Field(
         100, ge=1, le=KNN_MAX_K, description="Neighbours the approximate search looks for (the knn query's k) before "
         "`size` keeps the best -k. Lucene uses k as its HNSW search queue, so asking for k=3 can miss a document "
         "that is truly 2nd; more candidates: better recall, slower queries. Scores are unchanged.",
     )
 
+    @model_validator(mode="after")
+    def _combinations(self) -> "KnnConfig":
+        if self.encoder == "sq_fp16" and self.engine == "lucene":
+            raise ValueError(f"sink.knn.encoder sq_fp16 is a faiss encoder: set sink.knn.engine: faiss (not {self.engine})")
+        if self.encoder and self.compression_level not in (None, "1x", "2x"):
+            raise ValueError(
+                f"sink.knn.encoder {self.encoder} and compression_level {self.compression_level} both quantise: keep one"
+            )
+        return self
+
     def window(self, k: int) -> int:
         """The knn query's k for a search that returns ``k`` hits."""
         return min(KNN_MAX_K, max(k, self.search_candidates))
+
+
+class RecallConfig(_Strict):
+    """The recall check after every OpenSearch build (neural_ingest/sinks/recall.py)."""
+
+    sample_queries: int = Field(
+        100, ge=0, le=KNN_MAX_K, description="Held-out queries: the first sentence of as many sampled documents (at most a "
+        "tenth of the index, at least 20; encoding them is the check's main cost); 0 turns the check off."
+    )
+    k: int = Field(10, ge=1, le=KNN_MAX_K, description="The k of the plain client query measured (recall@k).")
+    queries_path: str | None = Field(None, description="JSONL file of query texts ({\"text\": ...} a line) instead of "
+                                     "first sentences.")
+    seed: int = Field(0, description="Seed of the document sample.")
 
 
 class BulkConfig(_Strict):
@@ -77,6 +117,7 @@ class OpenSearchSinkConfig(_Strict):
         "large in-memory segment (measured 1.5x slower at 3k docs, 3x at 12k: docs/benchmark.md)."
     )
     knn: KnnConfig = Field(default_factory=KnnConfig)
+    recall: RecallConfig = Field(default_factory=RecallConfig)
     bulk: BulkConfig = Field(default_factory=BulkConfig)
     use_neural_search: bool | None = Field(
         None,

@@ -61,6 +61,10 @@ class Sink(ABC):
     def finalize(self, run_id: str, success: bool) -> None:
         """Publish what the run wrote (or clean up after a failure), as ``mode`` says."""
 
+    def measure_recall(self, encoders: list, fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
+        """recall@k of the built index for the summary (OpenSearch); None: not measured here."""
+        return None
+
     def count(self) -> int | None:
         """How many documents the sink holds now (None: unknown or unreachable); for the summary."""
         return None

@@ -15,16 +15,22 @@ def space_type_for(cfg: OpenSearchSinkConfig, info: ModelInfo) -> str:
 def field_mapping(cfg: OpenSearchSinkConfig, info: ModelInfo) -> dict[str, Any]:
     if info.kind == "sparse":
         return {"type": "rank_features"}
-    return {
+    knn = cfg.knn
+    params: dict[str, Any] = {"m": knn.m, "ef_construction": knn.ef_construction}
+    if knn.engine == "faiss" and knn.ef_search is not None:  # faiss keeps its search queue in the index it builds
+        params["ef_search"] = knn.ef_search
+    if knn.encoder == "sq_fp16":
+        params["encoder"] = {"name": "sq", "parameters": {"type": "fp16"}}
+    out: dict[str, Any] = {
         "type": "knn_vector",
         "dimension": info.dimension,
-        "method": {
-            "name": "hnsw",
-            "engine": cfg.knn.engine,
-            "space_type": space_type_for(cfg, info),
-            "parameters": {"m": cfg.knn.m, "ef_construction": cfg.knn.ef_construction},
-        },
+        "method": {"name": "hnsw", "engine": knn.engine, "space_type": space_type_for(cfg, info), "parameters": params},
     }
+    if knn.mode:
+        out["mode"] = knn.mode
+    if knn.compression_level:
+        out["compression_level"] = knn.compression_level
+    return out
 
 
 def index_body(cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: Any = None) -> dict[str, Any]:
@@ -39,6 +45,8 @@ def index_body(cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking
     settings: dict[str, Any] = {"number_of_shards": cfg.shards, "number_of_replicas": cfg.replicas}
     if any(i.kind == "dense" for i in fields.values()):
         settings["index.knn"] = True
+        if cfg.knn.ef_search is not None:  # every query's HNSW queue, whatever k the client asks for
+            settings["index.knn.algo_param.ef_search"] = cfg.knn.ef_search
     return {"settings": settings, "mappings": {"properties": props}}
 
 

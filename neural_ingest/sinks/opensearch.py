@@ -80,12 +80,14 @@ class OpenSearchSink(Sink):
                 plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
                 if "opensearch-knn" not in plugins:
                     problems.append(f"the k-NN plugin is not installed on {redact_url(self.cfg.hosts[0])}: install opensearch-knn")
+                else:
+                    problems += self._resolve_knn()
             if any(i.kind == "sparse" for i in fields.values()):
                 problems += self._rank_features_problems()
-            engines = {self.cfg.knn.engine} if dense else set()
+            existing_engines: set[str] = set()
             if self.client.indices.exists(index=self.cfg.index):
                 got = self.client.indices.get_mapping(index=self.cfg.index)
-                engines |= {e for body in got.values() for e in knn_engines(body.get("mappings", {}))}
+                existing_engines = {e for body in got.values() for e in knn_engines(body.get("mappings", {}))}
                 for name, body in got.items():
                     problems += [
                         f"index {name}: {p}" for p in mapping_problems(body.get("mappings", {}), self.cfg, fields, self.chunking)
@@ -94,28 +96,41 @@ class OpenSearchSink(Sink):
                     problems.append(
                         f"fix: write to a new index (sink.index), or delete {self.cfg.index} to rebuild it with this model"
                     )
-            if "faiss" in engines:
+            if "faiss" in existing_engines and not (dense and self.cfg.knn.engine == "faiss"):
                 problems += self._faiss_problems()
             return problems
         except os_exc.OpenSearchException as e:
             return [connection_problem(self.cfg, e)]
 
     def _faiss_problems(self) -> list[str]:
-        """Nodes without the k-NN native libraries die on the first write into a faiss field. Nodes started by
-        scripts/opensearch-local.sh say whether they have them (node attribute knn_faiss); others are trusted."""
-        try:
-            attrs = self.client.cat.nodeattrs(format="json", h="node,attr,value")
-        except os_exc.OpenSearchException:  # e.g. a managed service that does not expose _cat/nodeattrs
+        """An existing index with faiss fields, on nodes without the k-NN native libraries: its first write would
+        crash them, whatever sink.knn says (a configured faiss engine is checked by knn_support.resolve)."""
+        from neural_ingest.sinks.knn_support import faiss_available
+
+        ok, why = faiss_available(self.client)
+        if ok:
             return []
-        lacking = sorted({a.get("node", "?") for a in attrs if a.get("attr") == "knn_faiss" and a.get("value") != "true"})
-        if not lacking:
-            return []
-        why = (
-            f"sink.knn.engine faiss: node(s) {', '.join(lacking)} of {self.cfg.hosts[0]} have no faiss native libraries and "
-            "would crash on the first faiss write: set sink.knn.engine: lucene (and a new sink.index), or start the "
-            "node with scripts/opensearch-local.sh where ../shared/knn-natives (NEURAL_INGEST_KNN_NATIVES) exists"
-        )
-        return [why]
+        return [
+            f"index {self.cfg.index} has faiss fields, but this cluster cannot run faiss ({why}): a write would crash the "
+            "node: write to a new sink.index, or use a node with the faiss libraries (scripts/opensearch-local.sh)"
+        ]
+
+    def _resolve_knn(self) -> list[str]:
+        """Decide the engine (sink.knn.engine null: faiss where the nodes can run it) and check the memory
+        options against this cluster's version; the config then carries the engine into the mapping."""
+        from neural_ingest.sinks.knn_support import resolve
+
+        knn, problems = resolve(self.cfg.knn, self.client)
+        if knn.engine != self.cfg.knn.engine:
+            log.info("sink.knn.engine: %s (chosen for this cluster)", knn.engine)
+        self.cfg = self.cfg.model_copy(update={"knn": knn})
+        return problems
+
+    def measure_recall(self, encoders: list, fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
+        """recall@k of a plain client knn query on the built index (sinks/recall.py); after the final refresh."""
+        from neural_ingest.sinks.recall import check_index
+
+        return check_index(self, encoders, fields)
 
     def prepare(self, fields: dict[str, ModelInfo], run_id: str) -> None:
         problems = self.check(fields)

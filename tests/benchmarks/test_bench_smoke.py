@@ -45,5 +45,8 @@ def test_benchmark_harness_writes_the_result_structure(tmp_path, opensearch_url)
     assert all({"ratio", "at", "value", "target", "met"} <= set(t) for t in res["targets"])
     assert set(res["skipped"]) >= {"ablations", "backends"} and "opensearch" not in res["skipped"]
     assert res["gpu"]["available"] in (True, False)
+    rows = {r["config"]: r for r in res["recall"]}  # faiss rows say why they were skipped on a node without it
+    assert "lucene m16 efc128 (old default)" in rows and all("recall_at_10" in r or r.get("skipped") for r in rows.values())
+    assert rows["lucene m16 efc128 (old default)"]["exact_vs_numpy"] == 1.0
     if chart:
         assert (out / "chart.png").stat().st_size > 10_000

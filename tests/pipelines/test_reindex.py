@@ -94,7 +94,7 @@ def test_nightly_cycle_incremental_blue_green(os_client, index_name, reindex_con
     assert stamp["model"] == first.plan.model_hash and len(stamp["content_sha256"]) == 64
     meta = aliases.get_meta(os_client, a)
     assert meta["status"] == aliases.VALIDATED and meta["model_identity"]["fields"]["embedding"]["dimension"] == 384
-    assert {c.name for c in first.validation.checks} == {"count", "shrink", "dead_letters", "self_retrieval"}
+    assert {c.name for c in first.validation.checks} == {"count", "shrink", "dead_letters", "self_retrieval", "recall"}
 
     reader = AliasReader(os_client, alias, st_model.encode("volcanoes and lava").tolist())
     reader.start()

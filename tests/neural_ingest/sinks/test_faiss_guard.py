@@ -28,7 +28,7 @@ def no_faiss_node(node_factory):
 def test_faiss_run_is_refused_before_anything_is_written(no_faiss_node, make_config, tmp_path):
     node, client = no_faiss_node
     cfg = make_config(sink="opensearch", index="t-nofaiss", overrides={"sink.hosts": [node.url], "sink.knn.engine": "faiss"})
-    with pytest.raises(SinkError, match=r"sink.knn.engine faiss: node\(s\) nofaiss .* no faiss native libraries"):
+    with pytest.raises(SinkError, match=r"sink.knn.engine faiss: this cluster cannot run it \(node\(s\) nofaiss .*no faiss native libraries"):
         run_ingest(cfg)
     assert not client.indices.exists(index="t-nofaiss") and not (tmp_path / "dlq").exists()
     assert client.cluster.health()["status"] in ("green", "yellow")
