@@ -164,10 +164,10 @@ def test_a_run_that_crashes_still_writes_its_summary(tmp_path, _model, monkeypat
     """A bug mid-run: exit 1, one line, and the summary (status failed, the error) in JSON and on stderr."""
     from neural_ingest.transforms.prepare import PrepareFn
 
-    def boom(self, record):
+    def boom(self, record):  # around the per-record isolation (a bad record is a dead letter, not a crash)
         raise RuntimeError("simulated bug in prepare")
 
-    monkeypatch.setattr(PrepareFn, "_outputs", boom)
+    monkeypatch.setattr(PrepareFn, "process", boom)
     r = cli("run", config(tmp_path), "--summary", str(tmp_path / "s.json"))
     assert r.exit_code == 1
     s = json.loads((tmp_path / "s.json").read_text())
