@@ -33,13 +33,13 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False)
+        fmt, datefmt = "%(message)s", None
     else:  # a log file or a CronJob's log: one plain line per event, no wrapping
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+        fmt, datefmt = "%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+    handler.setFormatter(logging.Formatter(fmt, datefmt) if verbose else _OneLineFormatter(fmt, datefmt))
     # Beam's GCP IO says this on import when its optional extras are absent: not the user's concern.
     handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
-    if not verbose:
-        handler.addFilter(_drop_traceback)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     for noisy in ("apache_beam", "sentence_transformers", "transformers", "httpx"):
@@ -52,10 +52,14 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _drop_traceback(record: logging.LogRecord) -> bool:
-    """Without -v a log record is its one line: tracebacks only with -v."""
-    record.exc_info, record.exc_text, record.stack_info = None, None, None
-    return True
+class _OneLineFormatter(logging.Formatter):
+    """Without -v a log record is its one line: tracebacks only with -v. Formats a copy, so other handlers
+    (a log file, pytest's capture) still get the record whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return super().format(record)
 
 
 def _load(config: str, overrides: tuple[str, ...]):

@@ -483,7 +483,8 @@ def reindex(
         try:
             summary = run_ingest(new_cfg, beam_args, None, before_encode=reuse)
         except BaseException as e:
-            _safe(lambda: aliases.update_meta(client, plan.new_index, status=aliases.FAILED, error=f"{type(e).__name__}: {str(e)[:500]}"))
+            error = f"{type(e).__name__}: {str(e)[:500]}"
+            _safe(lambda: aliases.update_meta(client, plan.new_index, status=aliases.FAILED, error=error))
             _safe(lambda: client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}}))
             raise
         client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}})

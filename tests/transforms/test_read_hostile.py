@@ -17,16 +17,23 @@ from support import collect, collected
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.transforms.counters import DEAD_LETTER, NAMESPACE
+from neural_ingest.transforms.positions import pop_position
 from neural_ingest.transforms.read import ReadRecords
 
 
-def run_read(cfg: Any):
+def run_read(cfg: Any, positions: dict[str, Any] | None = None):
+    """(records without their source positions, dead letters, counters); ``positions``: id -> (file, n)."""
     with beam.Pipeline("DirectRunner") as p:
         out = p | ReadRecords(cfg)
         # Through a shuffle, as a fused runner would not: every record must survive Beam's coders.
         out["records"] | "Shuffle" >> beam.Reshuffle() | "r" >> collect("hostile-records")
         out[DEAD_LETTER] | "d" >> collect("hostile-dead")
-    records, dead = collected("hostile-records"), collected("hostile-dead")
+    records, dead = [], collected("hostile-dead")
+    for raw in collected("hostile-records"):
+        record, position = pop_position(raw)
+        records.append(record)
+        if positions is not None:
+            positions[str(record.get("id"))] = position
     counters: dict[str, int] = {}
     for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
         counters[r.key.metric.name] = counters.get(r.key.metric.name, 0) + r.committed  # summed over steps
@@ -150,6 +157,9 @@ def test_a_truncated_parquet_file_is_a_dead_letter_the_others_are_read(tmp_path)
 def test_parquet_row_groups_are_all_read(tmp_path):
     table = pa.table({"id": [str(i) for i in range(25)], "text": ["t"] * 25, "other": list(range(25))})
     pq.write_table(table, tmp_path / "a.parquet", row_group_size=10)
-    records, dead, counters = run_read(SourceConfig(type="parquet", path=str(tmp_path / "a.parquet")))
+    positions: dict[str, Any] = {}
+    records, dead, counters = run_read(SourceConfig(type="parquet", path=str(tmp_path / "a.parquet")), positions)
     assert sorted(int(r["id"]) for r in records) == list(range(25)) and dead == [] and counters["read"] == 25
     assert set(records[0]) == {"id", "text"}
+    # each row's (file, row index in the file) across row groups: the order keep-the-last deduplication uses
+    assert positions == {str(i): (str(tmp_path / "a.parquet"), i) for i in range(25)}
