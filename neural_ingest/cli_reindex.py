@@ -46,7 +46,8 @@ def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, d
     cfg = cli._load(config, overrides)
     try:
         result = do_reindex(cfg, list(beam_args), summary_path, dry_run=dry_run, wait=wait, full=full,
-                            replace_index=replace_index, allow_shrink=allow_shrink, echo=click.echo)
+                            replace_index=replace_index, allow_shrink=allow_shrink, echo=click.echo,
+                            config_path=config)
     except LockHeld as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_LOCKED)

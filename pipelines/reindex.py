@@ -436,7 +436,10 @@ def reindex(
     replace_index: bool = False,
     allow_shrink: bool = False,
     echo: Callable[[str], None] = log.info,
+    config_path: str | None = None,
 ) -> ReindexResult:
+    """The whole nightly build (module docstring). ``summary_path`` receives the run's summary with a
+    ``reindex`` section; a build that crashes still writes it (status failed, the error)."""
     from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
     from neural_ingest.sinks.opensearch_client import make_client
     from neural_ingest.transforms.reuse import ReuseStoredVectors
@@ -481,7 +484,7 @@ def reindex(
         reuse = ReuseStoredVectors(prep.fields, plan.model_hash, stored, reuse=plan.mode == "incremental",
                                    progress_every=cfg.run.progress_every_seconds)
         try:
-            summary = run_ingest(new_cfg, beam_args, None, before_encode=reuse)
+            summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path)
         except BaseException as e:
             error = f"{type(e).__name__}: {str(e)[:500]}"
             _safe(lambda: aliases.update_meta(client, plan.new_index, status=aliases.FAILED, error=error))

@@ -410,3 +410,28 @@ def test_indices_of_runs_that_did_not_finish_are_removed(os_client, index_name, 
     assert r.exit_code == 0, r.output
     line = next(x for x in r.output.splitlines() if "unfinished:" in x)
     assert f"{again} (building, run killed-again" in line and running not in line and live not in line
+
+
+def test_a_reindex_that_crashes_still_writes_its_summary(os_client, index_name, reindex_config, tmp_path, monkeypatch):
+    """A bug mid-build: exit 1, the summary (status failed, the error, the config path) written, the alias
+    untouched and the half-built index stamped failed, so the next run removes it."""
+    from neural_ingest.transforms.prepare import PrepareFn
+
+    alias = index_name
+    cfg = reindex_config(synthetic_docs(10, prefix="c"))
+    live = reindex(cfg).plan.new_index
+
+    def boom(self, record):  # around the per-record isolation: a failing record would only be a dead letter
+        raise RuntimeError("simulated bug in prepare")
+
+    monkeypatch.setattr(PrepareFn, "process", boom)
+    conf = tmp_path / "c.json"
+    conf.write_text(cfg.model_dump_json())
+    r = CliRunner().invoke(main, ["reindex", str(conf), "--summary", str(tmp_path / "s.json")])
+    assert r.exit_code == 1, r.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["status"], summary["exit_code"], summary["config_path"]) == ("failed", 1, str(conf))
+    assert "simulated bug in prepare" in summary["error"]
+    assert aliases.alias_targets(os_client, alias) == [live]
+    failed = [i for i in os_client.indices.get(index=f"{alias}-*") if i != live and not i.endswith("-locks")]
+    assert len(failed) == 1 and aliases.get_meta(os_client, failed[0])["status"] == aliases.FAILED
