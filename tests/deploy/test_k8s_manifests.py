@@ -83,7 +83,8 @@ def test_restricted_pod_security_standard():
     psc = pod["securityContext"]
     assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
     assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert f"--uid {psc['runAsUser']}" in (ROOT / "deploy" / "Dockerfile").read_text()  # the image's own user
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()  # the image's own user and group
+    assert f"--uid {psc['runAsUser']} --gid {psc['runAsGroup']}" in dockerfile and f"USER {psc['runAsUser']}:{psc['runAsGroup']}" in dockerfile
     assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
     for c in pod["containers"] + pod.get("initContainers", []):
         sc = c["securityContext"]
