@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = os.environ.get("NEURAL_INGEST_CONFIG", "/opt/neural-ingest/configs/reindex.yaml")
 DEFAULT_SUMMARY_DIR = os.environ.get("NEURAL_INGEST_SUMMARY_DIR", "/opt/neural-ingest/summaries")
-CONFIG = "{{ var.value.get('neural_ingest_config', %r) }}" % DEFAULT_CONFIG
-SUMMARY = "{{ var.value.get('neural_ingest_summary_dir', %r) }}/{{ ds_nodash }}.json" % DEFAULT_SUMMARY_DIR
+CONFIG = f"{{{{ var.value.get('neural_ingest_config', {DEFAULT_CONFIG!r}) }}}}"
+SUMMARY = f"{{{{ var.value.get('neural_ingest_summary_dir', {DEFAULT_SUMMARY_DIR!r}) }}}}/{{{{ ds_nodash }}}}.json"
 LOCK_WAIT_SECONDS = 900
 SCHEDULE = "30 2 * * *"  # 02:30 UTC every night
 # Exit codes a retry cannot fix (the README's table): the task fails without its retries.

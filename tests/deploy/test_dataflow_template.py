@@ -70,8 +70,8 @@ def _parser(main):
 
 def test_dockerfile_pins_bases_and_torch():
     text = (DATAFLOW / "Dockerfile").read_text()
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
-    for image in re.findall(r"^FROM (\S+)", text, re.M):
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.MULTILINE))
+    for image in re.findall(r"^FROM (\S+)", text, re.MULTILINE):
         resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
         assert re.search(r":[\w.-]+$", resolved) and not resolved.endswith(":latest"), image
     # the torch and Beam the project tests with (scripts/setup-env.sh, deploy/Dockerfile)
@@ -81,7 +81,7 @@ def test_dockerfile_pins_bases_and_torch():
     assert '"apache-beam[gcp]==${BEAM_VERSION}"' in text  # pip must not move the SDK image's Beam
     # every path copied from the build context is let through the .dockerignore
     ignore = (DATAFLOW / "Dockerfile.dockerignore").read_text().splitlines()
-    for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M):
+    for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.MULTILINE):
         for src in line.split()[:-1]:
             assert (ROOT / src).exists(), src
             assert f"!{src}" in ignore or f"!{src}/" in ignore, f"{src} is excluded by Dockerfile.dockerignore"

