@@ -141,3 +141,20 @@ def test_pod_failure_policy_matches_exit_codes():
     assert fail_now == {exit_codes.USER, exit_codes.VALIDATION, exit_codes.LOCKED}
     assert {exit_codes.INTERNAL, 137, 143}.isdisjoint(fail_now)
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in job["podFailurePolicy"]["rules"]
+
+
+def test_flink_artifacts_are_shared():
+    """The job server's --artifacts-dir is a volume the taskmanagers mount at the same path (they read the
+    staged artifacts from there; a directory local to the job server pod fails every job)."""
+    docs = {d["kind"]: d for d in _docs(FLINK)}
+    server = docs["Deployment"]["spec"]["template"]["spec"]
+    (js,) = server["containers"]
+    artifacts = next(a.split("=", 1)[1] for a in js["args"] if a.startswith("--artifacts-dir="))
+    claim = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in server["volumes"] if "persistentVolumeClaim" in v}
+    mount = next(m for m in js["volumeMounts"] if artifacts == m["mountPath"] or artifacts.startswith(m["mountPath"] + "/"))
+    tm = docs["FlinkDeployment"]["spec"]["taskManager"]["podTemplate"]["spec"]
+    tm_claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in tm["volumes"] if "persistentVolumeClaim" in v}
+    main = next(c for c in tm["containers"] if c["name"] == "flink-main-container")
+    assert any(m["mountPath"] == mount["mountPath"] and tm_claims[m["name"]] == claim[mount["name"]] for m in main["volumeMounts"])
+    pvc = next(d for d in _docs(FLINK) if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim[mount["name"]])
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
