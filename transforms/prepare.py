@@ -95,20 +95,44 @@ class PrepareFn(beam.DoFn):
 
 
 class PrepareDocuments(beam.PTransform):
-    """dicts -> {"documents": Documents, "dead_letter": DeadLetters, "skipped": DeadLetters}."""
+    """dicts -> {"documents": Documents, "dead_letter": DeadLetters, "skipped": DeadLetters}.
 
-    def __init__(self, cfg: SourceConfig):
+    ``reread``: the source's reader once more (a fresh ``ReadRecords``), so duplicate ids are found from
+    (id, position) pairs of a second, uncounted read and the documents stream on without being held;
+    without it the documents are grouped by id (a source without positions: an index, a test's Create)."""
+
+    def __init__(self, cfg: SourceConfig, reread: beam.PTransform | None = None):
         super().__init__()
         self.cfg = cfg
+        self.reread = reread
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         out = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         docs, skipped = out.documents, [out[SKIPPED]]
         if self.cfg.deduplicate:
-            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type)
+            pairs = None
+            if self.reread is not None:
+                pairs = records.pipeline | counters.UNCOUNTED >> IdPositions(self.cfg, self.reread)
+            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type, pairs)
             docs = dedup["documents"]
             skipped.append(dedup[SKIPPED])
         return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
+
+
+class IdPositions(beam.PTransform):
+    """PBegin -> (id, position) of every document, from a second read of the source: two small values a
+    record, the ids the documents will have (PrepareFn's own rules). Its dead letters and counts are the
+    first read's, so here they are dropped (and its steps left out of the summary: counters.UNCOUNTED)."""
+
+    def __init__(self, cfg: SourceConfig, reread: beam.PTransform):
+        super().__init__()
+        self.cfg = cfg
+        self.reread = reread
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        records = (pbegin | "Read" >> self.reread)["records"]
+        prepared = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        return prepared.documents | "IdAndPosition" >> beam.Map(lambda d: (d.id, d.position))
 
 
 class KeepOneFn(beam.DoFn):
@@ -138,14 +162,60 @@ def _source_order(d: Document) -> tuple[Any, ...]:
     return (d.position is not None, d.position or ("", 0), d.text, json.dumps(d.metadata, sort_keys=True, default=str))
 
 
-class DropDuplicateIds(beam.PTransform):
-    """Documents -> {"documents": one per id, "skipped": the duplicates}. One shuffle, keyed by id."""
+def _duplicates(item: tuple[str, Iterable[Any]]) -> Iterable[tuple[str, tuple[int, Any]]]:
+    """(id, positions) -> (id, (how many, the last position)) for an id seen more than once; nothing for the rest."""
+    doc_id, where = item
+    where = list(where)
+    if len(where) > 1:
+        yield doc_id, (len(where), max(where, key=lambda w: (w is not None, w or ("", 0))))
+
+
+class KeepLastFn(beam.DoFn):
+    """Streams the documents: one whose id is in ``duplicates`` (id -> (count, last position)) and is not
+    at the last position is skipped, as KeepOneFn would; every other one goes on, never held."""
 
     def __init__(self, source_type: str = "jsonl"):
-        super().__init__()
         self.source_type = source_type
 
+    def process(self, doc: Document, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
+        dup = duplicates.get(doc.id)
+        if dup is None or dup[1] == doc.position:
+            yield dataclasses.replace(doc, position=None) if doc.position is not None else doc
+            return
+        count, kept = dup
+        yield counters.skip_record(
+            PREPARE, "duplicate_id",
+            f"id {doc.id!r} appears {count} times in this run; the last in source order "
+            f"({positions.describe(kept, self.source_type)}) was kept, as an upsert would; "
+            f"this one is at {positions.describe(doc.position, self.source_type)}",
+            doc.source, doc.id,
+        )
+
+
+class DropDuplicateIds(beam.PTransform):
+    """Documents -> {"documents": one per id, "skipped": the duplicates}.
+
+    With ``positions`` ((id, position) of every document, from IdPositions) only those small pairs are
+    grouped: the ids seen twice (with their count and last position) become a side input, and the
+    documents stream past it (KeepLastFn): memory follows the number of ids, not the corpus. Without:
+    one shuffle of the documents keyed by id (KeepOneFn), which holds them all on the local runner."""
+
+    def __init__(self, source_type: str = "jsonl", positions: beam.PCollection | None = None):
+        super().__init__()
+        self.source_type = source_type
+        self.positions = positions
+
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        if self.positions is not None:
+            dups = (
+                self.positions
+                | "GroupPositionsById" >> beam.GroupByKey()
+                | "Duplicates" >> beam.FlatMap(_duplicates)
+            )
+            out = docs | "KeepLast" >> beam.ParDo(KeepLastFn(self.source_type), beam.pvalue.AsDict(dups)).with_outputs(
+                SKIPPED, main="documents"
+            )
+            return {"documents": out.documents, SKIPPED: out[SKIPPED]}
         out = (
             docs
             | "KeyById" >> beam.Map(lambda d: (d.id, d))
