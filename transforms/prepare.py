@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -162,17 +163,58 @@ def _source_order(d: Document) -> tuple[Any, ...]:
     return (d.position is not None, d.position or ("", 0), d.text, json.dumps(d.metadata, sort_keys=True, default=str))
 
 
-def _duplicates(item: tuple[str, Iterable[Any]]) -> Iterable[tuple[str, tuple[int, Any]]]:
-    """(id, positions) -> (id, (how many, the last position)) for an id seen more than once; nothing for the rest."""
-    doc_id, where = item
-    where = list(where)
-    if len(where) > 1:
-        yield doc_id, (len(where), max(where, key=lambda w: (w is not None, w or ("", 0))))
+def _later(a: tuple[str, int] | None, b: tuple[str, int] | None) -> tuple[str, int] | None:
+    """The later of two source positions (file, then byte offset / line / row); a known one beats None."""
+    return max(a, b, key=lambda w: (w is not None, w or ("", 0)))
+
+
+class _CountLastCoder(beam.coders.Coder):
+    """(count, (file, n)) as FastPrimitivesCoder writes it, with the file path interned when read back: the
+    local runner's shuffle holds one accumulator per id, and one copy of each path instead of one a document."""
+
+    _inner = beam.coders.FastPrimitivesCoder()
+
+    def encode(self, value: Any) -> bytes:
+        return self._inner.encode(value)
+
+    def decode(self, encoded: bytes) -> Any:
+        count, last = self._inner.decode(encoded)
+        return count, (None if last is None else (sys.intern(last[0]), last[1]))
+
+    def is_deterministic(self) -> bool:
+        return True
+
+    def to_type_hint(self) -> Any:
+        return Any
+
+
+class CountAndLastPosition(beam.CombineFn):
+    """positions of one id -> (how many, the last in source order): two small values an id however many
+    copies it has, combined before the shuffle (no list of every position)."""
+
+    def create_accumulator(self) -> tuple[int, Any]:
+        return 0, None
+
+    def add_input(self, acc: tuple[int, Any], position: Any) -> tuple[int, Any]:
+        return acc[0] + 1, _later(acc[1], None if position is None else tuple(position))
+
+    def merge_accumulators(self, accs: Iterable[tuple[int, Any]]) -> tuple[int, Any]:
+        count, last = 0, None
+        for c, w in accs:
+            count, last = count + c, _later(last, w)
+        return count, last
+
+    def extract_output(self, acc: tuple[int, Any]) -> tuple[int, Any]:
+        return acc
+
+    def get_accumulator_coder(self) -> beam.coders.Coder:
+        return _CountLastCoder()
 
 
 class KeepLastFn(beam.DoFn):
     """Streams the documents: one whose id is in ``duplicates`` (id -> (count, last position)) and is not
-    at the last position is skipped, as KeepOneFn would; every other one goes on, never held."""
+    at the last position is skipped, as KeepOneFn would; every other one goes on, never held nor copied
+    (its position stays on it: nothing after this step reads it)."""
 
     def __init__(self, source_type: str = "jsonl"):
         self.source_type = source_type
@@ -180,7 +222,7 @@ class KeepLastFn(beam.DoFn):
     def process(self, doc: Document, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
         dup = duplicates.get(doc.id)
         if dup is None or dup[1] == doc.position:
-            yield dataclasses.replace(doc, position=None) if doc.position is not None else doc
+            yield doc  # as is: a copy per document only to clear its (small) position would cost more than it saves
             return
         count, kept = dup
         yield counters.skip_record(
@@ -196,8 +238,9 @@ class DropDuplicateIds(beam.PTransform):
     """Documents -> {"documents": one per id, "skipped": the duplicates}.
 
     With ``positions`` ((id, position) of every document, from IdPositions) only those small pairs are
-    grouped: the ids seen twice (with their count and last position) become a side input, and the
-    documents stream past it (KeepLastFn): memory follows the number of ids, not the corpus. Without:
+    combined per id into (count, last position) (CountAndLastPosition): the ids seen twice become a side
+    input, and the documents stream past it (KeepLastFn): memory follows the number of ids (one small
+    accumulator each), not the corpus. Without:
     one shuffle of the documents keyed by id (KeepOneFn), which holds them all on the local runner."""
 
     def __init__(self, source_type: str = "jsonl", positions: beam.PCollection | None = None):
@@ -209,8 +252,8 @@ class DropDuplicateIds(beam.PTransform):
         if self.positions is not None:
             dups = (
                 self.positions
-                | "GroupPositionsById" >> beam.GroupByKey()
-                | "Duplicates" >> beam.FlatMap(_duplicates)
+                | "CountAndLastPositionById" >> beam.CombinePerKey(CountAndLastPosition())
+                | "Duplicates" >> beam.Filter(lambda kv: kv[1][0] > 1)
             )
             out = docs | "KeepLast" >> beam.ParDo(KeepLastFn(self.source_type), beam.pvalue.AsDict(dups)).with_outputs(
                 SKIPPED, main="documents"

@@ -134,5 +134,6 @@ def test_deduplication_groups_only_id_position_pairs_never_the_documents(tmp_pat
                 grouped.append((node.full_label, node.inputs[0].producer.full_label))
 
     p.visit(Shuffles())
-    assert [g for g, _ in grouped] == ["Prepare/DropDuplicateIds/GroupPositionsById"]
+    # One accumulator per id ((count, last position), combined before the shuffle), not a list of positions.
+    assert [g for g, _ in grouped] == ["Prepare/DropDuplicateIds/CountAndLastPositionById/GroupByKey"]
     assert grouped[0][1].startswith(f"Prepare/{UNCOUNTED}/") and grouped[0][1].endswith("/IdAndPosition")
