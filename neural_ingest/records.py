@@ -27,7 +27,8 @@ class Document:
     # With chunking on: [{"text", "start", "end", "index"}, ...] (neural_ingest.chunking), and each
     # embeddings[field] is then a list with one vector / sparse map per chunk, in chunk order.
     chunks: list[dict[str, Any]] | None = None
-    # (file, byte offset / line / row) in the source, while duplicates are resolved: the last wins.
+    # (file, byte offset / line / row) in the source, for duplicates: the last wins. Read by nothing after
+    # DropDuplicateIds (left on the kept documents there rather than copying each one to clear it).
     position: tuple[str, int] | None = None
 
 

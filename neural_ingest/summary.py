@@ -8,13 +8,16 @@ from typing import Any
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from neural_ingest.transforms.counters import NAMESPACE
+from neural_ingest.transforms.counters import NAMESPACE, UNCOUNTED
 
 
 def counter_totals(result: Any) -> dict[str, int]:
-    """Sum each neural_ingest counter over all steps (committed where the runner has it)."""
+    """Sum each neural_ingest counter over all steps (committed where the runner has it), but those of the
+    second read that finds duplicate ids (counters.UNCOUNTED): its records are the first read's."""
     totals: dict[str, int] = {}
     for r in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        if UNCOUNTED in (r.key.step or ""):
+            continue
         value = r.committed if r.committed is not None else r.attempted
         totals[r.key.metric.name] = totals.get(r.key.metric.name, 0) + int(value or 0)
     return totals

@@ -72,7 +72,8 @@ def build_ingest(
     {"documents": to encode, "ready": already carrying their vectors, optionally "dead_letter"}."""
     every = cfg.run.progress_every_seconds
     read = p | "Read" >> ReadRecords(cfg.source)
-    prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source)
+    reread = None if cfg.source.type == "opensearch" else ReadRecords(cfg.source)  # files: ids found by a light second read
+    prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread)
     docs = prepared["documents"]
     dead = [read[DEAD_LETTER], prepared[DEAD_LETTER]]
     _ = prepared[SKIPPED] | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")

@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "neural_ingest"
 DEAD_LETTER = "dead_letter"  # tag of every transform's dead-letter output
+UNCOUNTED = "UncountedIdPass"  # label of a second read (duplicate ids): its counters are not the run's (summary.counter_totals)
 SKIPPED = "skipped"  # tag of records deliberately left out (empty text, duplicate id), written beside dead letters
 
 log = logging.getLogger("neural_ingest.progress")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -95,20 +96,44 @@ class PrepareFn(beam.DoFn):
 
 
 class PrepareDocuments(beam.PTransform):
-    """dicts -> {"documents": Documents, "dead_letter": DeadLetters, "skipped": DeadLetters}."""
+    """dicts -> {"documents": Documents, "dead_letter": DeadLetters, "skipped": DeadLetters}.
 
-    def __init__(self, cfg: SourceConfig):
+    ``reread``: the source's reader once more (a fresh ``ReadRecords``), so duplicate ids are found from
+    (id, position) pairs of a second, uncounted read and the documents stream on without being held;
+    without it the documents are grouped by id (a source without positions: an index, a test's Create)."""
+
+    def __init__(self, cfg: SourceConfig, reread: beam.PTransform | None = None):
         super().__init__()
         self.cfg = cfg
+        self.reread = reread
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         out = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         docs, skipped = out.documents, [out[SKIPPED]]
         if self.cfg.deduplicate:
-            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type)
+            pairs = None
+            if self.reread is not None:
+                pairs = records.pipeline | counters.UNCOUNTED >> IdPositions(self.cfg, self.reread)
+            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type, pairs)
             docs = dedup["documents"]
             skipped.append(dedup[SKIPPED])
         return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
+
+
+class IdPositions(beam.PTransform):
+    """PBegin -> (id, position) of every document, from a second read of the source: two small values a
+    record, the ids the documents will have (PrepareFn's own rules). Its dead letters and counts are the
+    first read's, so here they are dropped (and its steps left out of the summary: counters.UNCOUNTED)."""
+
+    def __init__(self, cfg: SourceConfig, reread: beam.PTransform):
+        super().__init__()
+        self.cfg = cfg
+        self.reread = reread
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        records = (pbegin | "Read" >> self.reread)["records"]
+        prepared = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        return prepared.documents | "IdAndPosition" >> beam.Map(lambda d: (d.id, d.position))
 
 
 class KeepOneFn(beam.DoFn):
@@ -138,14 +163,102 @@ def _source_order(d: Document) -> tuple[Any, ...]:
     return (d.position is not None, d.position or ("", 0), d.text, json.dumps(d.metadata, sort_keys=True, default=str))
 
 
-class DropDuplicateIds(beam.PTransform):
-    """Documents -> {"documents": one per id, "skipped": the duplicates}. One shuffle, keyed by id."""
+def _later(a: tuple[str, int] | None, b: tuple[str, int] | None) -> tuple[str, int] | None:
+    """The later of two source positions (file, then byte offset / line / row); a known one beats None."""
+    return max(a, b, key=lambda w: (w is not None, w or ("", 0)))
+
+
+class _CountLastCoder(beam.coders.Coder):
+    """(count, (file, n)) as FastPrimitivesCoder writes it, with the file path interned when read back: the
+    local runner's shuffle holds one accumulator per id, and one copy of each path instead of one a document."""
+
+    _inner = beam.coders.FastPrimitivesCoder()
+
+    def encode(self, value: Any) -> bytes:
+        return self._inner.encode(value)
+
+    def decode(self, encoded: bytes) -> Any:
+        count, last = self._inner.decode(encoded)
+        return count, (None if last is None else (sys.intern(last[0]), last[1]))
+
+    def is_deterministic(self) -> bool:
+        return True
+
+    def to_type_hint(self) -> Any:
+        return Any
+
+
+class CountAndLastPosition(beam.CombineFn):
+    """positions of one id -> (how many, the last in source order): two small values an id however many
+    copies it has, combined before the shuffle (no list of every position)."""
+
+    def create_accumulator(self) -> tuple[int, Any]:
+        return 0, None
+
+    def add_input(self, acc: tuple[int, Any], position: Any) -> tuple[int, Any]:
+        return acc[0] + 1, _later(acc[1], None if position is None else tuple(position))
+
+    def merge_accumulators(self, accs: Iterable[tuple[int, Any]]) -> tuple[int, Any]:
+        count, last = 0, None
+        for c, w in accs:
+            count, last = count + c, _later(last, w)
+        return count, last
+
+    def extract_output(self, acc: tuple[int, Any]) -> tuple[int, Any]:
+        return acc
+
+    def get_accumulator_coder(self) -> beam.coders.Coder:
+        return _CountLastCoder()
+
+
+class KeepLastFn(beam.DoFn):
+    """Streams the documents: one whose id is in ``duplicates`` (id -> (count, last position)) and is not
+    at the last position is skipped, as KeepOneFn would; every other one goes on, never held nor copied
+    (its position stays on it: nothing after this step reads it)."""
 
     def __init__(self, source_type: str = "jsonl"):
-        super().__init__()
         self.source_type = source_type
 
+    def process(self, doc: Document, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
+        dup = duplicates.get(doc.id)
+        if dup is None or dup[1] == doc.position:
+            yield doc  # as is: a copy per document only to clear its (small) position would cost more than it saves
+            return
+        count, kept = dup
+        yield counters.skip_record(
+            PREPARE, "duplicate_id",
+            f"id {doc.id!r} appears {count} times in this run; the last in source order "
+            f"({positions.describe(kept, self.source_type)}) was kept, as an upsert would; "
+            f"this one is at {positions.describe(doc.position, self.source_type)}",
+            doc.source, doc.id,
+        )
+
+
+class DropDuplicateIds(beam.PTransform):
+    """Documents -> {"documents": one per id, "skipped": the duplicates}.
+
+    With ``positions`` ((id, position) of every document, from IdPositions) only those small pairs are
+    combined per id into (count, last position) (CountAndLastPosition): the ids seen twice become a side
+    input, and the documents stream past it (KeepLastFn): memory follows the number of ids (one small
+    accumulator each), not the corpus. Without:
+    one shuffle of the documents keyed by id (KeepOneFn), which holds them all on the local runner."""
+
+    def __init__(self, source_type: str = "jsonl", positions: beam.PCollection | None = None):
+        super().__init__()
+        self.source_type = source_type
+        self.positions = positions
+
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        if self.positions is not None:
+            dups = (
+                self.positions
+                | "CountAndLastPositionById" >> beam.CombinePerKey(CountAndLastPosition())
+                | "Duplicates" >> beam.Filter(lambda kv: kv[1][0] > 1)
+            )
+            out = docs | "KeepLast" >> beam.ParDo(KeepLastFn(self.source_type), beam.pvalue.AsDict(dups)).with_outputs(
+                SKIPPED, main="documents"
+            )
+            return {"documents": out.documents, SKIPPED: out[SKIPPED]}
         out = (
             docs
             | "KeyById" >> beam.Map(lambda d: (d.id, d))

@@ -74,3 +74,18 @@ def test_search_finds_expected_documents(parquet_run, sample_queries):
         if q["expected_id"] not in ids:
             misses.append((q["query"], q["expected_id"], ids))
     assert not misses, misses
+
+
+def test_duplicate_ids_in_a_run_are_counted_once_and_the_last_is_kept(make_config, tmp_path):
+    """Duplicate ids are found by a second read of the source: its records, dead letters and skips must
+    not be counted again (read = indexed + failed + skipped), and the last copy of each id is written."""
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "title": "first a", "body": "x"}, {"id": "b", "title": "b", "body": "y"}])
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps({"id": "a", "title": "last a", "body": "x"}) + "\n{not json\n" + json.dumps({"id": "e", "title": " ", "body": ""}) + "\n"
+    )
+    cfg = make_config(source_path=tmp_path / "*.jsonl")
+    s = run_ingest(cfg)
+    assert (s.read, s.indexed, s.failed, s.skipped) == (5, 2, 1, 2)
+    assert s.skipped_by_reason == {"duplicate_id": 1, "empty_text": 1} and s.failed_by_reason == {"read.malformed_json": 1}
+    table = pq.read_table(cfg.sink.path)
+    assert dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist())) == {"a": "last a\n\nx", "b": "b\n\ny"}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pytest
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.records import Document, content_id
@@ -43,19 +44,27 @@ def test_whitespace_text_is_skipped_not_dead_lettered():
     assert [(s.error_type, s.doc_id) for s in prepare.skipped] == [("empty_text", "1")]
 
 
-def _dedupe(cfg):
-    from neural_ingest.transforms.prepare import PrepareDocuments
-    from neural_ingest.transforms.read import ReadRecords
-    from support import collect, collected
+@pytest.fixture(params=["streamed", "grouped"])
+def _dedupe(request):
+    """Both ways give the same result: ids found by a second read, documents streamed (the run's way), or
+    the documents grouped by id."""
 
-    with beam.Pipeline("DirectRunner") as p:
-        out = (p | ReadRecords(cfg))["records"] | PrepareDocuments(cfg)
-        out["documents"] | "d" >> collect("docs")
-        out[SKIPPED] | "s" >> collect("skipped")
-    return sorted((d.id, d.text) for d in collected("docs")), collected("skipped")
+    def run(cfg):
+        from neural_ingest.transforms.prepare import PrepareDocuments
+        from neural_ingest.transforms.read import ReadRecords
+        from support import collect, collected
+
+        reread = ReadRecords(cfg) if request.param == "streamed" else None
+        with beam.Pipeline("DirectRunner") as p:
+            out = (p | ReadRecords(cfg))["records"] | PrepareDocuments(cfg, reread)
+            out["documents"] | "d" >> collect("docs")
+            out[SKIPPED] | "s" >> collect("skipped")
+        return sorted((d.id, d.text) for d in collected("docs")), collected("skipped")
+
+    return run
 
 
-def test_duplicate_ids_keep_the_last_in_source_order_like_an_upsert(tmp_path):
+def test_duplicate_ids_keep_the_last_in_source_order_like_an_upsert(tmp_path, _dedupe):
     """A later line wins whatever its text: today the text sorting first won ("AAA" beat the genuine record)."""
     from support import write_jsonl
 
@@ -71,7 +80,7 @@ def test_duplicate_ids_keep_the_last_in_source_order_like_an_upsert(tmp_path):
     assert "__neural_ingest_position__" not in by_id["a"].record  # the reader's bookkeeping stays internal
 
 
-def test_duplicate_ids_keep_the_last_row_of_csv_and_parquet(tmp_path):
+def test_duplicate_ids_keep_the_last_row_of_csv_and_parquet(tmp_path, _dedupe):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -103,3 +112,28 @@ def test_content_hash_id_is_deterministic():
     b, _ = prepare({"text": "same text"}, id_field=None)
     c, _ = prepare({"text": "other text"}, id_field=None)
     assert a[0].id == b[0].id == content_id("same text") != c[0].id
+
+
+def test_deduplication_groups_only_id_position_pairs_never_the_documents(tmp_path):
+    """Memory that does not grow with the corpus on the local runner: the only shuffle under Prepare is
+    the (id, position) pairs of the second, uncounted read; the documents stream past the duplicates."""
+    from neural_ingest.transforms.counters import UNCOUNTED
+    from neural_ingest.transforms.prepare import PrepareDocuments
+    from neural_ingest.transforms.read import ReadRecords
+    from support import write_jsonl
+
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "x"}])
+    cfg = SourceConfig(type="jsonl", path=str(tmp_path / "a.jsonl"))
+    p = beam.Pipeline("DirectRunner")
+    _ = (p | "Read" >> ReadRecords(cfg))["records"] | "Prepare" >> PrepareDocuments(cfg, ReadRecords(cfg))
+    grouped: list[tuple[str, str]] = []
+
+    class Shuffles(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(node.transform, beam.GroupByKey) and node.full_label.startswith("Prepare/"):
+                grouped.append((node.full_label, node.inputs[0].producer.full_label))
+
+    p.visit(Shuffles())
+    # One accumulator per id ((count, last position), combined before the shuffle), not a list of positions.
+    assert [g for g, _ in grouped] == ["Prepare/DropDuplicateIds/CountAndLastPositionById/GroupByKey"]
+    assert grouped[0][1].startswith(f"Prepare/{UNCOUNTED}/") and grouped[0][1].endswith("/IdAndPosition")
