@@ -187,23 +187,23 @@ class JoinStampsFn(beam.CombineFn):
         return acc
 
 
-def classify(item: tuple[str, tuple[Any, Any]]) -> Iterable[tuple[str, str | None]]:
-    """(id, joined) -> (id, ENCODE | VECTORS) for a document that needs a write, (id, None) for one gone
-    from the source; nothing for an unchanged one (the clone already holds it)."""
+def classify(item: tuple[str, tuple[Any, Any]]) -> Iterable[tuple[str, tuple[str | None, bool]]]:
+    """(id, joined) -> (id, (ENCODE | VECTORS, in the live index)) for a document that needs a write,
+    (id, (None, True)) for one gone from the source; nothing for an unchanged one (the clone holds it)."""
     doc_id, (src, live) = item
     if src is None:
         if live is not None:
-            yield doc_id, None
+            yield doc_id, (None, True)
         return
     if live is None:
-        yield doc_id, ENCODE
+        yield doc_id, (ENCODE, False)
         return
     _, content, doc = src
     live_content, live_doc, same_model = live
     if not same_model or live_content != content:
-        yield doc_id, ENCODE
+        yield doc_id, (ENCODE, True)
     elif live_doc != doc:
-        yield doc_id, VECTORS
+        yield doc_id, (VECTORS, True)
 
 
 def _live_stamp(model_hash: str):
@@ -225,7 +225,7 @@ class _Buffered(beam.DoFn):
     def start_bundle(self) -> None:
         self._buf: list[Any] = []
 
-    def process(self, element):  # noqa: ANN001, ANN201 - no hints: Beam would check *args against them
+    def process(self, element):  # no hints: Beam would check a subclass's side input against them
         self._buf.append(element)
         if len(self._buf) >= self.size:
             yield from self._flush()
@@ -265,18 +265,19 @@ class DeleteFromCloneFn(_Buffered):
     def teardown(self) -> None:
         self.client.close()
 
-    def act(self, batch: list[tuple[str, str | None]]) -> Iterable[Any]:
+    def act(self, batch: list[tuple[str, tuple[str | None, bool]]]) -> Iterable[Any]:
         from opensearchpy import helpers
 
         index = self.sink_cfg.index
-        _, errors = helpers.bulk(self.client, ({"_op_type": "delete", "_index": index, "_id": i} for i, _ in batch),
-                                 raise_on_error=False, max_retries=3, chunk_size=len(batch))
-        failed = [e for e in errors if (e.get("delete") or {}).get("status") != 404]
-        if failed:  # the clone would keep documents the source no longer has: the run fails, the alias stays
-            raise RuntimeError(f"could not delete {len(failed)} documents from {index}: {str(failed[:3])[:500]}")
-        gone = sum(1 for _, action in batch if action is None)
-        counters.inc(DELETED, gone)
-        for doc_id, action in batch:
+        doomed = [i for i, (_, in_live) in batch if in_live]
+        if doomed:
+            _, errors = helpers.bulk(self.client, ({"_op_type": "delete", "_index": index, "_id": i} for i in doomed),
+                                     raise_on_error=False, max_retries=3, chunk_size=len(doomed))
+            failed = [e for e in errors if (e.get("delete") or {}).get("status") != 404]
+            if failed:  # the clone would keep documents the source no longer has: the run fails, the alias stays
+                raise RuntimeError(f"could not delete {len(failed)} documents from {index}: {str(failed[:3])[:500]}")
+        counters.inc(DELETED, sum(1 for _, (action, _) in batch if action is None))
+        for doc_id, (action, _) in batch:
             if action is not None:
                 yield doc_id, action
 
@@ -359,7 +360,7 @@ class CloneChanges(beam.PTransform):
             | "Classify" >> beam.FlatMap(classify)
         )
         if not self.clone:
-            _ = joined | "CountGone" >> beam.Map(lambda kv: counters.inc(DELETED) if kv[1] is None else None)
+            _ = joined | "CountGone" >> beam.Map(lambda kv: counters.inc(DELETED) if kv[1][0] is None else None)
             return {"documents": stamped}
         todo = joined | "DeleteFromClone" >> beam.ParDo(DeleteFromCloneFn(self.sink))
         out = stamped | "ChangesOnly" >> beam.ParDo(
