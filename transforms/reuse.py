@@ -283,16 +283,17 @@ class DeleteFromCloneFn(_Buffered):
 
 
 class ChangesOnlyFn(_Buffered):
-    """Stamped Documents + the side input {id: action} -> only what the clone needs: unchanged ones are
+    """Documents + the side input {id: action} -> only what the clone needs, stamped: unchanged ones are
     counted (``indexed``, ``reused``) and dropped (the clone holds them); ENCODE ones go on to the
     encoders; VECTORS ones (metadata changed) get their stored vectors by batched mget of the live
     index (tagged ``ready``), or are encoded when the stored vectors are missing or invalid."""
 
     size = 200
 
-    def __init__(self, fields: dict[str, ModelInfo], live: OpenSearchSourceConfig, progress_every: float = 10.0):
+    def __init__(self, fields: dict[str, ModelInfo], live: OpenSearchSourceConfig, model_hash: str, progress_every: float = 10.0):
         self.fields = fields
         self.live = live
+        self.model_hash = model_hash
         self.progress_every = progress_every
 
     def setup(self) -> None:
@@ -310,6 +311,7 @@ class ChangesOnlyFn(_Buffered):
             counters.inc(REUSED)
             counters.Progress.add("reused", 1, self.progress_every)
             return
+        doc = stamp(doc, self.model_hash)  # only what is written is stamped (two hashes a document)
         if action == ENCODE:
             yield doc
             return
@@ -349,7 +351,6 @@ class CloneChanges(beam.PTransform):
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
 
         p, model_hash = docs.pipeline, self.model_hash
-        stamped = docs | "Stamp" >> beam.Map(stamp, model_hash)
         src = (p | counters.UNCOUNTED >> _SourceStamps(self.source, self.reread, PrepareFn))
         live = (
             p | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False)
@@ -361,10 +362,10 @@ class CloneChanges(beam.PTransform):
         )
         if not self.clone:
             _ = joined | "CountGone" >> beam.Map(lambda kv: counters.inc(DELETED) if kv[1][0] is None else None)
-            return {"documents": stamped}
+            return {"documents": docs | "Stamp" >> beam.Map(stamp, model_hash)}
         todo = joined | "DeleteFromClone" >> beam.ParDo(DeleteFromCloneFn(self.sink))
-        out = stamped | "ChangesOnly" >> beam.ParDo(
-            ChangesOnlyFn(self.fields, self.live, self.progress_every), beam.pvalue.AsDict(todo)
+        out = docs | "ChangesOnly" >> beam.ParDo(
+            ChangesOnlyFn(self.fields, self.live, model_hash, self.progress_every), beam.pvalue.AsDict(todo)
         ).with_outputs(READY, main="documents")
         return {"documents": out.documents, READY: out[READY]}
 
