@@ -6,9 +6,12 @@
    never the live one or its rollback target; create ``<alias>-<UTC timestamp>`` with the mapping of
    the current models, a ``neural_ingest`` stamp field and ``_meta.neural_ingest`` (status building,
    run id, model identity), all in the create request;
-3. run the ingest pipeline into it; with ``incremental`` (and an unchanged model identity) the live
-   index is read alongside the source and joined by id: unchanged documents reuse their stored
-   vectors, new and changed ones are encoded, vanished ones are not carried over (copy-forward);
+3. run the ingest pipeline into it; with ``incremental`` (and an unchanged model identity) and a file
+   source the new index is a ``_clone`` of the live one and only the changes are written into it
+   (transforms/reuse.py CloneChanges: ids classified by a join of small (id, hashes) tuples; unchanged
+   documents are not written, metadata-only changes reuse their stored vectors, new and changed ones
+   are encoded, vanished ones are deleted from the clone); with an index source the live index is read
+   alongside the source and joined by id (copy-forward into a new empty index);
 4. validate: document count against the source, the shrink guard against the live index
    (max_deleted_ratio, min_documents; --allow-shrink for a planned drop), dead letters within budget,
    self-retrieval of a sample; on failure the alias stays, the new index is kept (status
@@ -243,6 +246,10 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
             mode, reason = "incremental", (
                 f"unchanged documents reuse their vectors from {live}; new and changed ones are encoded; "
                 "documents gone from the source are left out"
+            ) if cfg.source.type == "opensearch" else (
+                f"the new index is a _clone of {live} and only the changes are written: unchanged documents are kept "
+                "as they are, metadata-only changes reuse their stored vectors, new and changed ones are encoded, "
+                "documents gone from the source are deleted from the clone (never from the live index)"
             )
     # Indices of runs that did not finish go first; then retention as it will be after the swap (the
     # new index live, the alias gone from the old one).
@@ -290,6 +297,27 @@ def create_index(prep: Any, client: Any, index: str, meta: dict[str, Any], run_i
     }
     prep.sink.prepare(prep.fields, run_id)
     client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+
+
+def clone_index(client: Any, live: str, index: str, meta: dict[str, Any]) -> None:
+    """The new index as a ``_clone`` of the live one (segments are hard-linked: no document is read or
+    written). The clone needs the live index write-blocked: the block is set and removed again in a finally
+    (a block the index already had is left as it was); readers are never affected, writers to the live
+    index wait for a few seconds at most. The clone keeps the block until it carries its own _meta stamp
+    (status building, this run), so a clone left half-made by a killed run is still recognised (its _meta
+    is a copy of the live one's, same run id: aliases.unfinished); then refresh pauses as for a new index."""
+    settings = client.indices.get_settings(index=live, params={"flat_settings": "true"})
+    blocked = str(next(iter(settings.values()))["settings"].get("index.blocks.write", "false")).lower() == "true"
+    if not blocked:
+        client.indices.put_settings(index=live, body={"index": {"blocks": {"write": True}}})
+    try:
+        client.indices.clone(index=live, target=index, params={"wait_for_active_shards": "1"})
+    finally:
+        if not blocked:
+            client.indices.put_settings(index=live, body={"index": {"blocks": {"write": None}}})
+    client.cluster.health(index=index, params={"wait_for_status": "yellow"})
+    client.indices.put_mapping(index=index, body={"_meta": {aliases.META_KEY: meta}})
+    client.indices.put_settings(index=index, body={"index": {"blocks": {"write": None}, "refresh_interval": "-1"}})
 
 
 # --------------------------------------------------------------------------- validation
@@ -442,7 +470,8 @@ def reindex(
     ``reindex`` section; a build that crashes still writes it (status failed, the error)."""
     from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
     from neural_ingest.sinks.opensearch_client import make_client
-    from neural_ingest.transforms.reuse import ReuseStoredVectors
+    from neural_ingest.transforms.read import ReadRecords
+    from neural_ingest.transforms.reuse import CloneChanges, ReuseStoredVectors
 
     rcfg, alias = settings(cfg)
     client = make_client(cfg.sink)
@@ -479,10 +508,20 @@ def reindex(
             "alias": alias, "status": aliases.BUILDING, "run_id": run_id, "created_at": aliases.utc_now().isoformat(timespec="seconds"),
             "mode": plan.mode, "built_from": plan.live, "model_hash": plan.model_hash, "model_identity": plan.model_identity,
         }
-        create_index(prep, client, plan.new_index, meta, run_id)
         stored = live_reader(cfg, plan.live) if plan.live and not _chunk_mode(cfg) else None
-        reuse = ReuseStoredVectors(prep.fields, plan.model_hash, stored, reuse=plan.mode == "incremental",
-                                   progress_every=cfg.run.progress_every_seconds)
+        if stored is not None and cfg.source.type != "opensearch":  # file sources: small tuples joined, never documents
+            cloned = plan.mode == "incremental"
+            if cloned:
+                clone_index(client, plan.live, plan.new_index, meta)
+            else:
+                create_index(prep, client, plan.new_index, meta, run_id)
+            reuse = CloneChanges(prep.fields, plan.model_hash, stored.model_copy(update={"page_size": 2000}), new_cfg.source,
+                                 ReadRecords(new_cfg.source), new_cfg.sink, clone=cloned,
+                                 progress_every=cfg.run.progress_every_seconds)
+        else:
+            create_index(prep, client, plan.new_index, meta, run_id)
+            reuse = ReuseStoredVectors(prep.fields, plan.model_hash, stored, reuse=plan.mode == "incremental",
+                                       progress_every=cfg.run.progress_every_seconds)
         try:
             summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path)
         except BaseException as e:

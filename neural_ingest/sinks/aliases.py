@@ -148,13 +148,19 @@ def unfinished(client: Any, alias: str, live: str | None, running: str | None = 
     indices = managed_indices(client, alias) if indices is None else indices
     target = rollback_target(client, alias, live, list(indices))
     found = {}
-    for name, held in indices.items():
-        if name in (live, target) or held:
-            continue
+    seen: dict[str, str] = {}  # run id -> the oldest index stamped with it
+    for name in sorted(indices, key=lambda n: sort_key(alias, n)):
         meta = get_meta(client, name)
-        if meta.get("status") in UNFINISHED and (running is None or meta.get("run_id") != running):
-            found[name] = meta
-    return found
+        run = meta.get("run_id")
+        # A clone (reindex's incremental build) carries a copy of its source's _meta until it is stamped:
+        # an index with an older index's run id is a clone its run never got to stamp.
+        copied = run is not None and run in seen
+        seen.setdefault(run, name)
+        if name in (live, target) or indices[name]:
+            continue
+        if (meta.get("status") in UNFINISHED or copied) and (running is None or run != running):
+            found[name] = {**meta, "status": "unstamped clone"} if copied else meta
+    return dict(sorted(found.items(), key=lambda kv: sort_key(alias, kv[0])))
 
 
 def describe_unfinished(found: dict[str, dict[str, Any]]) -> str:

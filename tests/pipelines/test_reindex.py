@@ -435,3 +435,110 @@ def test_a_reindex_that_crashes_still_writes_its_summary(os_client, index_name, 
     assert aliases.alias_targets(os_client, alias) == [live]
     failed = [i for i in os_client.indices.get(index=f"{alias}-*") if i != live and not i.endswith("-locks")]
     assert len(failed) == 1 and aliases.get_meta(os_client, failed[0])["status"] == aliases.FAILED
+
+
+# --------------------------------------------------------------------------- the clone path (reindex at scale)
+def _writes(client, index: str) -> tuple[int, int]:
+    """(documents indexed, documents deleted) on ``index`` since it was created (a clone starts at 0, 0)."""
+    stats = client.indices.stats(index=index, metric="indexing")["indices"][index]["primaries"]["indexing"]
+    return stats["index_total"], stats["delete_total"]
+
+
+def _write_block(client, index: str) -> str | None:
+    got = client.indices.get_settings(index=index, params={"flat_settings": "true"})[index]["settings"]
+    return got.get("index.blocks.write")
+
+
+def test_unchanged_night_writes_nothing_but_swaps_a_validated_clone(os_client, index_name, reindex_config):
+    alias = index_name
+    docs = synthetic_docs(40, prefix="z")
+    cfg = reindex_config(docs)
+    live = reindex(cfg).plan.new_index
+    res = reindex(cfg)
+    new, s = res.plan.new_index, res.summary
+    assert res.status == "swapped" and res.plan.mode == "incremental" and "_clone" in res.plan.reason
+    assert (s.read, s.encoded, s.reused, s.indexed, s.deleted) == (40, 0, 40, 40, 0) and s.reconciles
+    assert _writes(os_client, new) == (0, 0)  # not one document written or deleted: the clone holds them all
+    settings = os_client.indices.get_settings(index=new, params={"flat_settings": "true"})[new]["settings"]
+    assert settings["index.resize.source.name"] == live
+    # validated like any new index, with its own stamp; the write block is gone from both indices
+    meta = aliases.get_meta(os_client, new)
+    assert meta["status"] == aliases.VALIDATED and meta["run_id"] != aliases.get_meta(os_client, live)["run_id"]
+    assert {c.name for c in res.validation.checks} == {"count", "shrink", "dead_letters", "self_retrieval", "recall"}
+    assert all(c.ok for c in res.validation.checks)
+    assert _write_block(os_client, live) is None and _write_block(os_client, new) is None
+    assert aliases.alias_targets(os_client, alias) == [new] and os_client.count(index=alias)["count"] == 40
+    assert os_client.get(index=new, id="z-0007")["_source"] == os_client.get(index=live, id="z-0007")["_source"]
+
+
+def test_changed_night_writes_only_the_changes_and_never_touches_the_live_index(os_client, index_name, reindex_config):
+    """1 text changed, 1 metadata-only change, 3 gone, 1 new of 100: 3 written (2 encoded, 1 with its stored
+    vector), 3 deleted from the clone, the live index as it was."""
+    docs = synthetic_docs(100, prefix="w")
+    cfg = reindex_config(docs)
+    live = reindex(cfg).plan.new_index
+    live_vec = os_client.get(index=live, id="w-0020")["_source"]["embedding"]
+    gone = {"w-0003", "w-0050", "w-0099"}
+    night = [dict(d) for d in docs if d["id"] not in gone]
+    by_id = {d["id"]: d for d in night}
+    by_id["w-0010"]["body"] = "Underwater basalt pillows form where lava meets cold seawater."
+    by_id["w-0020"]["topic"] = "a new topic"  # metadata only
+    night.append({"id": "w-new", "title": "A new note", "body": "Sourdough starters are cultures of wild yeast.", "topic": "bread"})
+    res = reindex(reindex_config(night, name="night.jsonl"))
+    new, s = res.plan.new_index, res.summary
+    assert res.status == "swapped" and res.plan.mode == "incremental"
+    assert (s.read, s.encoded, s.reused, s.indexed, s.deleted) == (98, 2, 96, 98, 3) and s.reconciles
+    # written: the changed text, the new document and the metadata-only change; deleted: the 3 gone and the
+    # 2 documents written again (a write that failed would leave them absent, as in a fresh index, never stale)
+    assert _writes(os_client, new) == (3, 5)
+    assert _ids(os_client, new) == {d["id"] for d in night}
+    got = os_client.get(index=new, id="w-0020")["_source"]
+    assert got["topic"] == "a new topic" and got["embedding"] == live_vec  # no re-encoding: the stored vector
+    assert os_client.get(index=new, id="w-0010")["_source"]["embedding"] != os_client.get(index=live, id="w-0010")["_source"]["embedding"]
+    # the live index is never written: all 100, the old texts, no write block left
+    assert _writes(os_client, live) == (100, 0) and os_client.count(index=live)["count"] == 100
+    assert os_client.get(index=live, id="w-0020")["_source"]["topic"] == docs[20]["topic"]
+    assert os_client.get(index=live, id="w-0050", ignore=[404])["found"] and _write_block(os_client, live) is None
+    # the next night, unchanged, writes nothing again
+    again = reindex(reindex_config(night, name="night.jsonl"))
+    assert (again.summary.encoded, again.summary.reused) == (0, 98) and _writes(os_client, again.plan.new_index) == (0, 0)
+
+
+def test_a_crash_mid_night_leaves_the_live_index_and_alias_intact(os_client, index_name, reindex_config, monkeypatch):
+    from neural_ingest.transforms.reuse import ChangesOnlyFn
+
+    alias = index_name
+    docs = synthetic_docs(30, prefix="x")
+    cfg = reindex_config(docs)
+    live = reindex(cfg).plan.new_index
+
+    def boom(self, doc, todo):
+        raise RuntimeError("simulated crash mid-night")
+
+    monkeypatch.setattr(ChangesOnlyFn, "process", boom)
+    night = [*docs[:29], {**docs[29], "body": "changed"}]
+    with pytest.raises(Exception, match="simulated crash mid-night"):
+        reindex(reindex_config(night, name="night.jsonl"))
+    assert aliases.alias_targets(os_client, alias) == [live] and os_client.count(index=alias)["count"] == 30
+    assert _writes(os_client, live) == (30, 0) and _write_block(os_client, live) is None
+    clones = [i for i in os_client.indices.get(index=f"{alias}-*") if i not in (live, f"{alias}-locks")]
+    assert len(clones) == 1 and aliases.get_meta(os_client, clones[0])["status"] == aliases.FAILED
+    monkeypatch.undo()
+    res = reindex(reindex_config(night, name="night.jsonl"))
+    assert res.status == "swapped" and res.removed_unfinished == clones and res.summary.encoded == 1
+
+
+def test_a_clone_its_run_never_stamped_is_unfinished(os_client, index_name, reindex_config):
+    """Killed between _clone and the stamp: the clone carries a copy of the live _meta (validated, the live
+    run id); it is never a rollback target, and the next run removes it."""
+    alias = index_name
+    cfg = reindex_config(synthetic_docs(10, prefix="y"))
+    live = reindex(cfg).plan.new_index
+    orphan = f"{alias}-29990101-000000"
+    os_client.indices.put_settings(index=live, body={"index": {"blocks": {"write": True}}})
+    try:
+        os_client.indices.clone(index=live, target=orphan)
+    finally:
+        os_client.indices.put_settings(index=live, body={"index": {"blocks": {"write": None}}})
+    assert aliases.get_meta(os_client, orphan)["run_id"] == aliases.get_meta(os_client, live)["run_id"]
+    assert list(aliases.unfinished(os_client, alias, live)) == [orphan]
