@@ -21,9 +21,52 @@ SKIPPED = "skipped"  # tag of records deliberately left out (empty text, duplica
 log = logging.getLogger("neural_ingest.progress")
 
 
+_COUNTERS: dict[str, Any] = {}  # name -> Beam's DelegatingCounter: it finds the current bundle's cell at each inc
+
+
 def inc(name: str, n: int = 1) -> None:
     if n:
-        Metrics.counter(NAMESPACE, name).inc(n)
+        counter = _COUNTERS.get(name)
+        if counter is None:  # building one costs more than the inc itself: once per name and process
+            counter = _COUNTERS[name] = Metrics.counter(NAMESPACE, name)
+        counter.inc(n)
+
+
+class Tallied:
+    """DoFn mixin: ``self.count(name)`` adds to a per-bundle :class:`Tally` flushed in ``finish_bundle``;
+    outside a bundle (a test calling ``process`` directly) it counts at once, as :func:`inc` does."""
+
+    _tally: "Tally | None" = None
+
+    def start_bundle(self) -> None:
+        self._tally = Tally()
+
+    def finish_bundle(self) -> None:
+        tally, self._tally = self._tally, None
+        if tally is not None:
+            tally.flush()
+
+    def count(self, name: str, n: int = 1) -> None:
+        if self._tally is None:
+            inc(name, n)
+        else:
+            self._tally.add(name, n)
+
+
+class Tally:
+    """Counts a DoFn adds up per bundle and hands to Beam once, in ``flush`` (call it from ``finish_bundle``):
+    one counter update per name and bundle instead of one per record."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, {}
+        for name, n in counts.items():
+            inc(name, n)
 
 
 def failed(stage: str, reason: str, n: int = 1) -> None:

@@ -1,11 +1,11 @@
 """Batched encoding DoFn: one shared model per worker process, failures isolated per document."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
+import numpy as np
 
 from neural_ingest.encoders.base import EncodeError, Encoder, vector_problem
 from neural_ingest.encoders.sparse_weights import drop_absent
@@ -14,6 +14,26 @@ from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
 
 log = logging.getLogger(__name__)
+
+
+def dense_batch_valid(vectors: Sequence[Any], info: Any) -> bool:
+    """True when every vector of a dense batch is a finite 1-D numpy array of the model's size: what
+    ``vector_problem`` checks one by one, in one numpy call. False sends the batch to the per-vector checks."""
+    if info.kind != "dense" or not vectors or info.dimension is None:
+        return False
+    dim = info.dimension
+    if not all(type(v) is np.ndarray and v.shape == (dim,) for v in vectors):
+        return False
+    return bool(np.isfinite(np.stack(vectors)).all())
+
+
+def with_embedding(doc: Document, field: str, vec: Any) -> Document:
+    """A copy of ``doc`` with ``vec`` under ``field`` (inputs are not ours to change); a shallow copy
+    without ``dataclasses.replace``'s call of ``__init__``, which costs more per document than the hash encoder."""
+    new = Document.__new__(Document)
+    new.__dict__.update(doc.__dict__)
+    new.embeddings = {**doc.embeddings, field: vec}
+    return new
 
 
 class EncodeBatchFn(beam.DoFn):
@@ -69,15 +89,17 @@ class EncodeBatchFn(beam.DoFn):
             return
         ok = 0
         info = self._loaded.info
+        valid = dense_batch_valid(vectors, info)  # one check for the whole batch; else each vector's own
         for doc, vec in zip(batch, vectors):
-            if info.kind == "sparse" and isinstance(vec, dict):
-                vec = drop_absent(vec)  # zero / subnormal weights mean "absent"; rank_features rejects them
-            problem = vector_problem(vec, info)
-            if problem:
-                yield self._dead(doc, "invalid_vector", problem)
-                continue
+            if not valid:
+                if info.kind == "sparse" and isinstance(vec, dict):
+                    vec = drop_absent(vec)  # zero / subnormal weights mean "absent"; rank_features rejects them
+                problem = vector_problem(vec, info)
+                if problem:
+                    yield self._dead(doc, "invalid_vector", problem)
+                    continue
             ok += 1
-            yield dataclasses.replace(doc, embeddings={**doc.embeddings, self.field: vec})
+            yield with_embedding(doc, self.field, vec)
         counters.inc(f"encoded.{self.field}", ok)
         counters.Progress.add(f"encoded[{self.field}]", ok, self.progress_every)
 

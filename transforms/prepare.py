@@ -29,7 +29,9 @@ def _nan(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
-class PrepareFn(beam.DoFn):
+class PrepareFn(counters.Tallied, beam.DoFn):
+    """Record -> Document, or its dead letter / skip (``text_field.<f>`` counted once a bundle)."""
+
     def __init__(self, cfg: SourceConfig):
         self.cfg = cfg
 
@@ -55,7 +57,7 @@ class PrepareFn(beam.DoFn):
             return
         present = [f for f in c.text_fields if record.get(f) is not None and not _nan(record[f])]
         for f in present:  # the summary's text_fields: a field no record has is warned about
-            counters.inc(f"text_field.{f}")
+            self.count(f"text_field.{f}")
         if not present:
             yield self._dead("missing_text", f"none of the text fields {c.text_fields} is present", record)
             return

@@ -27,8 +27,8 @@ def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
     return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(READ, reason, message, record))
 
 
-class ParseJsonLine(beam.DoFn):
-    """bytes line -> dict; malformed JSON, non-UTF-8 bytes, non-object lines, lone surrogate escapes
+class ParseJsonLine(counters.Tallied, beam.DoFn):
+    """bytes line -> dict (``read`` counted once a bundle); malformed JSON, non-UTF-8 bytes, non-object lines, lone surrogate escapes
     (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
 
     def __init__(self, encoding: str = "utf-8"):
@@ -41,7 +41,7 @@ class ParseJsonLine(beam.DoFn):
         filename, offset, line = item
         if not line.strip():
             return  # blank lines separate nothing in JSONL: not a record
-        counters.inc("read")
+        self.count("read")
         where = {"file": filename, "line": line}
         try:
             text = line.decode(self.encoding)

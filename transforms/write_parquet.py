@@ -1,15 +1,26 @@
-"""Write Documents as rows of a Parquet dataset (id, text, metadata JSON, one column per encoder)."""
+"""Write Documents as rows of a Parquet dataset (id, text, metadata JSON, one column per encoder).
+
+Documents become Arrow record batches in the writing DoFn (vectors stacked into one array per batch, no
+per-row Python lists), and the batches are handed to Beam's ``WriteToParquetBatched`` as tables of about
+the size Beam's ``WriteToParquet`` buffered into one row group (64 MiB). A document whose metadata has no
+JSON form is its own dead letter, as before.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+from apache_beam.utils.windowed_value import WindowedValue
 
 from neural_ingest.metadata import MetadataError, metadata_json
 from neural_ingest.records import INDEX, DeadLetter, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
+
+ROW_GROUP_BYTES = 64 << 20  # Beam's WriteToParquet default row_group_buffer_size: rows buffered per row group
+BATCH_ROWS = 1000  # documents per Arrow record batch (Beam's default record_batch_size)
 
 
 def metadata_or_dead(doc: Document) -> Any:
@@ -21,24 +32,78 @@ def metadata_or_dead(doc: Document) -> Any:
         return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(INDEX, "invalid_metadata", f"metadata {e}", doc, doc_id=doc.id))
 
 
-class ToRowFn(beam.DoFn):
-    def __init__(self, text_field: str, fields: list[str], progress_every: float):
+def record_batch(schema: pa.Schema, text_field: str, fields: list[str], rows: list[tuple[Document, str]]) -> pa.RecordBatch:
+    """(document, metadata JSON) pairs -> one record batch of ``schema``: dense vectors stacked into one
+    float32 array, sparse maps as (token, weight) lists."""
+    docs = [d for d, _ in rows]
+    cols: list[pa.Array] = [
+        pa.array([d.id for d in docs], pa.string()),
+        pa.array([d.text for d in docs], pa.string()),
+        pa.array([m for _, m in rows], pa.string()),
+    ]
+    for f in fields:
+        typ = schema.field(f).type
+        vecs = [d.embeddings[f] for d in docs]
+        if pa.types.is_fixed_size_list(typ):
+            flat = np.stack([np.asarray(v, dtype=np.float32) for v in vecs]).reshape(-1)
+            cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), type=typ))
+        else:
+            cols.append(pa.array([list(v.items()) for v in vecs], type=typ))
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+class ToArrowFn(beam.DoFn):
+    """Documents -> Arrow tables of about ``row_group_bytes`` (one row group each), per window and bundle;
+    metadata with no JSON form -> dead letter. ``indexed`` is counted as documents enter a record batch."""
+
+    def __init__(self, schema: pa.Schema, text_field: str, fields: list[str], progress_every: float,
+                 row_group_bytes: int = ROW_GROUP_BYTES, batch_rows: int = BATCH_ROWS):
+        self.schema = schema
         self.text_field = text_field
         self.fields = fields
         self.progress_every = progress_every
+        self.row_group_bytes = row_group_bytes
+        self.batch_rows = batch_rows
 
-    def process(self, doc: Document):
+    def start_bundle(self) -> None:
+        self._rows: dict[Any, list[tuple[Document, str]]] = {}
+        self._batches: dict[Any, list[pa.RecordBatch]] = {}
+
+    def process(self, doc: Document, window=beam.DoFn.WindowParam) -> Iterable[Any]:
         meta = metadata_or_dead(doc)
         if not isinstance(meta, str):
             yield meta
             return
-        row: dict[str, Any] = {"id": doc.id, self.text_field: doc.text, "metadata": meta}
-        for f in self.fields:
-            vec = doc.embeddings[f]
-            row[f] = list(vec.items()) if isinstance(vec, dict) else vec.tolist()
-        counters.inc("indexed")
-        counters.Progress.add("written", 1, self.progress_every)
-        yield row
+        rows = self._rows.setdefault(window, [])
+        rows.append((doc, meta))
+        if len(rows) >= self.batch_rows:
+            table = self._add_batch(window)
+            if table is not None:
+                yield table
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        for window in {*self._rows, *self._batches}:
+            self._add_batch(window, full=False)
+            table = self._table(window)
+            if table is not None:
+                yield WindowedValue(table, window.max_timestamp(), (window,))
+        self._rows, self._batches = {}, {}
+
+    def _add_batch(self, window: Any, full: bool = True) -> pa.Table | None:
+        """The window's buffered documents become a record batch; with ``full``, the window's batches
+        as a table once they fill a row group (else they stay buffered for the caller to take)."""
+        rows = self._rows.pop(window, [])
+        if rows:
+            self._batches.setdefault(window, []).append(record_batch(self.schema, self.text_field, self.fields, rows))
+            counters.inc("indexed", len(rows))
+            counters.Progress.add("written", len(rows), self.progress_every)
+        if full and sum(b.nbytes for b in self._batches.get(window, [])) >= self.row_group_bytes:
+            return self._table(window)
+        return None
+
+    def _table(self, window: Any) -> pa.Table | None:
+        batches = self._batches.pop(window, [])
+        return pa.Table.from_batches(batches, schema=self.schema) if batches else None
 
 
 class WriteParquetDataset(beam.PTransform):
@@ -53,8 +118,8 @@ class WriteParquetDataset(beam.PTransform):
         self.progress_every = progress_every
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        rows = docs | "ToRow" >> beam.ParDo(ToRowFn(self.text_field, self.fields, self.progress_every)).with_outputs(
-            DEAD_LETTER, main="rows"
+        tables = docs | "ToArrow" >> beam.ParDo(ToArrowFn(self.schema, self.text_field, self.fields, self.progress_every)).with_outputs(
+            DEAD_LETTER, main="tables"
         )
-        _ = rows.rows | "WriteParquet" >> beam.io.WriteToParquet(self.prefix, self.schema, file_name_suffix=".parquet")
-        return {DEAD_LETTER: rows[DEAD_LETTER]}
+        _ = tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(self.prefix, self.schema, file_name_suffix=".parquet")
+        return {DEAD_LETTER: tables[DEAD_LETTER]}
