@@ -13,6 +13,7 @@ from __future__ import annotations
 from neural_ingest.config.base import ConfigError
 from neural_ingest.config.encoders import (
     BatchingConfig,
+    HashEncoderConfig,
     NeuralSparseEncoderConfig,
     SentenceTransformersEncoderConfig,
     SparsePruneConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigError",
     "DeadLetterConfig",
     "EncoderConfig",
+    "HashEncoderConfig",
     "HttpEncoderConfig",
     "KnnConfig",
     "NeuralSparseEncoderConfig",

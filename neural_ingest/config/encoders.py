@@ -73,6 +73,22 @@ class SentenceTransformersEncoderConfig(_LocalModelBase):
         return "dense"
 
 
+class HashEncoderConfig(_EncoderBase):
+    """Benchmark and test only: no model, a deterministic unit vector per text from a hash of it
+    (encoders/hash.py). Measures the pipeline's own cost; its vectors carry no meaning."""
+
+    type: Literal["hash"] = "hash"
+    dimension: int = Field(384, ge=1, le=16000, description="Vector size (384: MiniLM's).")
+    batch_size: int = Field(256, ge=1, le=4096)
+    batching: BatchingConfig = Field(
+        default_factory=lambda: BatchingConfig(mode="fixed"), description="fixed by default: no padding to save."
+    )
+
+    @property
+    def kind(self) -> str:
+        return "dense"
+
+
 class SparsePruneConfig(_Strict):
     """Client-side pruning of document maps, with neural-search's rules (prune_type / prune_ratio)."""
 

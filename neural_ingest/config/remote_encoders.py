@@ -6,7 +6,12 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, SecretStr, model_validator
 
 from neural_ingest.config.base import _Strict
-from neural_ingest.config.encoders import NeuralSparseEncoderConfig, SentenceTransformersEncoderConfig, _EncoderBase
+from neural_ingest.config.encoders import (
+    HashEncoderConfig,
+    NeuralSparseEncoderConfig,
+    SentenceTransformersEncoderConfig,
+    _EncoderBase,
+)
 
 
 class RemoteRetryConfig(_Strict):
@@ -158,6 +163,7 @@ EncoderConfig = Annotated[
         OpenAIEncoderConfig,
         TEIEncoderConfig,
         HttpEncoderConfig,
+        HashEncoderConfig,
     ],
     Field(discriminator="type"),
 ]

@@ -13,6 +13,7 @@ ENCODERS: dict[str, str] = {
     "openai": "neural_ingest.encoders.remote.encoder:RemoteEncoder",
     "tei": "neural_ingest.encoders.remote.encoder:RemoteEncoder",
     "http": "neural_ingest.encoders.remote.encoder:RemoteEncoder",
+    "hash": "neural_ingest.encoders.hash:HashEncoder",  # benchmark / test only: no model
 }
 
 
