@@ -442,6 +442,7 @@ class Growth:
             "machine": machine_info(),
             "settings": {
                 "sizes": self.sizes,
+                "encoder_name": self.args.encoder,
                 "encoder": self.encoder() if self.args.encoder == "hash" else {**self.encoder(), "model_path": "<cache>/tiny-bert-h32"},
                 "runner": self.args.runner,
                 "flink": {"slots": self.args.flink_slots, "parallelism": self.args.flink_parallelism,
@@ -462,30 +463,41 @@ class Growth:
         return res
 
     def chart(self) -> None:
-        import matplotlib
+        plot(self.runs, self.args.encoder, self.out / "growth.png")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, (ax_s, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
-        names = list(dict.fromkeys(r["scenario"] for r in self.runs if r["exit_code"] == 0))
-        for name in names:
-            rows = sorted((r for r in self.runs if r["scenario"] == name and r["exit_code"] == 0), key=lambda r: r["documents"])
-            xs = [r["documents"] for r in rows]
-            ax_s.plot(xs, [r["seconds"] for r in rows], marker="o", label=name)
-            ax_m.plot(xs, [_total_gib(r) for r in rows], marker="o", label=name)
-        for ax, title, ylabel in ((ax_s, "wall time", "seconds"), (ax_m, "peak memory (process tree; Flink: all processes)", "GiB")):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("documents")
-            ax.set_ylabel(ylabel)
-            ax.set_title(title)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.suptitle(f"neural-ingest growth ({self.args.encoder} encoder)")
-        fig.tight_layout()
-        fig.savefig(self.out / "growth.png", dpi=110)
-        plt.close(fig)
+def plot(runs: list[dict[str, Any]], encoder: str, path: Path) -> None:
+    """Two log-log panels, one line per scenario: documents vs seconds, documents vs peak GiB."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, (ax_s, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
+    names = list(dict.fromkeys(r["scenario"] for r in runs if r["exit_code"] == 0))
+    for name in names:
+        rows = sorted((r for r in runs if r["scenario"] == name and r["exit_code"] == 0), key=lambda r: r["documents"])
+        xs = [r["documents"] for r in rows]
+        ax_s.plot(xs, [r["seconds"] for r in rows], marker="o", label=name)
+        ax_m.plot(xs, [_total_gib(r) for r in rows], marker="o", label=name)
+    for ax, title, ylabel in ((ax_s, "wall time", "seconds"), (ax_m, "peak memory (process tree; Flink: all processes)", "GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        # plain numbers, not 10^k, on the log axes; every minor tick of the y axis labelled (narrow ranges)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("documents")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"neural-ingest growth ({encoder} encoder)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _total_gib(r: dict[str, Any]) -> float:
@@ -523,12 +535,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flink-tm-memory", default="1536m")
     p.add_argument("--poll", type=float, default=0.25, help="Seconds between memory samples.")
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument("--merge", action="store_true", help="Keep the runs of other sizes (and scenarios not run now) from the "
+                   "growth.json already in --out: e.g. add the 1M rows to a 10k/100k result.")
+    p.add_argument("--replot", action="store_true", help="Only draw growth.png again from the growth.json in --out.")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    previous = Path(args.out) / "growth.json"
+    if args.replot:
+        res = json.loads(previous.read_text())
+        plot(res["runs"], res["settings"]["encoder_name"], Path(args.out) / "growth.png")
+        return res
+    kept: list[dict[str, Any]] = []
+    if args.merge and previous.exists():
+        kept = json.loads(previous.read_text())["runs"]
     g = Growth(args)
     try:
         g.start_opensearch()
@@ -540,6 +563,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         g.stop_flink()
         g.cleanup_opensearch()
+    done = {(r["scenario"], r["documents"]) for r in g.runs}
+    g.runs[:0] = [r for r in kept if (r["scenario"], r["documents"]) not in done]
+    g.sizes = sorted({*g.sizes, *(r["documents"] for r in g.runs)})
     res = g.write(started)
     if not args.no_chart:
         g.chart()
