@@ -550,9 +550,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot(res["runs"], res["settings"]["encoder_name"], Path(args.out) / "growth.png")
         return res
     kept: list[dict[str, Any]] = []
-    if args.merge and previous.exists():
-        kept = json.loads(previous.read_text())["runs"]
     g = Growth(args)
+    if args.merge and previous.exists():
+        old = json.loads(previous.read_text())
+        if old["settings"].get("encoder_name") != args.encoder:
+            raise SystemExit(f"--merge: {previous} holds runs of the {old['settings'].get('encoder_name')} encoder, not {args.encoder}")
+        kept = old["runs"]
+        g.corpora.update(old.get("corpora", {}))
     try:
         g.start_opensearch()
         for n in g.sizes:
