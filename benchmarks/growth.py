@@ -564,6 +564,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         g.start_flink()  # after the DirectRunner runs: an idle cluster is not in their way
         for n in g.sizes:
             g.run_flink(n)
+    except KeyboardInterrupt:  # Ctrl-C: stop what was started, keep what was measured
+        g.skipped["interrupted"] = "stopped with Ctrl-C; the runs after the last one listed did not happen"
     finally:
         g.stop_flink()
         g.cleanup_opensearch()
