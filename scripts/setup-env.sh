@@ -24,6 +24,6 @@ if [ -d "$WHEELS" ]; then
   echo "setup-env: using local wheels from $WHEELS"
 fi
 python -m pip install -q "${find_links[@]}" "torch==${TORCH_VERSION}"
-python -m pip install -q "${find_links[@]}" -e ".[test,fast]"
+python -m pip install -q "${find_links[@]}" -e ".[test,fast,bench]"
 echo "$want" > "$stamp"
 echo "setup-env: ready ($(python -c 'import torch, apache_beam, sentence_transformers as st; print(f"torch {torch.__version__}, beam {apache_beam.__version__}, sentence-transformers {st.__version__}")'))"
