@@ -242,6 +242,16 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
             mode, reason = "full", (
                 f"model identity changed ({meta.get('model_hash')} in {live}, now {mh}): full rebuild, every document is encoded"
             )
+        elif cfg.source.type != "opensearch" and meta.get("index_hash") != index_hash(cfg, fields):
+            # a clone keeps the live index's settings and mapping: changed ones (HNSW parameters, engine,
+            # shards, text field) land only in an index created from the config
+            mode, reason = "full", (
+                f"the index settings or mapping in the config changed since {live} was built (index hash "
+                f"{meta.get('index_hash')}, now {index_hash(cfg, fields)}): full rebuild into a new index, every document is encoded"
+                if meta.get("index_hash") else
+                f"{live} does not record the settings and mapping it was created with (built by an older neural-ingest): "
+                "rebuilt in full once, so that the next nights can clone it"
+            )
         else:
             mode, reason = "incremental", (
                 f"unchanged documents reuse their vectors from {live}; new and changed ones are encoded; "
@@ -265,6 +275,14 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
         validation=rcfg.validation.model_dump(), lock=lock_state, model_identity=identity,
         live_count=_count(client, live) if live else None, allow_shrink=allow_shrink, unfinished=unfinished,
     )
+
+
+def index_hash(cfg: PipelineConfig, fields: dict) -> str:
+    """Identity of the index the config creates (settings and mappings, sinks/mapping.index_body): an
+    incremental night clones the live index only while it is the same, since a clone keeps the old ones."""
+    from neural_ingest.sinks.mapping import index_body
+
+    return identity_hash(index_body(cfg.sink, fields))  # type: ignore[arg-type]
 
 
 def _count(client: Any, index: str) -> int:
@@ -507,6 +525,7 @@ def reindex(
         meta = {
             "alias": alias, "status": aliases.BUILDING, "run_id": run_id, "created_at": aliases.utc_now().isoformat(timespec="seconds"),
             "mode": plan.mode, "built_from": plan.live, "model_hash": plan.model_hash, "model_identity": plan.model_identity,
+            "index_hash": index_hash(cfg, prep.fields),
         }
         stored = live_reader(cfg, plan.live) if plan.live and not _chunk_mode(cfg) else None
         if stored is not None and cfg.source.type != "opensearch":  # file sources: small tuples joined, never documents

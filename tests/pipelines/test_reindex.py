@@ -173,6 +173,20 @@ def test_model_identity_change_rebuilds_in_full(os_client, index_name, reindex_c
     assert reindex(cfg3).summary.encoded == 0
 
 
+def test_changed_index_settings_are_not_cloned_but_rebuilt(os_client, index_name, reindex_config):
+    """A clone keeps the live index's mapping: a night whose config asks for other HNSW parameters must
+    build a new index with them, then clone again once they are stable."""
+    docs = synthetic_docs(20, prefix="h")
+    reindex(reindex_config(docs))
+    changed = reindex(reindex_config(docs, overrides={"sink.knn.m": 24}))
+    assert changed.status == "swapped" and changed.plan.mode == "full" and "settings or mapping" in changed.plan.reason
+    assert changed.summary.encoded == 20
+    mapping = os_client.indices.get_mapping(index=changed.plan.new_index)[changed.plan.new_index]["mappings"]
+    assert mapping["properties"]["embedding"]["method"]["parameters"]["m"] == 24
+    again = reindex(reindex_config(docs, overrides={"sink.knn.m": 24}))
+    assert again.plan.mode == "incremental" and "_clone" in again.plan.reason and again.summary.encoded == 0
+
+
 def test_failed_validation_leaves_the_alias_untouched(os_client, index_name, reindex_config, tmp_path):
     alias = index_name
     docs = synthetic_docs(30, prefix="v")
