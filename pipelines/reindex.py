@@ -338,12 +338,26 @@ def clone_index(client: Any, live: str, index: str, meta: dict[str, Any]) -> Non
     client.indices.put_settings(index=index, body={"index": {"blocks": {"write": None}, "refresh_interval": "-1"}})
 
 
+def refresh(client: Any, index: str, timeout: float) -> None:
+    """Make the new index searchable before it is validated; the graphs are built now, which can outlast a
+    request's usual timeout on a big load: a refresh that outlasts ``sink.refresh_timeout`` is a problem to fix."""
+    from opensearchpy import ConnectionTimeout
+
+    try:
+        client.indices.refresh(index=index, request_timeout=timeout)
+    except ConnectionTimeout as e:
+        raise ReindexError(
+            f"the refresh of {index} did not finish in {timeout:g} s (sink.refresh_timeout): raise it for this corpus "
+            f"and node, the alias is unchanged ({e.__class__.__name__})"
+        ) from e
+
+
 # --------------------------------------------------------------------------- validation
 def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: RunSummary, vcfg: ReindexValidationConfig,
              seed: int = 0, *, live: str | None = None, allow_shrink: bool = False) -> Validation:
     """The gate before the swap; ``live``: the index readers see now (the shrink guard compares with it)."""
     v = Validation()
-    client.indices.refresh(index=index)
+    refresh(client, index, cfg.sink.refresh_timeout)  # type: ignore[union-attr]
     chunked = _chunk_mode(cfg)
 
     expected = summary.read - summary.skipped

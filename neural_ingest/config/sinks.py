@@ -78,6 +78,10 @@ class BulkConfig(_Strict):
     initial_backoff: float = Field(0.5, gt=0, description="Seconds before the first retry; doubles each time, jittered.")
     max_backoff: float = Field(30.0, gt=0)
     timeout: float = Field(120.0, gt=0, description="Seconds per bulk request.")
+    refresh_timeout: float = Field(
+        1800.0, gt=0, description="Seconds to wait for the refresh that makes a load searchable: faiss and lucene build "
+        "their HNSW graphs then, minutes for millions of vectors on a small node.",
+    )
     outage_deadline: float = Field(
         300.0, gt=0, description="Seconds to keep retrying while the cluster is unreachable before failing the batch."
     )
