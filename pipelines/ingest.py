@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from neural_ingest.chunking import plan_chunking
 from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
+from neural_ingest.local_runner import runner_for
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
@@ -187,7 +188,7 @@ def run_ingest(
         std = options.view_as(StandardOptions)
         std.runner = std.runner or "DirectRunner"
         meta["runner"] = str(std.runner)
-        p = beam.Pipeline(options=options)
+        p = beam.Pipeline(runner=runner_for(str(std.runner)), options=options)
         build_ingest(p, cfg, prep, run_id, before_encode)
         started = True
         Progress.begin(expected_records(cfg.source))
