@@ -340,14 +340,14 @@ def clone_index(client: Any, live: str, index: str, meta: dict[str, Any]) -> Non
 
 def refresh(client: Any, index: str, timeout: float) -> None:
     """Make the new index searchable before it is validated; the graphs are built now, which can outlast a
-    request's usual timeout on a big load: a refresh that outlasts ``sink.refresh_timeout`` is a problem to fix."""
+    request's usual timeout on a big load: a refresh that outlasts ``sink.bulk.refresh_timeout`` is a problem to fix."""
     from opensearchpy import ConnectionTimeout
 
     try:
         client.indices.refresh(index=index, request_timeout=timeout)
     except ConnectionTimeout as e:
         raise ReindexError(
-            f"the refresh of {index} did not finish in {timeout:g} s (sink.refresh_timeout): raise it for this corpus "
+            f"the refresh of {index} did not finish in {timeout:g} s (sink.bulk.refresh_timeout): raise it for this corpus "
             f"and node, the alias is unchanged ({e.__class__.__name__})"
         ) from e
 
@@ -357,7 +357,7 @@ def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: R
              seed: int = 0, *, live: str | None = None, allow_shrink: bool = False) -> Validation:
     """The gate before the swap; ``live``: the index readers see now (the shrink guard compares with it)."""
     v = Validation()
-    refresh(client, index, cfg.sink.refresh_timeout)  # type: ignore[union-attr]
+    refresh(client, index, cfg.sink.bulk.refresh_timeout)  # type: ignore[union-attr]
     chunked = _chunk_mode(cfg)
 
     expected = summary.read - summary.skipped

@@ -181,7 +181,7 @@ class OpenSearchSink(Sink):
         if not success:
             return
         try:
-            self.client.indices.refresh(index=self.cfg.index, request_timeout=self.cfg.refresh_timeout)
+            self.client.indices.refresh(index=self.cfg.index, request_timeout=self.cfg.bulk.refresh_timeout)
         except os_exc.OpenSearchException as e:
             log.warning("could not refresh %s after the run: %s", self.cfg.index, connection_problem(self.cfg, e))
 

@@ -345,7 +345,7 @@ def test_shrink_guard_keeps_the_live_index_unless_allowed(os_client, index_name,
 
 def test_a_refresh_that_outlasts_its_timeout_is_a_problem_to_fix():
     """A big faiss load builds its graphs in the refresh, past a request's usual 120 s: the refresh gets
-    sink.refresh_timeout, and outlasting it is exit 2 naming the setting, not a crash (exit 1). A real node
+    sink.bulk.refresh_timeout, and outlasting it is exit 2 naming the setting, not a crash (exit 1). A real node
     cannot be made that slow on demand, so the client is a stand-in."""
     from opensearchpy import ConnectionTimeout
 
@@ -365,7 +365,7 @@ def test_a_refresh_that_outlasts_its_timeout_is_a_problem_to_fix():
     with pytest.raises(Exception) as caught:
         refresh(Client(), "docs-2026", 1800.0)
     assert asked == {"index": "docs-2026", "timeout": 1800.0}
-    assert "sink.refresh_timeout" in str(caught.value) and "alias is unchanged" in str(caught.value)
+    assert "sink.bulk.refresh_timeout" in str(caught.value) and "alias is unchanged" in str(caught.value)
     assert exit_codes.exit_code_for(caught.value) == exit_codes.USER
 
 
