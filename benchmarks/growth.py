@@ -93,7 +93,7 @@ def _words() -> list[str]:
     from neural_ingest.model_resolve import resolve_model_dir
 
     tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(TOKENIZER_MODEL)))
-    return [w for w in tok.vocab if w.isalpha() and len(w) > 2][:5000]
+    return sorted(w for w in tok.vocab if w.isalpha() and len(w) > 2)[:5000]  # the vocab dict has no stable order
 
 
 def build_corpus(n: int, cache: Path) -> Path:
@@ -101,6 +101,7 @@ def build_corpus(n: int, cache: Path) -> Path:
     path = cache / f"corpus-{n}.jsonl"
     if path.exists():
         return path
+    cache.mkdir(parents=True, exist_ok=True)
     words = _words()
     rng = random.Random(n)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")

@@ -23,20 +23,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from benchmarks.growth import (  # the same synthetic corpus and tiny model
+    build_corpus,
+    build_tiny_model,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SCHEMA = 1
 TARGETS = {"tiny_parquet": 0.9, "hash_parquet": 0.5, "hash_opensearch": 0.9}
-TOKENIZER_MODEL = "huggingface/sentence-transformers/all-MiniLM-L6-v2"  # only its vocabulary is used
 
 
 def log(msg: str) -> None:
@@ -55,49 +59,6 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 # --------------------------------------------------------------------------- inputs
-def tiny_model(path: Path) -> Path:
-    """A random-weight BERT (hidden 32, one layer, mean pooling) with MiniLM's tokenizer: a model whose
-    cost is small, so the pipeline's shows. Built once; an existing directory is reused."""
-    if (path / "modules.json").exists():
-        return path
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from neural_ingest.model_resolve import resolve_model_dir
-
-    tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(TOKENIZER_MODEL)))
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64, max_position_embeddings=512))
-    bert.save_pretrained(path / "bert")
-    tok.save_pretrained(path / "bert")
-    w = models.Transformer(str(path / "bert"), max_seq_length=256)
-    SentenceTransformer(modules=[w, models.Pooling(w.get_word_embedding_dimension(), "mean")]).save(str(path))
-    return path
-
-
-def synthetic_corpus(n: int, path: Path, seed: int | None = None) -> Path:
-    """``n`` JSONL documents {id: d<i>, title, body (200-1,500 characters of words), topic}; deterministic."""
-    if path.exists():
-        return path
-    rng = random.Random(n if seed is None else seed)
-    words = [f"{a}{b}{c}" for a in ("st", "pr", "cl", "tr", "m", "b", "v", "gr") for b in "aeiou" for c in ("n", "rt", "ck", "ll", "sh")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for i in range(n):
-            target = rng.randint(200, 1500)
-            parts, size = [], 0
-            while size < target:
-                w = rng.choice(words)
-                parts.append(w)
-                size += len(w) + 1
-            f.write(json.dumps({"id": f"d{i}", "title": f"doc {i}", "body": " ".join(parts)[:target], "topic": rng.choice("abcde")}) + "\n")
-    tmp.rename(path)
-    return path
-
-
 def head(src: Path, n: int, dst: Path) -> Path:
     """The first ``n`` lines of ``src`` (a slice of a bigger corpus)."""
     with src.open(encoding="utf-8") as f, dst.open("w", encoding="utf-8") as out:
@@ -141,7 +102,7 @@ class Overhead:
 
     def setup(self) -> None:
         a = self.args
-        src = Path(a.corpus) if a.corpus else synthetic_corpus(a.docs, self.work / f"corpus-{a.docs}.jsonl")
+        src = Path(a.corpus) if a.corpus else build_corpus(a.docs, self.work)
         self.corpus = head(src, a.docs, self.work / "corpus.jsonl")
         self.warm = head(src, min(a.docs, 256), self.work / "warm.jsonl")
         self.records = [json.loads(line) for line in self.corpus.read_text(encoding="utf-8").splitlines()]
@@ -206,7 +167,7 @@ class Overhead:
         from neural_ingest.config import SentenceTransformersEncoderConfig
         from neural_ingest.encoders.dense import SentenceTransformerEncoder
 
-        model_dir = Path(self.args.model) if self.args.model else tiny_model(self.work / "tiny")
+        model_dir = Path(self.args.model) if self.args.model else build_tiny_model(self.work)
         b, threads = self.args.batch_size, self.args.threads
         enc = {"type": "sentence_transformers", "model": str(model_dir), "device": "cpu", "batch_size": b, "threads": threads}
         held = SentenceTransformerEncoder(SentenceTransformersEncoderConfig(**{k: v for k, v in enc.items() if k != "type"})).acquire()

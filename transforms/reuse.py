@@ -73,6 +73,13 @@ def stored_vectors(stored: dict[str, Any], fields: dict[str, ModelInfo]) -> dict
     return out
 
 
+def reused(doc: Document, vectors: dict[str, Any], progress_every: float) -> Any:
+    """``doc`` with its stored vectors, counted ``reused``, on the ``ready`` output (it skips encoding)."""
+    counters.inc(REUSED)
+    counters.Progress.add("reused", 1, progress_every)
+    return beam.pvalue.TaggedOutput(READY, dataclasses.replace(doc, embeddings={**doc.embeddings, **vectors}))
+
+
 class MatchStoredFn(beam.DoFn):
     """(id, {"source": [Document], "stored": [dict]}) -> Documents to encode; tagged ``ready``: reused."""
 
@@ -95,9 +102,7 @@ class MatchStoredFn(beam.DoFn):
             if vectors is None:
                 yield doc
                 continue
-            counters.inc(REUSED)
-            counters.Progress.add("reused", 1, self.progress_every)
-            yield beam.pvalue.TaggedOutput(READY, dataclasses.replace(doc, embeddings={**doc.embeddings, **vectors}))
+            yield reused(doc, vectors, self.progress_every)
 
     def _reusable(self, doc: Document, stored: dict[str, Any] | None) -> dict[str, Any] | None:
         if not self.reuse or stored is None or getattr(doc, "chunks", None) is not None:
@@ -326,9 +331,7 @@ class ChangesOnlyFn(_Buffered):
             if vectors is None:
                 yield doc
                 continue
-            counters.inc(REUSED)
-            counters.Progress.add("reused", 1, self.progress_every)
-            yield beam.pvalue.TaggedOutput(READY, dataclasses.replace(doc, embeddings={**doc.embeddings, **vectors}))
+            yield reused(doc, vectors, self.progress_every)
 
 
 class CloneChanges(beam.PTransform):

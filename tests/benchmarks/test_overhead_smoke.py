@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.overhead import main, synthetic_corpus
+from benchmarks.growth import build_corpus
+from benchmarks.overhead import main
 
 
 def test_synthetic_corpus_is_deterministic(tmp_path):
-    a = synthetic_corpus(30, tmp_path / "a.jsonl").read_text()
-    assert a == synthetic_corpus(30, tmp_path / "b.jsonl").read_text()
+    a = build_corpus(30, tmp_path / "a").read_text()
+    assert a == build_corpus(30, tmp_path / "b").read_text()
     rows = [json.loads(line) for line in a.splitlines()]
     assert [r["id"] for r in rows] == [f"d{i}" for i in range(30)]
     assert all(200 <= len(r["body"]) <= 1500 and r["topic"] in "abcde" for r in rows)
@@ -43,7 +44,7 @@ def test_bare_loop_writes_the_sinks_columns_and_the_contract_vectors(tmp_path):
     from benchmarks.overhead import Overhead, parse_args
     from neural_ingest.encoders.hash import hash_vectors
 
-    corpus = synthetic_corpus(25, tmp_path / "c.jsonl")
+    corpus = build_corpus(25, tmp_path / "c")
     bench = Overhead(parse_args(["--docs", "25", "--out", str(tmp_path / "o"), "--dimension", "8", "--hash-batch-size", "4",
                                  "--write-batch", "10"]))
     assert bench.bare_loop(corpus, tmp_path / "bare") == 25
