@@ -265,7 +265,7 @@ class Growth:
         return path
 
     def os_sink(self, index: str) -> dict[str, Any]:
-        return {"type": "opensearch", "hosts": [self.os_url], "index": index}
+        return {"type": "opensearch", "hosts": [self.os_url], "index": index, **self.args.os_sink}
 
     # ------------------------------------------------------------------ one scenario
     def scenario(self, name: str, n: int, args: list[str], roles: dict[str, tuple[int, bool]] | None = None,
@@ -453,6 +453,7 @@ class Growth:
                           "descendants; peak_rss_main_gib: ru_maxrss of the CLI process from wait4 (as /usr/bin/time -v); "
                           "Flink: processes_by_role, the same sampling per cluster process",
                 "poll_seconds": self.args.poll,
+                "opensearch_sink_extra": self.args.os_sink,
             },
             "scenarios": list(SCENARIOS) + [f"flink_p{p}" for p in self.args.flink_parallelism] if self.args.runner == "flink" else list(SCENARIOS),
             "corpora": self.corpora,
@@ -528,6 +529,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--opensearch-url", help="Use this cluster (indices named growth-<tag>-*, deleted at the end) "
                    "instead of starting one with opensearch-local.sh.")
     p.add_argument("--opensearch-port", type=int, default=9271)
+    p.add_argument("--os-sink", type=json.loads, default={}, help="JSON merged into every OpenSearch sink config, "
+                   "e.g. '{\"bulk\": {\"timeout\": 600}}'.")
     p.add_argument("--keep-indices", action="store_true", help="With --opensearch-url: leave the indices for inspection.")
     p.add_argument("--skip", default="", help="Any of parquet, opensearch, reindex, flink.")
     p.add_argument("--runner", choices=("direct", "flink"), default="direct", help="flink: also the Flink scale-out runs.")
