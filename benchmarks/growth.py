@@ -31,7 +31,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -371,14 +370,11 @@ class Growth:
             return
         script = ROOT / "scripts" / "flink-local.sh"
         self.flink_name = f"growth-{self.tag}"
-        ports = _free_ports(6)
         log(f"starting Flink ({script.name} start --name {self.flink_name} --slots {self.args.flink_slots})")
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         cmd = ["bash", str(script), "start", "--name", self.flink_name, "--python", sys.executable,
                "--slots", str(self.args.flink_slots), "--parallelism", str(max(self.args.flink_parallelism)),
-               "--tm-memory", self.args.flink_tm_memory]
-        for opt, port in zip(("--rest-port", "--rpc-port", "--job-port", "--artifact-port", "--expansion-port", "--worker-port"), ports):
-            cmd += [opt, str(port)]
+               "--tm-memory", self.args.flink_tm_memory, "--free-ports"]
         r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
         if r.returncode != 0:
             self.skipped["flink"] = f"flink-local.sh start failed: {r.stderr.strip()[-1500:]}"
@@ -505,17 +501,6 @@ def plot(runs: list[dict[str, Any]], encoder: str, path: Path) -> None:
 def _total_gib(r: dict[str, Any]) -> float:
     """A run's peak memory: the CLI tree, plus on Flink every cluster process (each role's own peak)."""
     return r["peak_rss_tree_gib"] + sum(v["peak_rss_gib"] for v in r.get("processes_by_role", {}).values())
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

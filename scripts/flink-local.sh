@@ -39,7 +39,8 @@ Usage: $0 COMMAND [options]
   flink-home              print the path of the cached Flink distribution
 
 Ports (127.0.0.1): --rest-port 8081 (the --flink_master), --rpc-port 6123, --job-port 8099,
-  --artifact-port 8098, --expansion-port 8097, --worker-port 50000 (the worker pool).
+  --artifact-port 8098, --expansion-port 8097, --worker-port 50000 (the worker pool);
+  --free-ports: every port one the system has free now (for tests and benchmarks beside other clusters).
 Sizes: --slots 2, --parallelism 1, --jm-memory 1024m, --tm-memory 1536m.
 start reuses an instance's last ports and sizes unless given again.
 --python: the Python of the worker pool (default: $ROOT/.venv/bin/python, else python3); its
@@ -235,7 +236,7 @@ flink_env() {   # run a command of Flink's bin/ with this instance's environment
 }
 
 cmd_start() {
-  local name=default python="" js=1 wp=1 inst home jar k
+  local name=default python="" js=1 wp=1 free=0 inst home jar k
   REST_PORT="" RPC_PORT="" JOB_PORT="" ARTIFACT_PORT="" EXPANSION_PORT="" WORKER_PORT="" SLOTS="" PARALLELISM="" JM_MEMORY="" TM_MEMORY=""
   while (($#)); do case "$1" in
     --name) name=${2:?}; shift 2 ;;  --python) python=${2:?}; shift 2 ;;
@@ -244,9 +245,16 @@ cmd_start() {
     --expansion-port) EXPANSION_PORT=${2:?}; shift 2 ;;  --worker-port) WORKER_PORT=${2:?}; shift 2 ;;
     --slots) SLOTS=${2:?}; shift 2 ;;  --parallelism) PARALLELISM=${2:?}; shift 2 ;;
     --jm-memory) JM_MEMORY=${2:?}; shift 2 ;;  --tm-memory) TM_MEMORY=${2:?}; shift 2 ;;
-    --no-job-server) js=0; shift ;;  --no-worker-pool) wp=0; shift ;;
+    --no-job-server) js=0; shift ;;  --no-worker-pool) wp=0; shift ;;  --free-ports) free=1; shift ;;
     -h|--help) usage; exit 0 ;;  *) die "start: unknown option $1" ;;
   esac; done
+  if ((free)); then  # six ports the kernel hands out now: held open together so no two are the same
+    read -r REST_PORT RPC_PORT JOB_PORT ARTIFACT_PORT EXPANSION_PORT WORKER_PORT < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(6)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+  fi
   parse_name --name "$name"; inst=$(inst_dir "$NAME")
   mkdir -p "$CACHE/instances"; exec 8>"$CACHE/instances/.$NAME.lock"; flock 8
   # given > stored > default

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -44,17 +43,6 @@ def _ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @dataclass
 class Cluster:
     name: str
@@ -82,11 +70,8 @@ def flink(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("flink")
     loads = tmp / "model-loads.jsonl"
     name = f"pytest-{os.getpid()}"
-    rest, rpc, job, artifact, expansion, worker = _free_ports(6)
     env = {**os.environ, MODEL_LOAD_LOG_ENV: str(loads), "HF_HUB_OFFLINE": "1", "FLINK_START_TIMEOUT": str(START_TIMEOUT)}
-    cmd = ["bash", str(SCRIPT), "start", "--name", name, "--python", sys.executable,
-           "--rest-port", str(rest), "--rpc-port", str(rpc), "--job-port", str(job), "--artifact-port", str(artifact),
-           "--expansion-port", str(expansion), "--worker-port", str(worker), "--slots", "2", "--parallelism", "2"]
+    cmd = ["bash", str(SCRIPT), "start", "--name", name, "--python", sys.executable, "--free-ports", "--slots", "2", "--parallelism", "2"]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=START_TIMEOUT + 60)
     if r.returncode != 0:  # the script prints every log's tail and stops what it started
