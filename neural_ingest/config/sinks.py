@@ -83,7 +83,14 @@ class BulkConfig(_Strict):
         "their HNSW graphs then, minutes for millions of vectors on a small node.",
     )
     outage_deadline: float = Field(
-        300.0, gt=0, description="Seconds to keep retrying while the cluster is unreachable before failing the batch."
+        300.0, gt=0, description="Seconds to keep retrying while the cluster does not answer at all (not even a health "
+        "check) before failing the batch with reason unavailable."
+    )
+    busy_deadline: float = Field(
+        1800.0, gt=0, description="Seconds to keep retrying a bulk request that times out (or gets 429/502/503/504) while "
+        "the cluster still answers a health check: a busy node (e.g. building a k-NN graph at a flush), not an outage, "
+        "so outage_deadline is not spent. Counted from the first such failure until a request succeeds; then the batch "
+        "fails with reason busy. Bounds the wait on a wedged node."
     )
     in_flight: int = Field(
         1, ge=0, le=16, description="Bulk requests sent concurrently on background threads while encoding goes on "
