@@ -143,8 +143,17 @@ class IdPositions(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         records = (pbegin | "Read" >> self.reread)["records"]
-        prepared = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
-        return prepared.documents | "IdAndPosition" >> beam.Map(lambda d: (d.id, d.position))
+        return records | "IdAndPosition" >> beam.ParDo(IdAndPositionFn(self.cfg))
+
+
+class IdAndPositionFn(PrepareFn):
+    """PrepareFn's own rules, keeping only (id, position) of each Document: one step, and no dead letter
+    or skip handed on (the first read's are the run's)."""
+
+    def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        for out in super().process(record):
+            if type(out) is Document:
+                yield out.id, out.position
 
 
 class KeepOneFn(beam.DoFn):
