@@ -21,7 +21,7 @@ class Counting(beam.DoFn):
 
     SEEN = ReadModifyWriteStateSpec("seen", VarIntCoder())
 
-    def process(self, kv, seen=beam.DoFn.StateParam(SEEN)):  # noqa: B008 - Beam's state parameter idiom
+    def process(self, kv, seen=beam.DoFn.StateParam(SEEN)):
         n = (seen.read() or 0) + 1
         seen.write(n)
         yield kv[0], n
