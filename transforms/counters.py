@@ -13,8 +13,6 @@ from typing import Any
 
 from apache_beam.metrics import Metrics
 
-from neural_ingest import beam_memo  # noqa: F401 - every DoFn module imports this one: Beam's DoFn inspection memoised
-
 NAMESPACE = "neural_ingest"
 DEAD_LETTER = "dead_letter"  # tag of every transform's dead-letter output
 UNCOUNTED = "UncountedIdPass"  # label of a second read (duplicate ids): its counters are not the run's (summary.counter_totals)
