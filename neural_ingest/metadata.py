@@ -56,6 +56,8 @@ MAX_NESTING = 100  # levels of objects / arrays in one record (OpenSearch's own 
 def record_problem(record: Any) -> tuple[str, str] | None:
     """(reason, message) when no stage could carry ``record``: a lone surrogate (Beam's coders encode strings
     as strict UTF-8) or nesting past MAX_NESTING levels (too deep to pickle); None when it can go on."""
+    if type(record) is dict and _flat_and_valid(record):
+        return None  # the common JSON line: nothing nested to walk, every string checked in place
     try:
         bad = find_lone_surrogate(record)
     except _TooDeep as e:
@@ -63,6 +65,24 @@ def record_problem(record: Any) -> tuple[str, str] | None:
     if bad is not None:
         return "invalid_unicode", f"field {bad!r} holds a lone surrogate escape (e.g. \\ud800), which is not Unicode"
     return None
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _flat_and_valid(record: dict[Any, Any]) -> bool:
+    """True when every key is a valid str and every value a valid str or a plain scalar (no container to
+    walk); False means: walk it (find_lone_surrogate). ASCII strings are told valid without encoding them."""
+    for k, v in record.items():
+        if type(k) is not str or not (k.isascii() or not lone_surrogate(k)):
+            return False
+        t = type(v)
+        if t is str:
+            if not (v.isascii() or not lone_surrogate(v)):
+                return False
+        elif t not in _SCALARS:
+            return False
+    return True
 
 
 class _TooDeep(Exception):

@@ -78,7 +78,8 @@ def build_ingest(
     docs = prepared["documents"]
     dead = [read[DEAD_LETTER], prepared[DEAD_LETTER]]
     _ = prepared[SKIPPED] | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
-    if prep.chunking is not None:  # chunks (chunking.mode: chunk) and truncation counts
+    counted = truncation_counted_by_encode(prep.chunking, prep.encoders, before_encode)
+    if prep.chunking is not None and not counted:  # chunks (chunking.mode: chunk) and truncation counts
         chunked = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
         docs = chunked["documents"]
         dead.append(chunked[DEAD_LETTER])
@@ -89,7 +90,7 @@ def build_ingest(
         ready = [pre["ready"]] if "ready" in pre else []
         dead += [pre[DEAD_LETTER]] if DEAD_LETTER in pre else []
     for field, encoder in prep.encoders:
-        enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, every)
+        enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, every, counted.get(field))
         docs = enc["documents"]
         dead.append(enc[DEAD_LETTER])
     if ready:
@@ -98,6 +99,21 @@ def build_ingest(
     if DEAD_LETTER in written:
         dead.append(written[DEAD_LETTER])
     _ = tuple(dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(cfg.dead_letter.path, run_id)
+
+
+def truncation_counted_by_encode(chunking: Any, encoders: list[tuple[str, Encoder]], before_encode: Any) -> dict[str, int]:
+    """{field: max tokens} when the truncation counts can come from the encode step: truncate mode, one
+    local model to count for (so ``truncated`` is its ``truncated.<field>``), which sorts its batches by
+    token counts anyway, and every document reaches it (no reuse step before encoding). That step then
+    counts the documents over the limit from the counts it takes, and no ChunkFn tokenizes each document
+    once more. {} otherwise: ChunkDocuments counts, as before."""
+    from neural_ingest.transforms.batching import counts_tokens
+
+    if chunking is None or chunking.chunking or before_encode is not None or len(chunking.max_lengths) != 1:
+        return {}
+    ((field, limit),) = chunking.max_lengths.items()
+    encoder = dict(encoders).get(field)
+    return {field: limit} if encoder is not None and counts_tokens(encoder) else {}
 
 
 def check_source(source: Any) -> str | None:

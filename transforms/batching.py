@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
+from neural_ingest.transforms import counters
 from neural_ingest.transforms.encode import EncodeBatchFn
 
 # Tokens per character of English prose for BERT-style WordPiece vocabularies (about 4 characters a
@@ -133,9 +134,12 @@ class EncodeWindowFn(EncodeBatchFn):
     window of documents, encodes it in length-sorted batches, and emits the encoded documents in the
     window's order (dead letters as they come)."""
 
-    def __init__(self, encoder: Any, field: str, progress_every: float, plan: BatchPlan):
+    def __init__(self, encoder: Any, field: str, progress_every: float, plan: BatchPlan, truncation_limit: int | None = None):
         super().__init__(encoder, field, progress_every)
         self.plan = plan
+        # Truncate mode (chunking.py): the documents over this many tokens are counted here, from the counts
+        # the sort takes anyway, instead of by a ChunkFn that tokenized each document once more.
+        self.truncation_limit = truncation_limit
 
     def _count_tokens(self, texts: list[str], cap: int | None) -> list[int]:
         """Token counts from the shared model's tokenizer, truncated at ``cap`` (so no over-length
@@ -152,12 +156,19 @@ class EncodeWindowFn(EncodeBatchFn):
         cap = self.plan.max_seq_length or getattr(info, "max_seq_length", None)
         lengths = [max(1, int(_chars(d) / CHARS_PER_TOKEN)) for d in docs]
         plain = [i for i, d in enumerate(docs) if getattr(d, "chunks", None) is None]
+        limit = self.truncation_limit
         if self.plan.length == "tokens" and plain and hasattr(self.encoder, "token_lengths"):
-            try:
-                for i, n in zip(plain, self._count_tokens([docs[i].text for i in plain], cap)):
-                    lengths[i] = n
+            try:  # one token past the limit tells a document over it from one that just fits
+                counts = self._count_tokens([docs[i].text for i in plain], limit + 1 if limit else cap)
             except Exception:  # noqa: BLE001 - counting is an optimisation; the character estimate stays
-                pass
+                if limit:
+                    raise  # ... but the truncation counts must not go missing (ChunkFn's count failed the run too)
+                counts = []
+            for i, n in zip(plain, counts):
+                lengths[i] = n
+            if limit and (over := sum(n > limit for n in counts)):
+                counters.inc(f"truncated.{self.field}", over)
+                counters.inc("truncated", over)
         if cap:
             lengths = [min(n, cap) for n in lengths]
         return lengths
@@ -185,14 +196,23 @@ class EncodeWindowFn(EncodeBatchFn):
             yield done[i]
 
 
-def batching_for(encoder: Any, field: str, progress_every: float) -> tuple[beam.PTransform, beam.DoFn]:
+def counts_tokens(encoder: Any) -> bool:
+    """True when the encode step counts every document's tokens with the model (sorted by token counts)."""
+    plan = plan_for(encoder)
+    return plan.mode == "sorted" and plan.length == "tokens" and callable(getattr(encoder, "token_lengths", None))
+
+
+def batching_for(
+    encoder: Any, field: str, progress_every: float, truncation_limit: int | None = None
+) -> tuple[beam.PTransform, beam.DoFn]:
     """(batching transform, encode DoFn) for an encoder's ``batching`` config: windows encoded in
     length-sorted batches (sorted, the default), or ``BatchElements`` of ``batch_size`` units in
-    arrival order and the plain ``EncodeBatchFn`` (fixed)."""
+    arrival order and the plain ``EncodeBatchFn`` (fixed). ``truncation_limit``: the window counts the
+    documents over it (only where ``counts_tokens``)."""
     plan = plan_for(encoder)
     if plan.mode == "fixed":
         return (
             beam.BatchElements(min_batch_size=plan.batch_size, max_batch_size=plan.batch_size, element_size_fn=_units),
             EncodeBatchFn(encoder, field, progress_every),
         )
-    return beam.ParDo(_WindowFn(plan.window_docs)), EncodeWindowFn(encoder, field, progress_every, plan)
+    return beam.ParDo(_WindowFn(plan.window_docs)), EncodeWindowFn(encoder, field, progress_every, plan, truncation_limit)

@@ -107,18 +107,19 @@ class EncodeBatchFn(beam.DoFn):
 class EncodeDocuments(beam.PTransform):
     """Documents -> {"documents": encoded Documents, "dead_letter": DeadLetters}."""
 
-    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0):
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, truncation_limit: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.field = field
         self.progress_every = progress_every
+        self.truncation_limit = truncation_limit  # count the documents over it (truncate mode; batching.counts_tokens)
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         from neural_ingest.transforms.batching import batching_for
 
         # Windows encoded in length-sorted batches (encoder config `batching`, the default), or fixed-size
         # batches in arrival order; either way documents leave in arrival order (transforms/batching.py).
-        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every)
+        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every, self.truncation_limit)
         out = (
             docs
             | "Batch" >> batch

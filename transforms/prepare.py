@@ -34,6 +34,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
 
     def __init__(self, cfg: SourceConfig):
         self.cfg = cfg
+        self._text_counters = [(f, f"text_field.{f}") for f in cfg.text_fields]  # names built once, not per record
 
     def _dead(self, reason: str, message: str, record: Any, doc_id: str | None = None):
         counters.failed(PREPARE, reason)
@@ -42,59 +43,67 @@ class PrepareFn(counters.Tallied, beam.DoFn):
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
         record, position = pop_position(record)  # (file, n) from the reader, for keep-the-last deduplication
         try:
-            out = list(self._outputs(record))
+            out = self._output(record)
         except Exception as e:  # noqa: BLE001 - one record must never fail the run: it is a dead letter
-            out = [self._dead("prepare_error", f"{type(e).__name__}: {str(e)[:2000]}", record)]
-        for o in out:
-            if isinstance(o, Document) and self.cfg.deduplicate:
-                o.position = position
-            yield o
+            out = self._dead("prepare_error", f"{type(e).__name__}: {str(e)[:2000]}", record)
+        if self.cfg.deduplicate and type(out) is Document:
+            out.position = position
+        yield out
 
-    def _outputs(self, record: dict[str, Any]) -> Iterable[Any]:
+    def _output(self, record: dict[str, Any]) -> Any:
+        """The record's one outcome: a Document, a dead letter or a skip (one pass over the text fields)."""
         c = self.cfg
         if not isinstance(record, dict):
-            yield self._dead("not_an_object", f"expected a record (object), got {type(record).__name__}", record)
-            return
-        present = [f for f in c.text_fields if record.get(f) is not None and not _nan(record[f])]
-        for f in present:  # the summary's text_fields: a field no record has is warned about
-            self.count(f"text_field.{f}")
+            return self._dead("not_an_object", f"expected a record (object), got {type(record).__name__}", record)
+        present: list[str] = []
+        parts: list[str] = []  # the text fields' values that hold more than whitespace, in field order
+        not_text: list[str] = []
+        not_unicode: list[str] = []
+        for f, counter in self._text_counters:
+            value = record.get(f)
+            if value is None or _nan(value):
+                continue
+            present.append(f)
+            self.count(counter)  # the summary's text_fields: a field no record has is warned about
+            if type(value) is str:
+                if lone_surrogate(value):
+                    not_unicode.append(f)
+                elif not value.isspace() and value:
+                    parts.append(value)
+            elif isinstance(value, (str, int, float)):
+                if isinstance(value, str) and lone_surrogate(value):
+                    not_unicode.append(f)
+                elif (text := str(value)).strip():
+                    parts.append(text)
+            else:
+                not_text.append(f)
         if not present:
-            yield self._dead("missing_text", f"none of the text fields {c.text_fields} is present", record)
-            return
-        bad = [f for f in present if not isinstance(record[f], (str, int, float))]
-        if bad:
-            yield self._dead("invalid_text", f"text field(s) {bad} are not strings", record)
-            return
-        bad = [f for f in present if isinstance(record[f], str) and lone_surrogate(record[f])]
-        if bad:
-            yield self._dead("invalid_unicode", f"text field(s) {bad} hold a lone surrogate, which is not Unicode", record)
-            return
-        text = c.text_separator.join(str(record[f]) for f in present if str(record[f]).strip())
+            return self._dead("missing_text", f"none of the text fields {c.text_fields} is present", record)
+        if not_text:
+            return self._dead("invalid_text", f"text field(s) {not_text} are not strings", record)
+        if not_unicode:
+            return self._dead("invalid_unicode", f"text field(s) {not_unicode} hold a lone surrogate, which is not Unicode", record)
+        text = c.text_separator.join(parts)
         raw_metadata = {f: record[f] for f in c.metadata_fields if f in record}
         try:
             metadata = json_value(raw_metadata)
         except MetadataError as e:
-            yield self._dead("invalid_metadata", f"metadata {e}", record)
-            return
+            return self._dead("invalid_metadata", f"metadata {e}", record)
         doc_id: str
         if c.id_field is None:
             doc_id = content_id(text, raw_metadata)  # as before the JSON forms: ids of earlier runs stay
         else:
             raw_id = record.get(c.id_field)
             if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
-                yield self._dead("missing_id", f"id field {c.id_field!r} is missing or empty", record)
-                return
+                return self._dead("missing_id", f"id field {c.id_field!r} is missing or empty", record)
             doc_id = str(raw_id).strip()
             if lone_surrogate(doc_id):
-                yield self._dead("invalid_id", f"id field {c.id_field!r} holds a lone surrogate, which is not Unicode", record)
-                return
-            if len(doc_id.encode("utf-8")) > 512:
-                yield self._dead("invalid_id", "id is longer than OpenSearch's 512-byte _id limit", record)
-                return
+                return self._dead("invalid_id", f"id field {c.id_field!r} holds a lone surrogate, which is not Unicode", record)
+            if len(doc_id) > 128 and len(doc_id.encode("utf-8")) > 512:  # 4 bytes a character at most
+                return self._dead("invalid_id", "id is longer than OpenSearch's 512-byte _id limit", record)
         if not text.strip():
-            yield counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
-            return
-        yield Document(id=doc_id, text=text, metadata=metadata, source=record)
+            return counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
+        return Document(id=doc_id, text=text, metadata=metadata, source=record)
 
 
 class PrepareDocuments(beam.PTransform):
@@ -134,8 +143,17 @@ class IdPositions(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         records = (pbegin | "Read" >> self.reread)["records"]
-        prepared = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
-        return prepared.documents | "IdAndPosition" >> beam.Map(lambda d: (d.id, d.position))
+        return records | "IdAndPosition" >> beam.ParDo(IdAndPositionFn(self.cfg))
+
+
+class IdAndPositionFn(PrepareFn):
+    """PrepareFn's own rules, keeping only (id, position) of each Document: one step, and no dead letter
+    or skip handed on (the first read's are the run's)."""
+
+    def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        for out in super().process(record):
+            if type(out) is Document:
+                yield out.id, out.position
 
 
 class KeepOneFn(beam.DoFn):

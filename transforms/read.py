@@ -39,27 +39,26 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
 
     def _outputs(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
         filename, offset, line = item
-        if not line.strip():
+        if not line or line.isspace():
             return  # blank lines separate nothing in JSONL: not a record
         self.count("read")
-        where = {"file": filename, "line": line}
         try:
             text = line.decode(self.encoding)
         except UnicodeDecodeError as e:
-            yield _dead("invalid_encoding", f"not valid {self.encoding}: {e}", where)
+            yield _dead("invalid_encoding", f"not valid {self.encoding}: {e}", {"file": filename, "line": line})
             return
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer past 4300 digits, nesting too deep
-            yield _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", where)
+            yield _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", {"file": filename, "line": line})
             return
-        if not isinstance(obj, dict):
-            yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", where)
+        if type(obj) is not dict:
+            yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", {"file": filename, "line": line})
             return
         problem = record_problem(obj)
         if problem is not None:
             reason, message = problem
-            yield _dead(reason, f"{message}: fix it at the source", where)
+            yield _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
             return
         yield with_position(obj, filename, offset)
 

@@ -68,6 +68,7 @@ class ToArrowFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._rows: dict[Any, list[tuple[Document, str]]] = {}
         self._batches: dict[Any, list[pa.RecordBatch]] = {}
+        self._bytes: dict[Any, int] = {}  # per window: the buffered batches' nbytes, kept as they come (not summed again per batch)
 
     def process(self, doc: Document, window=beam.DoFn.WindowParam) -> Iterable[Any]:
         meta = metadata_or_dead(doc)
@@ -87,21 +88,24 @@ class ToArrowFn(beam.DoFn):
             table = self._table(window)
             if table is not None:
                 yield WindowedValue(table, window.max_timestamp(), (window,))
-        self._rows, self._batches = {}, {}
+        self._rows, self._batches, self._bytes = {}, {}, {}
 
     def _add_batch(self, window: Any, full: bool = True) -> pa.Table | None:
         """The window's buffered documents become a record batch; with ``full``, the window's batches
         as a table once they fill a row group (else they stay buffered for the caller to take)."""
         rows = self._rows.pop(window, [])
         if rows:
-            self._batches.setdefault(window, []).append(record_batch(self.schema, self.text_field, self.fields, rows))
+            batch = record_batch(self.schema, self.text_field, self.fields, rows)
+            self._batches.setdefault(window, []).append(batch)
+            self._bytes[window] = self._bytes.get(window, 0) + batch.nbytes
             counters.inc("indexed", len(rows))
             counters.Progress.add("written", len(rows), self.progress_every)
-        if full and sum(b.nbytes for b in self._batches.get(window, [])) >= self.row_group_bytes:
+        if full and self._bytes.get(window, 0) >= self.row_group_bytes:
             return self._table(window)
         return None
 
     def _table(self, window: Any) -> pa.Table | None:
+        self._bytes.pop(window, None)
         batches = self._batches.pop(window, [])
         return pa.Table.from_batches(batches, schema=self.schema) if batches else None
 

@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
-from hostile import PY_VALUES, arrow_arrays, has_surrogate, strict_json_loads
+from hostile import ANY_TEXT, JSON_SCALARS, JSON_VALUES, PY_VALUES, arrow_arrays, has_surrogate, strict_json_loads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neural_ingest.metadata import MetadataError, arrow_values, json_value, metadata_json
+from neural_ingest.metadata import MetadataError, arrow_values, find_lone_surrogate, json_value, metadata_json, record_problem
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -139,3 +139,15 @@ def test_arrow_values_are_total_and_json_ready(arr):
             assert isinstance(bad[row], str) and bad[row]
             continue
         strict_json_loads(json.dumps(json_value(value), allow_nan=False))
+
+
+@FAST
+@given(st.dictionaries(ANY_TEXT, st.one_of(JSON_SCALARS, JSON_VALUES), max_size=6))
+def test_record_problem_flat_fast_path_agrees_with_the_walk(record):
+    """A flat record is answered without the walk (record_problem's fast path): the same answer, and a
+    lone surrogate in any key or value is still caught, named as the walk names it."""
+    bad = find_lone_surrogate(record)
+    problem = record_problem(record)
+    assert (problem is None) == (bad is None) == (not has_surrogate(record))
+    if problem is not None:
+        assert problem[0] == "invalid_unicode" and repr(bad) in problem[1]

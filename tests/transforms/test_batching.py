@@ -142,3 +142,37 @@ def test_token_counts_come_from_the_models_tokenizer():
     lengths = fn._lengths(data)
     assert lengths[0] == 4  # [CLS] hello world [SEP]
     assert lengths[1] == fn._loaded.info.max_seq_length  # truncated at the model's maximum
+
+
+def test_truncate_mode_counts_come_from_the_sort_and_match_chunkfns():
+    """With ``truncation_limit`` the window counts the documents over the model's maximum from the token
+    counts it sorts by (no ChunkFn tokenizing each document again): the same counts ChunkFn gives, at the
+    boundary too (256 tokens is not truncated, 257 is)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from neural_ingest.chunking import ChunkPlan, ChunkTokenizer
+    from neural_ingest.transforms.chunk import ChunkDocuments
+    from neural_ingest.transforms.encode import EncodeDocuments
+
+    enc = SentenceTransformerEncoder(SentenceTransformersEncoderConfig(model=MINILM, device="cpu", batch_size=8))
+    keep = enc.acquire()
+    tok = ChunkTokenizer.from_loaded(keep)
+    data = [Document(id=f"w{n}", text=" ".join(["word"] * n)) for n in (1, 200, 253, 254, 255, 600)] + docs(30, seed=3)
+    counts = tok.count([d.text for d in data], special=True)
+    assert {255, 256, 257} <= set(counts)  # the limit's neighbours are there
+    n_long = sum(n > 256 for n in counts)
+
+    def counters_of(step: beam.PTransform) -> dict[str, int]:
+        p = beam.Pipeline()
+        _ = p | beam.Create(data) | step
+        res = p.run()
+        res.wait_until_finish()
+        return {r.key.metric.name: r.committed for r in res.metrics().query(MetricsFilter())["counters"]}
+
+    by_chunk = counters_of(ChunkDocuments(ChunkPlan(mode="truncate", max_lengths={"embedding": 256}), [("embedding", enc)]))
+    by_encode = counters_of(EncodeDocuments(enc, "embedding", 3600, truncation_limit=256))
+    assert by_chunk["truncated"] == by_chunk["truncated.embedding"] == n_long
+    assert by_encode["truncated"] == by_encode["truncated.embedding"] == n_long
+    assert by_encode["encoded.embedding"] == len(data)
+    assert "truncated" not in counters_of(EncodeDocuments(enc, "embedding", 3600))  # without the limit: not counted there
+    del keep
