@@ -72,7 +72,7 @@ source:
   metadata_fields: []               # fields stored beside the vectors as they are, e.g. [topic, year]
 """
     dense = f"""\
-  type: sentence_transformers
+  type: sentence_transformers       # a local model, run on the workers (no service, no hub: weights from disk)
   model: {_yaml(model)}   # a catalogue name (`neural-ingest models list`) or a model directory
   device: auto                      # cpu | cuda | auto
   batch_size: 32                    # documents per encode call
