@@ -5,7 +5,6 @@ every variant through the config's own validation, so a renamed field fails ther
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -23,18 +22,24 @@ class _UserError(click.ClickException):
 
 
 def _yaml(value: str) -> str:
-    """A string as a YAML scalar: plain when YAML reads it back unchanged, else double-quoted (JSON is YAML)."""
-    if re.fullmatch(r"[A-Za-z0-9_./~@+-][A-Za-z0-9_./~@+:-]*", value) and not value.endswith(":"):
-        return value
-    return json.dumps(value)
+    """A string as a YAML scalar: plain when YAML reads it back unchanged (a model name, a path), else double-quoted
+    by YAML itself: `0`, `null`, `yes`, `: `, ` #`, newlines and any other character stay text."""
+    import yaml  # type: ignore[import-untyped]
+
+    if re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./~@+:-]*", value):
+        try:
+            if yaml.safe_load(value) == value:
+                return value
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30).rstrip("\n")  # YAML's own escapes
 
 
 def _source_type(path: str) -> str:
-    suffix = Path(path.rstrip("*")).suffix.lower()
-    if suffix not in _SOURCE_TYPES:
-        raise _UserError(f"--source {path}: cannot tell the format from {suffix or 'no extension'!r}: use a path ending in "
-                         f"{', '.join(_SOURCE_TYPES)}")
-    return _SOURCE_TYPES[suffix]
+    for suffix, kind in _SOURCE_TYPES.items():
+        if path.lower().endswith(suffix):
+            return kind
+    raise _UserError(f"--source {path}: cannot tell the format from its name: use a path ending in {', '.join(_SOURCE_TYPES)}")
 
 
 def _check_model(option: str, name: str, kind: str) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import MINILM, ROOT, SAMPLE
 
 from neural_ingest.cli import main
@@ -81,8 +83,8 @@ def test_init_options_reach_the_config(tmp_path):
      ("Error: --sparse-model all-MiniLM-L6-v2: a dense model; give it with --model, and a sparse model here "
       "(`neural-ingest models list`)")),
     (["--sink", "opensearch", "--index", "Docs"], "Error: the options give an invalid config: "),
-    (["--source", "exports/data.xml"], ("Error: --source exports/data.xml: cannot tell the format from '.xml': use a path "
-                                        "ending in .jsonl, .json, .ndjson, .csv, .parquet, .txt")),
+    (["--source", "exports/data.xml"], ("Error: --source exports/data.xml: cannot tell the format from its name: use a "
+                                        "path ending in .jsonl, .json, .ndjson, .csv, .parquet, .txt")),
     (["--sink", "sqlite"], "Error: Invalid value for '--sink': 'sqlite' is not one of 'parquet', 'opensearch', 'hybrid'."),
 ])
 def test_init_bad_options_are_one_line(tmp_path, args, expect):
@@ -131,3 +133,16 @@ def test_validate_passes_on_the_starters_with_the_real_model(tmp_path, opensearc
     r = run("validate", "os.yaml")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-2:] == [f"sink ok: opensearch {opensearch_url}/{index_name}", "config is valid"]
+
+
+@given(model=st.text(min_size=1, max_size=60), source=st.text(min_size=1, max_size=40).map(lambda s: s + ".jsonl"),
+       index=st.text(min_size=1, max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_any_option_text_reaches_the_yaml_unchanged(model, source, index):
+    """Option values are user text put into YAML: quoting must carry every one back exactly (': ', '#', quotes,
+    newlines, leading '-' or '*', 'null', 'yes', numbers, non-ASCII)."""
+    from neural_ingest.cli_init import starter_config
+
+    data = yaml.safe_load(starter_config("hybrid", model=model, sparse_model=model, source=source, index=index))
+    assert data["encoders"][0]["model"] == data["encoders"][1]["model"] == model
+    assert (data["source"]["path"], data["sink"]["index"]) == (source, index)
