@@ -10,6 +10,8 @@ import click
 
 from neural_ingest import __version__
 
+KNN_MAX_K = 10_000  # = neural_ingest.config.sinks.KNN_MAX_K (not imported: the CLI, and each shell completion, load fast)
+
 
 _VERBOSE = False
 _QUIET = False
@@ -46,7 +48,8 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     for client in ("opensearch", "urllib3"):  # one line per failed request, with a traceback: -v only
         logging.getLogger(client).setLevel(logging.DEBUG if verbose else logging.ERROR)
-    from neural_ingest.transforms.counters import Progress  # after the handler: importing Beam logs
+    # after the handler: importing Beam logs
+    from neural_ingest.transforms.counters import Progress
 
     Progress.display = "off" if quiet else "bar" if tty else "log"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -91,6 +94,10 @@ class _Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except click.BadParameter as e:
+            if not isinstance(e, click.MissingParameter):  # a bad value: one line naming the option, no usage text
+                e.ctx = None
+            raise
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -145,7 +152,8 @@ def run(config: str, overrides: tuple[str, ...], summary_path: str | None, beam_
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.argument("query")
-@click.option("-k", default=10, show_default=True, help="Number of results.")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help=f"Number of results, at least 1 (OpenSearch: at most {KNN_MAX_K:,}).")
 @click.option("--json", "as_json", is_flag=True, help='Print [{"id", "score"}, ...], best first.')
 @click.option(
     "--mode",
@@ -161,21 +169,23 @@ def run(config: str, overrides: tuple[str, ...], summary_path: str | None, beam_
 def search(
     config: str, query: str, k: int, as_json: bool, mode: str | None, hybrid_weights: str | None, overrides: tuple[str, ...]
 ) -> None:
-    """Search the configured sink with QUERY encoded by the pipeline's own model."""
+    """Search the configured sink with QUERY encoded by the pipeline's own model.
+
+    A missing index, alias or dataset exits 2 with one line; no hits prints one line on stderr (and [] with
+    --json) and exits 0."""
+    from neural_ingest.search import no_hits_reason
     from neural_ingest.search import search as do_search
 
     cfg = _load(config, overrides)
-    mode = mode or getattr(cfg.encoders[0], "kind", "dense")
-    weights = None
-    if hybrid_weights:
-        try:
-            weights = tuple(float(x) for x in hybrid_weights.split(","))
-        except ValueError:
-            weights = ()
-        if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
-            raise _UserError(f"--weights {hybrid_weights!r}: expected two non-negative numbers DENSE,SPARSE, e.g. 0.3,0.7")
+    if cfg.sink.type == "opensearch" and k > KNN_MAX_K:
+        raise click.BadParameter(f"{k} is more than OpenSearch returns for one query ({KNN_MAX_K:,}): use -k {KNN_MAX_K} or less",
+                                 param_hint="'-k'")
+    search_mode = mode or str(getattr(cfg.encoders[0], "kind", "dense"))
+    weights = _hybrid_weights(hybrid_weights) if hybrid_weights else None
     try:
-        hits = do_search(cfg, query, k=k, mode=mode, weights=weights)
+        hits = do_search(cfg, query, k=k, mode=search_mode, weights=weights)
+        if not hits:
+            click.echo(f"no hits for {query!r}: {no_hits_reason(cfg, search_mode)}", err=True)
     except (*_user_errors(), ValueError) as e:
         raise _UserError(str(e)) from None
     if as_json:
@@ -186,6 +196,8 @@ def search(
                 row["passage"] = {k: h.passage.get(k) for k in ("text", "start", "end", "index")}
             rows.append(row)
         click.echo(json.dumps(rows))
+        return
+    if not hits:
         return
     from rich.console import Console
     from rich.table import Table
@@ -201,6 +213,16 @@ def search(
             text = f"(chunk {h.passage.get('index')}) " + " ".join(str(h.passage.get("text") or "").split())
         t.add_row(str(i), h.id, f"{h.score:.4f}", Text(text[:100] + ("…" if len(text) > 100 else "")))
     Console().print(t)
+
+
+def _hybrid_weights(text: str) -> tuple[float, float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or min(values) < 0 or sum(values) <= 0:
+        raise _UserError(f"--weights {text!r}: expected two non-negative numbers DENSE,SPARSE, e.g. 0.3,0.7")
+    return values[0], values[1]
 
 
 def _finish(summary) -> None:
@@ -255,9 +277,7 @@ def dlq_replay(dlq_path: str, config: str, overrides: tuple[str, ...], summary_p
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 def validate(config: str, overrides: tuple[str, ...]) -> None:
     """Check CONFIG, the models and (for OpenSearch) the cluster and any existing index. Encodes nothing."""
-    from neural_ingest.pipelines.ingest import prepare
-
-    from neural_ingest.pipelines.ingest import check_source
+    from neural_ingest.pipelines.ingest import check_source, prepare
 
     cfg = _load(config, overrides)
     try:
@@ -276,14 +296,38 @@ def validate(config: str, overrides: tuple[str, ...]) -> None:
     click.echo("config is valid")
 
 
-from neural_ingest.cli_models import models as _models  # noqa: E402  (the `models` group: catalogue, ML Commons)
+PROG = "neural-ingest"  # the console script (pyproject [project.scripts])
+COMPLETE_VAR = "_NEURAL_INGEST_COMPLETE"  # click's variable for PROG: its completion scripts call PROG with it set
+
+
+@main.command()
+@click.argument("shell", required=False, type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str | None) -> None:
+    """Print the shell completion script for SHELL (default: $SHELL's), e.g. eval "$(neural-ingest completion bash)"."""
+    from click.shell_completion import get_completion_class
+
+    shell = shell or os.path.basename(os.environ.get("SHELL", ""))
+    comp_cls = get_completion_class(shell) if shell in ("bash", "zsh", "fish") else None
+    if comp_cls is None:
+        raise _UserError(f"cannot tell the shell from $SHELL ({shell or 'not set'}): name it, e.g. neural-ingest completion bash")
+    click.echo(comp_cls(main, {}, PROG, COMPLETE_VAR).source(), nl=False)
+
+
+# The commands kept in modules of their own: `init` (a starter config), `models` (catalogue, ML Commons),
+# `reindex` / `rollback` (blue/green behind an alias).
+from neural_ingest.cli_init import init as _init
+
+main.add_command(_init)
+
+from neural_ingest.cli_models import models as _models
 
 main.add_command(_models)
 
-from neural_ingest.cli_reindex import reindex as _reindex, rollback as _rollback  # noqa: E402  (blue/green behind an alias)
+from neural_ingest.cli_reindex import reindex as _reindex
+from neural_ingest.cli_reindex import rollback as _rollback
 
 main.add_command(_reindex)
 main.add_command(_rollback)
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(main(prog_name=PROG))  # python -m neural_ingest.cli: the same name, so completion works alike

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from neural_ingest.config import PipelineConfig, encoder_field
 from neural_ingest.encoders import make_encoder
-from neural_ingest.sinks import make_sink
-from neural_ingest.sinks.base import Hit
+from neural_ingest.redact import redact_url
+from neural_ingest.sinks import Sink, make_sink
+from neural_ingest.sinks.base import Hit, SinkError
 
 
 def _encoder_of_kind(cfg: PipelineConfig, kind: str, mode: str):
@@ -23,15 +24,71 @@ def encode_query(enc_cfg, query: str):
     return encoder_field(enc_cfg), loaded.info, encoder.encode_queries(loaded, [query])[0]
 
 
+def documents_in(sink: Sink) -> int | None:
+    """How many documents the sink holds (None: it cannot tell), after checking that what `search` reads is
+    there: a missing index, alias or dataset is one SinkError naming it and the fix, before any model loads."""
+    from neural_ingest.sinks.parquet import ParquetSink
+
+    if isinstance(sink, ParquetSink):
+        if not sink.path.is_dir():
+            raise SinkError(f"no Parquet dataset at {sink.path}: check sink.path, or build it with `neural-ingest run CONFIG`")
+        return sink.count()
+    from opensearchpy import exceptions as os_exc
+
+    from neural_ingest.sinks.opensearch import OpenSearchSink, connection_problem
+
+    if isinstance(sink, OpenSearchSink):
+        cfg = sink.cfg
+        try:
+            exists = sink.client.indices.exists(index=cfg.index)
+        except os_exc.OpenSearchException as e:
+            raise SinkError(connection_problem(cfg, e)) from None
+        if not exists:
+            raise SinkError(
+                f"index or alias {cfg.index!r} does not exist at {redact_url(cfg.hosts[0])}: check sink.index, or build it "
+                "with `neural-ingest run CONFIG` (`neural-ingest reindex CONFIG` for an alias)"
+            )
+    return sink.count()
+
+
+def no_hits_reason(cfg: PipelineConfig, mode: str) -> str:
+    """Why a search found nothing, for the one line `search` prints instead of an empty table."""
+    if documents_in(make_sink(cfg.sink)) == 0:
+        return f"{cfg.sink.describe()} holds no documents: run `neural-ingest run CONFIG` first"
+    if mode == "sparse":
+        return "no document shares a token with the query"
+    return f"nothing in {cfg.sink.describe()} matched"
+
+
 def search(
     cfg: PipelineConfig, query: str, k: int = 10, mode: str = "dense", weights: tuple[float, float] | None = None
 ) -> list[Hit]:
-    """Search with the pipeline's own model(s). ``weights`` (dense, sparse) only apply to ``hybrid``."""
+    """Search with the pipeline's own model(s). ``weights`` (dense, sparse) only apply to ``hybrid``.
+
+    A missing index / dataset raises SinkError before the model loads; an empty one returns [] at once.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
     sink = make_sink(cfg.sink)
+    if documents_in(sink) == 0:
+        return []
     if cfg.chunking.mode == "chunk":  # documents scored by their best chunk, which comes back as Hit.passage
         from neural_ingest.sinks.chunked import chunked_searcher
 
         sink = chunked_searcher(sink, cfg.chunking, [encoder_field(e) for e in cfg.encoders])
+    from opensearchpy import exceptions as os_exc
+
+    try:
+        return _search(sink, cfg, query, k, mode, weights)
+    except os_exc.OpenSearchException as e:  # a cluster error is one line naming the cluster, not a bug's traceback
+        from neural_ingest.sinks.opensearch import connection_problem
+
+        if cfg.sink.type != "opensearch":
+            raise
+        raise SinkError(connection_problem(cfg.sink, e)) from None
+
+
+def _search(sink, cfg: PipelineConfig, query: str, k: int, mode: str, weights: tuple[float, float] | None) -> list[Hit]:
     if mode == "hybrid":
         dense = encode_query(_encoder_of_kind(cfg, "dense", mode), query)
         sparse = encode_query(_encoder_of_kind(cfg, "sparse", mode), query)

@@ -222,3 +222,149 @@ def test_a_failed_bulk_retry_is_one_warning_line_without_traceback(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert writer.retried_requests >= 1 and len(lines) == writer.retried_requests, lines[:20]
     assert all("WARNING bulk request of 1 docs failed (ConnectionError); retrying for up to" in line for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------- search: what a user sees
+def one_error_line(r) -> str:
+    """The whole of stderr is one `Error: ...` line: no usage text, no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert "Traceback" not in r.stderr and "Usage:" not in r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("k", ["-3", "0"])
+def test_search_k_below_one_is_one_line_on_parquet_and_opensearch(tmp_path, opensearch_url, k):
+    """Today Parquet `-k -3` returned 297 hits (numpy's [:-3]) and OpenSearch answered HTTP 400 (exit 1, "a bug")."""
+    for sink in ({"type": "parquet", "path": str(tmp_path / "dataset")},
+                 {"type": "opensearch", "hosts": [opensearch_url], "index": "never-searched"}):
+        r = cli("search", config(tmp_path, sink=sink), "volcanoes", "-k", k, "--json")
+        assert r.exit_code == 2 and r.stdout == ""
+        assert one_error_line(r) == f"Error: Invalid value for '-k': {k} is not in the range x>=1."
+
+
+def test_search_k_above_what_opensearch_returns_is_one_line(tmp_path, opensearch_url):
+    from neural_ingest.cli import KNN_MAX_K
+    from neural_ingest.config.sinks import KNN_MAX_K as CONFIG_MAX
+
+    assert KNN_MAX_K == CONFIG_MAX  # the CLI's copy (it imports no config at start-up) is the config's
+    cfg = config(tmp_path, sink={"type": "opensearch", "hosts": [opensearch_url], "index": "never-searched"})
+    r = cli("search", cfg, "volcanoes", "-k", str(KNN_MAX_K + 1))
+    assert r.exit_code == 2
+    assert one_error_line(r) == (f"Error: Invalid value for '-k': {KNN_MAX_K + 1} is more than OpenSearch returns for one "
+                                 f"query (10,000): use -k {KNN_MAX_K} or less")
+
+
+def test_search_on_a_missing_index_is_one_line_naming_it_and_the_fix(tmp_path, opensearch_url, index_name):
+    """Today: `Error: internal error: NotFoundError(404, 'index_not_found_exception', ...) (a bug: please report it)`, exit 1."""
+    cfg = config(tmp_path, sink={"type": "opensearch", "hosts": [opensearch_url], "index": index_name})
+    for extra in ([], ["--json"], ["--mode", "sparse"]):
+        r = cli("search", cfg, "volcanoes", *extra)
+        assert r.exit_code == 2 and r.stdout == ""
+        assert one_error_line(r) == (
+            f"Error: index or alias {index_name!r} does not exist at {opensearch_url}: check sink.index, or build it with "
+            "`neural-ingest run CONFIG` (`neural-ingest reindex CONFIG` for an alias)"
+        )
+
+
+def test_search_on_a_missing_dataset_is_one_line_naming_it_and_the_fix(tmp_path):
+    r = cli("search", config(tmp_path), "volcanoes")
+    assert r.exit_code == 2
+    assert one_error_line(r) == (f"Error: no Parquet dataset at {tmp_path / 'dataset'}: check sink.path, or build it "
+                                 "with `neural-ingest run CONFIG`")
+
+
+def test_search_with_no_hits_says_so_in_one_line_and_prints_empty_json(tmp_path, opensearch_url, index_name, os_client, _model):
+    """Today an empty Parquet dataset (a run over an empty file) failed with "cannot reshape array of size 0", and an
+    empty index printed an empty table."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    parquet = config(tmp_path, source={"type": "jsonl", "path": str(empty), "text_fields": ["text"]})
+    assert cli("-q", "run", parquet).exit_code == 0  # a real, empty dataset
+    os_client.indices.create(index=index_name)
+    opensearch = config(tmp_path, sink={"type": "opensearch", "hosts": [opensearch_url], "index": index_name})
+    for cfg, where in ((parquet, f"parquet {tmp_path / 'dataset'}"), (opensearch, f"opensearch {opensearch_url}/{index_name}")):
+        expected = [f"no hits for 'volcanoes': {where} holds no documents: run `neural-ingest run CONFIG` first"]
+        r = cli("search", cfg, "volcanoes", "--json")
+        assert (r.exit_code, r.stdout, r.stderr.strip().splitlines()) == (0, "[]\n", expected)
+        r = cli("search", cfg, "volcanoes")
+        assert (r.exit_code, r.stdout, r.stderr.strip().splitlines()) == (0, "", expected)  # no empty table
+
+
+def test_search_k_keeps_its_meaning_on_a_built_dataset(tmp_path, _model):
+    """Today `-k -3` on this 40-document dataset printed 37 hits."""
+    cfg = config(tmp_path)
+    assert cli("-q", "run", cfg).exit_code == 0
+    r = cli("search", cfg, "volcanoes", "-k", "-3", "--json")
+    assert r.exit_code == 2 and r.stdout == "" and one_error_line(r).startswith("Error: Invalid value for '-k': -3")
+    for k in ("1", "5", "40", "10000"):
+        r = cli("search", cfg, "volcanoes", "-k", k, "--json")
+        assert r.exit_code == 0 and len(json.loads(r.stdout)) == min(int(k), 40) and r.stderr == ""
+
+
+# ---------------------------------------------------------------------------------------------- shell completion
+def test_completion_offers_commands_options_and_choices():
+    from click.shell_completion import BashComplete
+
+    from neural_ingest.cli import COMPLETE_VAR, PROG
+
+    comp = BashComplete(main, {}, PROG, COMPLETE_VAR)
+    assert [c.value for c in comp.get_completions([], "se")] == ["search"]
+    assert {"init", "completion", "run", "validate", "reindex"} <= {c.value for c in comp.get_completions([], "")}
+    assert [c.value for c in comp.get_completions(["search", "c.yaml", "q", "--mode"], "h")] == ["hybrid"]
+    assert [c.value for c in comp.get_completions(["init", "--sink"], "")] == ["parquet", "opensearch", "hybrid"]
+    assert [c.type for c in comp.get_completions(["run"], "")] == ["file"]  # CONFIG completes file names
+
+
+def test_completion_variable_is_the_console_scripts():
+    """click derives the variable from the program name: the entry point in pyproject must be PROG."""
+    import tomllib
+
+    from neural_ingest.cli import COMPLETE_VAR, PROG
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {PROG: "neural_ingest.cli:main"}
+    assert COMPLETE_VAR == "_" + PROG.replace("-", "_").upper() + "_COMPLETE"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_command_prints_clicks_script(shell):
+    import subprocess
+    import sys
+
+    r = cli("completion", shell)
+    assert r.exit_code == 0 and "_NEURAL_INGEST_COMPLETE" in r.stdout and "neural-ingest" in r.stdout
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "_NEURAL_INGEST_COMPLETE": f"{shell}_source"}
+    direct = subprocess.run([sys.executable, "-m", "neural_ingest.cli"], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert direct.returncode == 0 and direct.stdout == r.stdout  # the same script as click's own variable gives
+
+
+def test_completion_without_a_known_shell_is_one_line(monkeypatch):
+    monkeypatch.setenv("SHELL", "/bin/tcsh")
+    r = cli("completion")
+    assert r.exit_code == 2
+    assert one_error_line(r) == "Error: cannot tell the shell from $SHELL (tcsh): name it, e.g. neural-ingest completion bash"
+
+
+def test_completion_in_a_real_bash(tmp_path):
+    """The script, sourced by bash, completes `neural-ingest se` to `search` by calling the program itself."""
+    import shutil
+    import subprocess
+    import sys
+
+    bash = shutil.which("bash")
+    assert bash, "bash is needed for this test"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "neural-ingest"  # the console script's name, running this checkout
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m neural_ingest.cli "$@"\n')
+    exe.chmod(0o755)
+    script = (
+        'source <(neural-ingest completion bash)\n'
+        'COMP_WORDS=(neural-ingest se); COMP_CWORD=1; _neural_ingest_completion neural-ingest; echo "${COMPREPLY[*]}"\n'
+        'COMPREPLY=(); COMP_WORDS=(neural-ingest search c.yaml q --mode h); COMP_CWORD=5\n'
+        '_neural_ingest_completion neural-ingest; echo "${COMPREPLY[*]}"\n'
+    )
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(tmp_path)}
+    r = subprocess.run([bash, "--norc", "--noprofile", "-c", script], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout.splitlines()) == (0, ["search", "hybrid"]), r.stderr
