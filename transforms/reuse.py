@@ -4,10 +4,11 @@ Every document is stamped with ``neural_ingest: {content_sha256, doc_sha256, mod
 text that is embedded, of text + metadata, and the model identity hash).
 
 File sources (``CloneChanges``, the scale path): the new index is a ``_clone`` of the live one and
-only the changes are written into it. Only small tuples are joined: (id, position, hashes) of a
-second, uncounted read of the source and (id, stamp) of the live index read in slices with the stamp
-field alone. The documents stream past a side input holding only the ids that need a write
-(docs/reindexing.md, "Reindex at scale").
+only the changes are written into it. The source is read and prepared once, down to (id, position,
+document digest) batches per partition of the ids; the live index's stamps are read in slices (for JSONL
+while the source is scanned); one GroupByKey per partition joins them. Unchanged documents go no
+further; only the records to write are read back, by byte offset for JSONL (docs/reindexing.md,
+"Reindex at scale").
 
 Index sources (``ReuseStoredVectors``): the live index is read (point in time, slices) and
 joined with the source by id (CoGroupByKey):
@@ -25,6 +26,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import queue
+import threading
 import zlib
 from typing import Any, Iterable, NamedTuple
 
@@ -337,10 +340,17 @@ def jsonl_ranges(path: str, size: int) -> list[tuple[str, int, float]]:
 class ScanJsonlFn(beam.DoFn):
     """(path, start, end) -> the records of that range, read and prepared once, as batches (partition, (SRC,
     [(id, (path, byte offset), doc digest)])): the run's one full pass over the source (its ``read``, dead
-    letters and skips count; the documents themselves go no further). ParseJsonLine and PrepareFn's own rules."""
+    letters and skips count; the documents themselves go no further). ParseJsonLine and PrepareFn's own rules.
 
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
+    A SliceSpec of the live index (``live``) is read meanwhile by a thread of this DoFn, its pages down to LIVE
+    batches (and DONE when the slice is read): OpenSearch's work on the stamps overlaps the parsing here
+    instead of running as a stage of its own before or after it. Everything is emitted from the DoFn's own
+    thread: during the scan, and what is left in finish_bundle."""
+
+    _DRAIN_EVERY = 2000  # lines scanned between two looks at the live stamps read meanwhile
+
+    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = ""):
+        self.cfg, self.live, self.model_hash = cfg, live, model_hash
 
     def setup(self) -> None:
         from neural_ingest.transforms.prepare import PrepareFn
@@ -351,16 +361,52 @@ class ScanJsonlFn(beam.DoFn):
     def start_bundle(self) -> None:
         self.parse.start_bundle()
         self.prepare.start_bundle()
+        self._readers: list[_StampsReader] = []
+        self._pages: queue.Queue = queue.Queue(maxsize=4096)
 
-    def finish_bundle(self) -> None:
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
         self.parse.finish_bundle()
         self.prepare.finish_bundle()
+        for out in self._drain(wait=True):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+            else:
+                yield WindowedValue(out, 0, [GlobalWindow()])
 
-    def process(self, rng: tuple[str, int, float]) -> Iterable[Any]:
-        path, start, end = rng
+    def _drain(self, wait: bool = False) -> Iterable[Any]:
+        """What the readers put in the queue so far; with ``wait``, until every reader is done."""
+        while True:
+            try:
+                item = self._pages.get(block=wait and any(r.running for r in self._readers), timeout=1.0)
+            except queue.Empty:
+                if wait and any(r.running for r in self._readers):
+                    continue
+                return
+            if isinstance(item, BaseException):  # a slice that cannot be read fails the run, as the reader would
+                raise item
+            if item is _END:
+                continue
+            yield item
+
+    def process(self, item: Any) -> Iterable[Any]:
+        from neural_ingest.transforms.read_opensearch import SliceSpec
+
+        if isinstance(item, SliceSpec):
+            reader = _StampsReader(self.live, item, self.model_hash, self._pages)
+            self._readers.append(reader)
+            reader.start()
+            return
+        path, start, end = item
         parts: dict[int, list[tuple]] = {}
+        n = 0
         with _open(path) as f:
             for offset, line in lines_of(f, start, end):
+                n += 1
+                if self._readers and n % self._DRAIN_EVERY == 0:
+                    yield from self._drain()
                 for record in self.parse.process((path, offset, line)):
                     if isinstance(record, beam.pvalue.TaggedOutput):
                         yield record
@@ -369,12 +415,41 @@ class ScanJsonlFn(beam.DoFn):
                         if not isinstance(out, Document):
                             yield out
                             continue
-                        batch = parts.setdefault(partition(out.id), [])
+                        part = partition(out.id)
+                        batch = parts.setdefault(part, [])
                         batch.append((out.id, (path, offset), doc_digest(out)))
                         if len(batch) >= _BATCH:
-                            yield partition(out.id), (SRC, parts.pop(partition(out.id)))
+                            yield part, (SRC, parts.pop(part))
         for part, batch in parts.items():
             yield part, (SRC, batch)
+        yield from self._drain()
+
+
+_END = object()
+
+
+class _StampsReader(threading.Thread):
+    """Reads one slice of the live index (ReadSliceFn, stamps only) into a queue: LIVE batches, then DONE."""
+
+    def __init__(self, live: OpenSearchSourceConfig, spec: Any, model_hash: str, out: queue.Queue):
+        super().__init__(daemon=True, name=f"live-stamps-{spec.slice_id}")
+        self.live, self.spec, self.model_hash, self.out = live, spec, model_hash, out
+        self.running = True
+
+    def run(self) -> None:
+        from neural_ingest.transforms.read_opensearch import ReadSliceFn
+
+        fn = ReadSliceFn(self.live, [STAMP_FIELD], count_read=False, page_fn=_live_stamps(self.model_hash))
+        try:
+            fn.setup()
+            for out in fn.process(self.spec):
+                self.out.put(out)
+        except BaseException as e:  # noqa: BLE001 - handed to the DoFn's thread, which raises it
+            self.out.put(e)
+        finally:
+            self.running = False
+            self.out.put(_END)
+            fn.teardown()
 
 
 class FetchLinesFn(beam.DoFn):
@@ -519,11 +594,16 @@ class CloneChanges(beam.PTransform):
 
         p, cfg, dedupe = pbegin.pipeline, self.source, self.source.deduplicate
         jsonl = cfg.type == "jsonl"
-        scan = p | "ScanSource" >> (_ScanJsonl(cfg) if jsonl else _ScanRecords(cfg))
-        live = (p | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False,
-                                                            page_fn=_live_stamps(self.model_hash)))["records"]
+        if jsonl:  # the live stamps are read while the source is scanned
+            scan = p | "ScanSource" >> _ScanJsonl(cfg, self.live, self.model_hash)
+            stamps = scan["stamps"]
+        else:
+            scan = p | "ScanSource" >> _ScanRecords(cfg)
+            live = (p | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False,
+                                                                page_fn=_live_stamps(self.model_hash)))["records"]
+            stamps = (scan["stamps"], live) | "BothSides" >> beam.Flatten()
         joined = (
-            (scan["stamps"], live) | "BothSides" >> beam.Flatten()
+            stamps
             | "ByPartition" >> beam.GroupByKey()
             | "JoinStamps" >> beam.ParDo(JoinStampsFn(dedupe, self.progress_every)).with_outputs(FETCH, DUPLICATES, main="changes")
         )
@@ -566,24 +646,34 @@ class CloneChanges(beam.PTransform):
 
 
 class _ScanJsonl(beam.PTransform):
-    """PBegin -> {"stamps", "dead_letter", "skipped"}: ScanJsonlFn over the files' byte ranges."""
+    """PBegin -> {"stamps", "dead_letter", "skipped"}: ScanJsonlFn over the files' byte ranges, and (``live``) the
+    live index's stamps read in the same stage (a point in time per index, its slices; closed once all are read)."""
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = ""):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.live, self.model_hash = cfg, live, model_hash
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         from apache_beam.io import fileio
 
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+        from neural_ingest.transforms.read_opensearch import DONE, PITS, ClosePitFn, OpenPitsFn
 
-        out = (
+        ranges = (
             pbegin
             | "Match" >> fileio.MatchFiles(self.cfg.path)
             | "Ranges" >> beam.FlatMap(lambda m: jsonl_ranges(m.path, m.size_in_bytes))
             | "SpreadRanges" >> beam.Reshuffle()
-            | "Scan" >> beam.ParDo(ScanJsonlFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="stamps")
         )
+        work, pits = ranges, None
+        if self.live is not None:
+            opened = pbegin | "Start" >> beam.Create([None]) | "OpenPits" >> beam.ParDo(OpenPitsFn(self.live)).with_outputs(
+                PITS, main="slices")
+            work, pits = (opened.slices, ranges) | "SlicesAndRanges" >> beam.Flatten(), opened[PITS]
+        out = work | "Scan" >> beam.ParDo(ScanJsonlFn(self.cfg, self.live, self.model_hash)).with_outputs(
+            DEAD_LETTER, SKIPPED, DONE, main="stamps")
+        if pits is not None:
+            _ = pits | "ClosePits" >> beam.ParDo(ClosePitFn(self.live), done=beam.pvalue.AsList(out[DONE]))
         return {"stamps": out.stamps, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: out[SKIPPED]}
 
 

@@ -128,3 +128,27 @@ def test_scan_offsets_match_readlineswithoffsets_also_compressed(tmp_path):
     assert _offsets_beam(str(plain)) == [(0, b'{"id": "a"}'), (12, b""), (13, b'{"id": "b"}'), (26, b'{"id": "c"}')]
     assert jsonl_ranges(str(packed), 10) == [(str(packed), 0, float("inf"))]
     assert list(FetchLinesFn().process(((str(packed), 0), [26, 13]))) == [(str(packed), 13, b'{"id": "b"}'), (str(packed), 26, b'{"id": "c"}')]
+
+
+def test_a_live_slice_that_cannot_be_read_fails_the_scan_in_the_dofns_own_thread(tmp_path, opensearch_url):
+    """The live stamps are read by a thread of ScanJsonlFn while it scans; a read that fails is raised by the DoFn
+    (the run fails, the alias stays), never lost with the thread."""
+    import pytest
+    from opensearchpy.exceptions import TransportError
+
+    from neural_ingest.config import OpenSearchSourceConfig, SourceConfig
+    from neural_ingest.transforms.read_opensearch import SliceSpec, SourceReadError
+    from neural_ingest.transforms.reuse import ScanJsonlFn
+
+    src = tmp_path / "s.jsonl"
+    src.write_text('{"id": "a", "title": "t", "body": "b"}\n')
+    cfg = SourceConfig(type="jsonl", path=str(src), id_field="id", text_fields=["title", "body"])
+    live = OpenSearchSourceConfig(type="opensearch", hosts=[opensearch_url], index="no-such-index", text_fields=["text"])
+    fn = ScanJsonlFn(cfg, live, "m")
+    fn.setup()
+    fn.start_bundle()
+    list(fn.process(SliceSpec("no-such-index", "not-a-pit-id", 0, 1)))
+    out = list(fn.process((str(src), 0, src.stat().st_size)))
+    assert [(part, side, [s[0] for s in batch]) for part, (side, batch) in out] == [(partition("a"), SRC, ["a"])]
+    with pytest.raises((SourceReadError, TransportError)):
+        list(fn.finish_bundle())
