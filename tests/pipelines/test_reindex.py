@@ -658,3 +658,39 @@ def test_a_night_prepares_only_the_changes_and_dedupes_counts_and_dead_letters_a
         assert {k: v for k, v in got.items() if k != "embedding"} == {k: v for k, v in want.items() if k != "embedding"}, doc_id
         assert np.allclose(got["embedding"], want["embedding"], atol=1e-5), doc_id
     assert "Underwater basalt" in night_docs["q-0010"]["text"] and night_docs["q-0030"]["topic"] == "a new topic"
+
+
+def test_a_csv_night_reads_the_source_again_and_writes_only_the_changes(os_client, index_name, make_config, tmp_path):
+    """Other file types than JSONL have no byte offsets to seek to: the night reads them again (uncounted) and
+    keeps the documents to write; counts, deduplication and deletes as for JSONL."""
+    import csv
+
+    def write(name: str, rows: list[dict]) -> str:
+        path = tmp_path / name
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["id", "title", "body", "topic"])
+            w.writeheader()
+            w.writerows({k: r[k] for k in ("id", "title", "body", "topic")} for r in rows)
+        return str(path)
+
+    def config(path: str):
+        cfg = make_config(source_path=path, source_type="csv", sink="opensearch", index=index_name, overrides={
+            "reindex": {"keep_last": 2, "lock_ttl": 30, "lock_index": f"{index_name}-locks"}, "encoders.0.batch_size": 16,
+            "source.metadata_fields": ["topic"]})
+        _hold(cfg)
+        return cfg
+
+    docs = synthetic_docs(30, prefix="c")
+    live = reindex(config(write("day.csv", docs))).plan.new_index
+    night = [d for d in docs if d["id"] != "c-0004"]
+    night[9] = {**night[9], "body": "Tidal turbines turn twice a day."}  # c-0010 changed
+    night.append({**night[20], "body": "an older copy, listed later: it wins"})  # c-0021 twice, the later copy changed
+    res = reindex(config(write("night.csv", night)))
+    s = res.summary
+    assert res.status == "swapped" and res.plan.mode == "incremental", res.validation.failures()
+    assert (s.read, s.encoded, s.reused, s.indexed, s.deleted, s.skipped) == (30, 2, 27, 29, 1, 1) and s.reconciles
+    assert s.skipped_by_reason == {"duplicate_id": 1}
+    assert _writes(os_client, res.plan.new_index) == (2, 3)  # the two written; deleted: c-0004 and the two rewritten
+    got = _stored(os_client, res.plan.new_index)
+    assert got["c-0021"]["text"].endswith("it wins") and "Tidal turbines" in got["c-0010"]["text"] and "c-0004" not in got
+    assert _writes(os_client, live) == (30, 0)
