@@ -19,8 +19,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from neural_ingest.chunking import plan_chunking
 from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
-from neural_ingest.local_runner import runner_for
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
+from neural_ingest.local_runner import runner_for
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
@@ -70,20 +70,27 @@ def build_ingest(
     p: beam.Pipeline, cfg: PipelineConfig, prep: Prepared, run_id: str, before_encode: beam.PTransform | None = None
 ) -> None:
     """``before_encode`` (e.g. reindex's vector reuse) takes the prepared Documents and returns
-    {"documents": to encode, "ready": already carrying their vectors, optionally "dead_letter"}."""
+    {"documents": to encode, "ready": already carrying their vectors, optionally "dead_letter"}; one with
+    ``reads_source`` instead replaces the read and prepare: PBegin -> the same plus "dead_letter" and "skipped"."""
     every = cfg.run.progress_every_seconds
-    read = p | "Read" >> ReadRecords(cfg.source)
-    reread = None if cfg.source.type == "opensearch" else ReadRecords(cfg.source)  # files: ids found by a light second read
-    prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread)
-    docs = prepared["documents"]
-    dead = [read[DEAD_LETTER], prepared[DEAD_LETTER]]
-    _ = prepared[SKIPPED] | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
+    ready = []
+    if getattr(before_encode, "reads_source", False):
+        # reindex's incremental night of a file source (transforms/reuse.py CloneChanges) reads and prepares the
+        # source itself: only the documents to write come out (truncation is counted for those it encodes)
+        pre = p | "ReadChanges" >> before_encode
+        docs, ready, dead, skipped = pre["documents"], [pre["ready"]], [pre[DEAD_LETTER]], pre[SKIPPED]
+        before_encode = None
+    else:
+        read = p | "Read" >> ReadRecords(cfg.source)
+        reread = None if cfg.source.type == "opensearch" else ReadRecords(cfg.source)  # files: ids found by a light second read
+        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread)
+        docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
+    _ = skipped | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
     counted = truncation_counted_by_encode(prep.chunking, prep.encoders, before_encode)
     if prep.chunking is not None and not counted:  # chunks (chunking.mode: chunk) and truncation counts
         chunked = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
         docs = chunked["documents"]
         dead.append(chunked[DEAD_LETTER])
-    ready = []
     if before_encode is not None:
         pre = docs | "BeforeEncode" >> before_encode
         docs = pre["documents"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -193,8 +194,6 @@ def _lock(client: Any, rcfg: ReindexConfig, alias: str, run_id: str | None = Non
 
 def _lock_state(lock: IndexLock) -> tuple[str, str | None]:
     """(what the dry run says about the lock, the run id holding it now or None)."""
-    import time
-
     try:
         current = lock.holder() if lock.client.indices.exists(index=lock.index) else None
     except Exception as e:  # noqa: BLE001 - a dry run reports, it does not fail on this
@@ -502,8 +501,7 @@ def reindex(
     ``reindex`` section; a build that crashes still writes it (status failed, the error)."""
     from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
     from neural_ingest.sinks.opensearch_client import make_client
-    from neural_ingest.transforms.read import ReadRecords
-    from neural_ingest.transforms.reuse import CloneChanges, ReuseStoredVectors
+    from neural_ingest.transforms.reuse import CloneChanges, CountGone, ReuseStoredVectors
 
     rcfg, alias = settings(cfg)
     client = make_client(cfg.sink)
@@ -543,28 +541,34 @@ def reindex(
         }
         stored = live_reader(cfg, plan.live) if plan.live and not _chunk_mode(cfg) else None
         if stored is not None and cfg.source.type != "opensearch":  # file sources: small tuples joined, never documents
-            cloned = plan.mode == "incremental"
-            if cloned:
+            stored = stored.model_copy(update={"page_size": 5000})
+            if plan.mode == "incremental":
+                t = time.monotonic()
                 clone_index(client, plan.live, plan.new_index, meta)
+                log.info("cloned %s into %s in %.1f s", plan.live, plan.new_index, time.monotonic() - t)
+                reuse = CloneChanges(prep.fields, plan.model_hash, stored, new_cfg.source, new_cfg.sink,
+                                     progress_every=cfg.run.progress_every_seconds)
             else:
                 create_index(prep, client, plan.new_index, meta, run_id)
-            reuse = CloneChanges(prep.fields, plan.model_hash, stored.model_copy(update={"page_size": 2000}), new_cfg.source,
-                                 ReadRecords(new_cfg.source), new_cfg.sink, clone=cloned,
-                                 progress_every=cfg.run.progress_every_seconds)
+                reuse = CountGone(plan.model_hash, stored)
         else:
             create_index(prep, client, plan.new_index, meta, run_id)
             reuse = ReuseStoredVectors(prep.fields, plan.model_hash, stored, reuse=plan.mode == "incremental",
                                        progress_every=cfg.run.progress_every_seconds)
         try:
+            t = time.monotonic()
             summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path)
+            log.info("pipeline %.1f s, recall check and the rest of the run %.1f s", summary.seconds, time.monotonic() - t - summary.seconds)
         except BaseException as e:
             error = f"{type(e).__name__}: {str(e)[:500]}"
             _safe(lambda: aliases.update_meta(client, plan.new_index, status=aliases.FAILED, error=error))
             _safe(lambda: client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}}))
             raise
         client.indices.put_settings(index=plan.new_index, body={"index": {"refresh_interval": None}})
+        t = time.monotonic()
         validation = validate(cfg, client, prep, plan.new_index, summary, rcfg.validation,
                               seed=zlib.crc32(run_id.encode()) % 10_000, live=plan.live, allow_shrink=allow_shrink)
+        log.info("validated %s in %.1f s (refresh, counts, self-retrieval)", plan.new_index, time.monotonic() - t)
         stamp = aliases.utc_now().isoformat(timespec="seconds")
         if not validation.ok:
             aliases.update_meta(client, plan.new_index, status=aliases.FAILED_VALIDATION, validation=validation.to_dict())

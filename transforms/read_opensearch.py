@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 
@@ -156,10 +156,12 @@ class OpenPitsFn(beam.DoFn):
 class ReadSliceFn(beam.DoFn):
     """Page through one slice of a PIT with search_after; tag the PIT id as done at the end."""
 
-    def __init__(self, cfg: OpenSearchSourceConfig, includes: list[str] | None, count_read: bool = True):
+    def __init__(self, cfg: OpenSearchSourceConfig, includes: list[str] | None, count_read: bool = True,
+                 page_fn: Callable[[list[dict[str, Any]]], Iterable[Any]] | None = None):
         self.cfg = cfg
         self.includes = includes
         self.count_read = count_read
+        self.page_fn = page_fn
         self._client = None
 
     def setup(self) -> None:
@@ -205,8 +207,11 @@ class ReadSliceFn(beam.DoFn):
             res = search_with_retries(self._client, self.body(spec, pit_id, after))
             pit_id = res.get("pit_id") or pit_id
             hits = res["hits"]["hits"]
-            for hit in hits:
-                yield from self._record(to_record(hit, self.includes))
+            if self.page_fn is not None:
+                yield from self.page_fn(hits)
+            else:
+                for hit in hits:
+                    yield from self._record(to_record(hit, self.includes))
             n += len(hits)
             if self.count_read:
                 counters.inc("read", len(hits))
@@ -239,14 +244,17 @@ class ReadFromOpenSearch(beam.PTransform):
 
     ``includes``: the _source fields to fetch (default: the source config's text, metadata and id
     fields, so an old index's vectors are never pulled when it is only re-embedded). ``count_read``:
-    count records as ``read`` (off when reading the live index for vector reuse).
+    count records as ``read`` (off when reading the live index for vector reuse). ``page_fn``: the hits of
+    one page -> what to emit instead of one record each (reindex reads the live index's stamps in batches).
     """
 
-    def __init__(self, cfg: OpenSearchSourceConfig, includes: list[str] | None = None, count_read: bool = True):
+    def __init__(self, cfg: OpenSearchSourceConfig, includes: list[str] | None = None, count_read: bool = True,
+                 page_fn: Callable[[list[dict[str, Any]]], Iterable[Any]] | None = None):
         super().__init__()
         self.cfg = cfg
         self.includes = source_includes(cfg) if includes is None else includes
         self.count_read = count_read
+        self.page_fn = page_fn
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         opened = (
@@ -258,7 +266,7 @@ class ReadFromOpenSearch(beam.PTransform):
             opened.slices
             | "SpreadSlices" >> beam.Reshuffle()
             | "ReadSlices"
-            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read)).with_outputs(DONE, DEAD_LETTER, main="records")
+            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read, self.page_fn)).with_outputs(DONE, DEAD_LETTER, main="records")
         )
         _ = opened[PITS] | "ClosePits" >> beam.ParDo(ClosePitFn(self.cfg), done=beam.pvalue.AsList(read[DONE]))
         return {"records": read.records, DEAD_LETTER: read[DEAD_LETTER]}

@@ -4,10 +4,11 @@ Every document is stamped with ``neural_ingest: {content_sha256, doc_sha256, mod
 text that is embedded, of text + metadata, and the model identity hash).
 
 File sources (``CloneChanges``, the scale path): the new index is a ``_clone`` of the live one and
-only the changes are written into it. Only small tuples are joined: (id, position, hashes) of a
-second, uncounted read of the source and (id, stamp) of the live index read in slices with the stamp
-field alone. The documents stream past a side input holding only the ids that need a write
-(docs/reindexing.md, "Reindex at scale").
+only the changes are written into it. The source is read and prepared once, down to (id, position,
+document digest) batches per partition of the ids; the live index's stamps are read in slices (for JSONL
+while the source is scanned); one GroupByKey per partition joins them. Unchanged documents go no
+further; only the records to write are read back, by byte offset for JSONL (docs/reindexing.md,
+"Reindex at scale").
 
 Index sources (``ReuseStoredVectors``): the live index is read (point in time, slices) and
 joined with the source by id (CoGroupByKey):
@@ -24,7 +25,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Iterable
+import math
+import queue
+import threading
+import zlib
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -158,106 +164,112 @@ class ReuseStoredVectors(beam.PTransform):
 
 # --------------------------------------------------------------------------- the clone path (file sources)
 SRC, LIVE = 0, 1
-ENCODE, VECTORS = "encode", "vectors"  # what a source document needs in the clone; unchanged ones are absent
+ENCODE, VECTORS = "encode", "vectors"  # what a written document needs: encoding, or its stored vectors
+NEW, CHANGED, GONE = 0, 1, 2  # a source id absent from the live index; present but changed; a live id gone from the source
+FETCH, DUPLICATES = "fetch", "duplicates"
+PARTITIONS = 64  # the join's keys: stamps travel in batches per partition of the ids, never one element per document
+_BATCH = 2000  # stamps per batch
 _DIGEST = 16  # hex characters of each hash carried in the join: ids and short digests only, never documents
+_BLOCK = 64 << 20  # JSONL is scanned in byte ranges of this size (a compressed file whole), read back in the same blocks
 
 
-def _digests(doc: Document) -> tuple[str, str]:
-    return content_hash(doc.text)[:_DIGEST], doc_hash(doc.text, doc.metadata)[:_DIGEST]
+def partition(doc_id: str) -> int:
+    """Stable across processes and runs (Python's hash() is not)."""
+    return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % PARTITIONS
+
+
+def doc_digest(doc: Document) -> str:
+    """The short form of the stamp's doc_sha256: equal only when text and metadata are (so the text hash
+    is needed only for the changed documents, to tell a metadata-only change)."""
+    return doc_hash(doc.text, doc.metadata)[:_DIGEST]
 
 
 def _source_key(where: Any) -> tuple[bool, Any]:
     return where is not None, where or ("", 0)
 
 
-class JoinStampsFn(beam.CombineFn):
-    """Per id: the last source copy in source order (the one deduplication keeps) and the live stamp.
-    Accumulator: (source (position, content, doc) or None, live (content, doc, same model) or None)."""
+class Change(NamedTuple):
+    """What the clone needs for one id: ``kind`` NEW / CHANGED (written; a CHANGED one is deleted from the clone
+    first) or GONE (deleted); ``live_content``: the live text digest when the stored vectors are the same
+    model's (a written document whose text hash matches it reuses them); ``kept``: the source position of the
+    copy that is written; ``others``: the positions of the other copies of the id."""
 
-    def create_accumulator(self) -> tuple[Any, Any]:
-        return None, None
-
-    def add_input(self, acc: tuple[Any, Any], value: tuple) -> tuple[Any, Any]:
-        return self.merge_accumulators([acc, (value[1:], None) if value[0] == SRC else (None, value[1:])])
-
-    def merge_accumulators(self, accs: Iterable[tuple[Any, Any]]) -> tuple[Any, Any]:
-        src = live = None
-        for s, l in accs:
-            if s is not None and (src is None or _source_key(s[0]) >= _source_key(src[0])):
-                src = s
-            live = l if l is not None else live
-        return src, live
-
-    def extract_output(self, acc: tuple[Any, Any]) -> tuple[Any, Any]:
-        return acc
+    kind: int
+    live_content: str | None = None
+    kept: Any = None
+    others: tuple = ()
 
 
-def classify(item: tuple[str, tuple[Any, Any]]) -> Iterable[tuple[str, tuple[str | None, bool]]]:
-    """(id, joined) -> (id, (ENCODE | VECTORS, in the live index)) for a document that needs a write,
-    (id, (None, True)) for one gone from the source; nothing for an unchanged one (the clone holds it)."""
-    doc_id, (src, live) = item
-    if src is None:
-        if live is not None:
-            yield doc_id, (None, True)
-        return
-    if live is None:
-        yield doc_id, (ENCODE, False)
-        return
-    _, content, doc = src
-    live_content, live_doc, same_model = live
-    if not same_model or live_content != content:
-        yield doc_id, (ENCODE, True)
-    elif live_doc != doc:
-        yield doc_id, (VECTORS, True)
+def join_stamps(source: Iterable[tuple], live: Iterable[tuple], dedupe: bool = True) -> Iterable[tuple[str, Any]]:
+    """(id, position, doc digest) of every source record and (id, doc digest, text digest, same model) of every
+    live document, of one partition -> ("unchanged", (id, copies)) for an id the clone already holds and
+    ("change", (id, Change)) for one it must write or delete. The last copy in source order is the one that
+    counts (the copy deduplication keeps; with ``deduplicate: false`` every copy follows it)."""
+    stamps = {s[0]: s[1:] for s in live}
+    seen: dict[str, list[Any]] = {}
+    for doc_id, pos, digest in source:
+        cur = seen.get(doc_id)
+        if cur is None:
+            seen[doc_id] = [pos, digest, None]
+            continue
+        others = cur[2] = cur[2] or []
+        if _source_key(pos) >= _source_key(cur[0]):
+            others.append(cur[0])
+            cur[0], cur[1] = pos, digest
+        else:
+            others.append(pos)
+    for doc_id, (pos, digest, others) in seen.items():
+        mark = stamps.pop(doc_id, None)
+        others = tuple(others or ())
+        if mark is None:
+            yield "change", (doc_id, Change(NEW, None, pos, others))
+            continue
+        live_doc, live_content, same_model = mark
+        if same_model and live_doc == digest:
+            yield "unchanged", (doc_id, pos, others)
+        else:
+            yield "change", (doc_id, Change(CHANGED, live_content if same_model else None, pos, others))
+    for doc_id in stamps:
+        yield "change", (doc_id, Change(GONE))
 
 
-def _live_stamp(model_hash: str):
-    def key(record: dict[str, Any]) -> tuple[str, tuple]:
-        mark = record.get(STAMP_FIELD)
-        if not isinstance(mark, dict):
-            return record["_id"], (LIVE, None, None, False)
-        return record["_id"], (LIVE, str(mark.get("content_sha256", ""))[:_DIGEST], str(mark.get("doc_sha256", ""))[:_DIGEST],
-                               mark.get("model") == model_hash)
+class JoinStampsFn(beam.DoFn):
+    """(partition, [(SRC | LIVE, batch of stamps)]) -> (id, Change) to delete / write; tagged ``fetch``: the
+    source positions to read back (written documents, and the other copies of a duplicate id, which are listed
+    as skipped); tagged ``duplicates``: (id, (copies, kept position)) for deduplication. Unchanged documents are
+    counted here (``indexed``, ``reused``) and go no further: the clone holds them."""
 
-    return key
+    def __init__(self, dedupe: bool, progress_every: float = 10.0):
+        self.dedupe = dedupe
+        self.progress_every = progress_every
 
-
-class _Buffered(beam.DoFn):
-    """Acts on batches of ``size`` elements; what is left goes in finish_bundle (as WindowedValues)."""
-
-    size = 500
-
-    def start_bundle(self) -> None:
-        self._buf: list[Any] = []
-
-    def process(self, element):  # no hints: Beam would check a subclass's side input against them
-        self._buf.append(element)
-        if len(self._buf) >= self.size:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterable[Any]:
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
-
-        for out in self._flush():
-            if isinstance(out, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+    def process(self, item: tuple[int, Iterable[tuple[int, list]]]) -> Iterable[Any]:
+        batches = list(item[1])
+        source = (s for side, batch in batches if side == SRC for s in batch)
+        live = (s for side, batch in batches if side == LIVE for s in batch)
+        unchanged = 0
+        for what, (doc_id, *rest) in join_stamps(source, live, self.dedupe):
+            if what == "unchanged":
+                kept, others = rest
+                unchanged += 1 if self.dedupe else 1 + len(others)  # deduplicate: false: every copy is a document
             else:
-                yield WindowedValue(out, 0, [GlobalWindow()])
+                kept, others = rest[0].kept, rest[0].others
+                yield doc_id, rest[0]
+            if others and self.dedupe:  # the other copies are read back only to be listed as skipped
+                yield beam.pvalue.TaggedOutput(DUPLICATES, (doc_id, (1 + len(others), kept)))
+                for pos in others:
+                    yield beam.pvalue.TaggedOutput(FETCH, (doc_id, pos))
+        counters.inc("indexed", unchanged)
+        counters.inc(REUSED, unchanged)
+        if unchanged:
+            counters.Progress.add("reused", unchanged, self.progress_every)
 
-    def _flush(self) -> Iterable[Any]:
-        batch, self._buf = self._buf, []
-        return self.act(batch) if batch else ()
 
-    def act(self, batch: list[Any]) -> Iterable[Any]:
-        raise NotImplementedError
-
-
-class DeleteFromCloneFn(_Buffered):
-    """(id, action) -> deletes from the clone every id gone from the source (counter ``deleted``) and every
-    id about to be written again (so a write that fails leaves it absent, as in a fresh index, never
-    stale); passes (id, action) on only once its delete is done, so the side input built from them cannot
-    be read before the clone is ready for the writes."""
+class DeleteFromCloneFn(beam.DoFn):
+    """A batch of (id, Change) -> deletes from the clone every id gone from the source (counter ``deleted``) and
+    every changed id about to be written again (so a write that fails leaves it absent, as in a fresh index,
+    never stale); passes each written (id, Change) on only once its delete is done, so nothing read back for
+    it can reach the clone before."""
 
     def __init__(self, sink_cfg: Any):
         self.sink_cfg = sink_cfg
@@ -270,35 +282,250 @@ class DeleteFromCloneFn(_Buffered):
     def teardown(self) -> None:
         self.client.close()
 
-    def act(self, batch: list[tuple[str, tuple[str | None, bool]]]) -> Iterable[Any]:
+    def process(self, batch: list[tuple[str, Change]]) -> Iterable[Any]:
         from opensearchpy import helpers
 
         index = self.sink_cfg.index
-        doomed = [i for i, (_, in_live) in batch if in_live]
+        doomed = [i for i, c in batch if c.kind != NEW]
         if doomed:
             _, errors = helpers.bulk(self.client, ({"_op_type": "delete", "_index": index, "_id": i} for i in doomed),
                                      raise_on_error=False, max_retries=3, chunk_size=len(doomed))
             failed = [e for e in errors if (e.get("delete") or {}).get("status") != 404]
             if failed:  # the clone would keep documents the source no longer has: the run fails, the alias stays
                 raise RuntimeError(f"could not delete {len(failed)} documents from {index}: {str(failed[:3])[:500]}")
-        counters.inc(DELETED, sum(1 for _, (action, _) in batch if action is None))
-        for doc_id, (action, _) in batch:
-            if action is not None:
-                yield doc_id, action
+        counters.inc(DELETED, sum(1 for _, c in batch if c.kind == GONE))
+        for doc_id, c in batch:
+            if c.kind != GONE:
+                yield doc_id, c
 
 
-class ChangesOnlyFn(_Buffered):
-    """Documents + the side input {id: action} -> only what the clone needs, stamped: unchanged ones are
-    counted (``indexed``, ``reused``) and dropped (the clone holds them); ENCODE ones go on to the
-    encoders; VECTORS ones (metadata changed) get their stored vectors by batched mget of the live
-    index (tagged ``ready``), or are encoded when the stored vectors are missing or invalid."""
+def _strip_eol(line: bytes) -> bytes:
+    """As Beam's text source splits lines: on \\n, with a \\r before it dropped too."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+    return line
 
-    size = 200
 
-    def __init__(self, fields: dict[str, ModelInfo], live: OpenSearchSourceConfig, model_hash: str, progress_every: float = 10.0):
+def _open(path: str) -> Any:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path)  # compression from the name, as ReadFromText's AUTO: positions are in the decompressed stream
+
+
+def lines_of(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
+    """(byte offset, line) of each line that starts in [start, end) of an open file: a line belongs to the range
+    its first byte is in (the rule of Beam's text source, so the offsets are the ones ReadLinesWithOffsets gives)."""
+    pos = 0
+    if start > 0:
+        f.seek(start - 1)
+        pos = start - 1 + len(f.readline())  # the rest of the line that began before the range
+    while pos < end:
+        line = f.readline()
+        if not line:
+            return
+        yield pos, _strip_eol(line)
+        pos += len(line)
+
+
+def jsonl_ranges(path: str, size: int) -> list[tuple[str, int, float]]:
+    """(path, start, end) blocks of a JSONL file; a compressed one is one range (it cannot be split)."""
+    from apache_beam.io.filesystem import CompressionTypes
+
+    if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+        return [(path, 0, math.inf)]
+    return [(path, s, min(s + _BLOCK, size)) for s in range(0, max(size, 1), _BLOCK)]
+
+
+class ScanJsonlFn(beam.DoFn):
+    """(path, start, end) -> the records of that range, read and prepared once, as batches (partition, (SRC,
+    [(id, (path, byte offset), doc digest)])): the run's one full pass over the source (its ``read``, dead
+    letters and skips count; the documents themselves go no further). ParseJsonLine and PrepareFn's own rules.
+
+    A SliceSpec of the live index (``live``) is read meanwhile by a thread of this DoFn, its pages down to LIVE
+    batches (and DONE when the slice is read): OpenSearch's work on the stamps overlaps the parsing here
+    instead of running as a stage of its own before or after it. Everything is emitted from the DoFn's own
+    thread: during the scan, and what is left in finish_bundle."""
+
+    _DRAIN_EVERY = 2000  # lines scanned between two looks at the live stamps read meanwhile
+
+    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = ""):
+        self.cfg, self.live, self.model_hash = cfg, live, model_hash
+
+    def setup(self) -> None:
+        from neural_ingest.transforms.prepare import PrepareFn
+        from neural_ingest.transforms.read import ParseJsonLine
+
+        self.parse, self.prepare = ParseJsonLine(self.cfg.encoding), PrepareFn(self.cfg)
+
+    def start_bundle(self) -> None:
+        self.parse.start_bundle()
+        self.prepare.start_bundle()
+        self._readers: list[_StampsReader] = []
+        self._pages: queue.Queue = queue.Queue(maxsize=4096)
+
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        self.parse.finish_bundle()
+        self.prepare.finish_bundle()
+        for out in self._drain(wait=True):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+            else:
+                yield WindowedValue(out, 0, [GlobalWindow()])
+
+    def _drain(self, wait: bool = False) -> Iterable[Any]:
+        """What the readers put in the queue so far; with ``wait``, until every reader is done."""
+        while True:
+            try:
+                item = self._pages.get(block=wait and any(r.running for r in self._readers), timeout=1.0)
+            except queue.Empty:
+                if wait and any(r.running for r in self._readers):
+                    continue
+                return
+            if isinstance(item, BaseException):  # a slice that cannot be read fails the run, as the reader would
+                raise item
+            if item is _END:
+                continue
+            yield item
+
+    def process(self, item: Any) -> Iterable[Any]:
+        from neural_ingest.transforms.read_opensearch import SliceSpec
+
+        if isinstance(item, SliceSpec):
+            reader = _StampsReader(self.live, item, self.model_hash, self._pages)
+            self._readers.append(reader)
+            reader.start()
+            return
+        path, start, end = item
+        parts: dict[int, list[tuple]] = {}
+        n = 0
+        with _open(path) as f:
+            for offset, line in lines_of(f, start, end):
+                n += 1
+                if self._readers and n % self._DRAIN_EVERY == 0:
+                    yield from self._drain()
+                for record in self.parse.process((path, offset, line)):
+                    if isinstance(record, beam.pvalue.TaggedOutput):
+                        yield record
+                        continue
+                    for out in self.prepare.process(record):
+                        if not isinstance(out, Document):
+                            yield out
+                            continue
+                        part = partition(out.id)
+                        batch = parts.setdefault(part, [])
+                        batch.append((out.id, (path, offset), doc_digest(out)))
+                        if len(batch) >= _BATCH:
+                            yield part, (SRC, parts.pop(part))
+        for part, batch in parts.items():
+            yield part, (SRC, batch)
+        yield from self._drain()
+
+
+_END = object()
+
+
+class _StampsReader(threading.Thread):
+    """Reads one slice of the live index (ReadSliceFn, stamps only) into a queue: LIVE batches, then DONE."""
+
+    def __init__(self, live: OpenSearchSourceConfig, spec: Any, model_hash: str, out: queue.Queue):
+        super().__init__(daemon=True, name=f"live-stamps-{spec.slice_id}")
+        self.live, self.spec, self.model_hash, self.out = live, spec, model_hash, out
+        self.running = True
+
+    def run(self) -> None:
+        from neural_ingest.transforms.read_opensearch import ReadSliceFn
+
+        fn = ReadSliceFn(self.live, [STAMP_FIELD], count_read=False, page_fn=_live_stamps(self.model_hash))
+        try:
+            fn.setup()
+            for out in fn.process(self.spec):
+                self.out.put(out)
+        except BaseException as e:  # noqa: BLE001 - handed to the DoFn's thread, which raises it
+            self.out.put(e)
+        finally:
+            self.running = False
+            self.out.put(_END)
+            fn.teardown()
+
+
+class FetchLinesFn(beam.DoFn):
+    """((path, block), [byte offsets]) -> (path, offset, line), as ReadLinesWithOffsets yields them: only the lines
+    of the records the clone needs, by seeking (forward, in order: a compressed file is read once at most)."""
+
+    def process(self, item: tuple[tuple[str, int], Iterable[int]]) -> Iterable[tuple[str, int, bytes]]:
+        (path, _), offsets = item
+        with _open(path) as f:
+            for offset in sorted(set(offsets)):
+                f.seek(offset)
+                yield path, offset, _strip_eol(f.readline())
+
+
+def _live_stamps(model_hash: str):
+    """A page of live hits -> (partition, (LIVE, [(id, doc digest, text digest, same model)])) batches."""
+
+    def page(hits: list[dict[str, Any]]) -> Iterable[tuple[int, tuple[int, list]]]:
+        parts: dict[int, list[tuple]] = {}
+        for hit in hits:
+            mark = (hit.get("_source") or {}).get(STAMP_FIELD)
+            doc_id = hit["_id"]
+            if isinstance(mark, dict):
+                stamp_ = (doc_id, str(mark.get("doc_sha256", ""))[:_DIGEST], str(mark.get("content_sha256", ""))[:_DIGEST],
+                          mark.get("model") == model_hash)
+            else:
+                stamp_ = (doc_id, None, None, False)
+            parts.setdefault(partition(doc_id), []).append(stamp_)
+        return [(part, (LIVE, batch)) for part, batch in parts.items()]
+
+    return page
+
+
+class ChangesOnlyFn(beam.DoFn):
+    """Documents read back + the side input {id: Change} -> stamped, to encode (main) or, when the text and model
+    match the live stamp (a metadata-only change), tagged ``vectors`` (their stored vectors are fetched).
+    ``strict`` (read back by position): a document the classification did not ask for means the source changed
+    under the run: a dead letter (``source_changed``). Otherwise (the source read again whole) it is dropped: an
+    unchanged one, counted by JoinStampsFn."""
+
+    def __init__(self, model_hash: str, strict: bool, dedupe: bool):
+        self.model_hash = model_hash
+        self.strict = strict
+        self.dedupe = dedupe
+
+    def process(self, doc: Document, todo: dict[str, Change]) -> Iterable[Any]:
+        change = todo.get(doc.id)
+        if change is None or (self.strict and self.dedupe and doc.position != change.kept):
+            if self.strict:
+                yield _source_changed(doc)
+            return
+        doc = stamp(doc, self.model_hash)  # only what is written is stamped
+        if change.live_content is not None and doc.metadata[STAMP_FIELD]["content_sha256"][:_DIGEST] == change.live_content:
+            yield beam.pvalue.TaggedOutput(VECTORS, doc)
+        else:
+            yield doc
+
+
+def _source_changed(doc: Document) -> Any:
+    from neural_ingest.records import READ, DeadLetter
+    from neural_ingest.transforms.counters import DEAD_LETTER
+
+    counters.failed(READ, "source_changed")
+    return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(
+        READ, "source_changed", f"the record read back at {doc.position} is not the one this run classified there: the "
+        "source changed during the run; run again once it is complete", doc.source, doc_id=doc.id))
+
+
+class StoredVectorsFn(beam.DoFn):
+    """A batch of metadata-only changes -> each with its stored vectors (batched mget of the live index), tagged
+    ``ready``; or, when they are missing or invalid, to encode (main)."""
+
+    def __init__(self, fields: dict[str, ModelInfo], live: OpenSearchSourceConfig, progress_every: float = 10.0):
         self.fields = fields
         self.live = live
-        self.model_hash = model_hash
         self.progress_every = progress_every
 
     def setup(self) -> None:
@@ -309,20 +536,7 @@ class ChangesOnlyFn(_Buffered):
     def teardown(self) -> None:
         self.client.close()
 
-    def process(self, doc: Document, todo: dict[str, str]) -> Iterable[Any]:
-        action = todo.get(doc.id)
-        if action is None:
-            counters.inc("indexed")
-            counters.inc(REUSED)
-            counters.Progress.add("reused", 1, self.progress_every)
-            return
-        doc = stamp(doc, self.model_hash)  # only what is written is stamped (two hashes a document)
-        if action == ENCODE:
-            yield doc
-            return
-        yield from super().process(doc)
-
-    def act(self, batch: list[Document]) -> Iterable[Any]:
+    def process(self, batch: list[Document]) -> Iterable[Any]:
         got = self.client.mget(index=self.live.index, body={"ids": [d.id for d in batch]},
                                params={"_source_includes": ",".join(self.fields)})
         stored = {d["_id"]: d.get("_source") for d in got["docs"] if d.get("found")}
@@ -334,56 +548,230 @@ class ChangesOnlyFn(_Buffered):
             yield reused(doc, vectors, self.progress_every)
 
 
-class CloneChanges(beam.PTransform):
-    """Documents (of a file source) -> {"documents": to encode, "ready": metadata-only changes with their
-    stored vectors}, for a new index that is a clone of ``live``: unchanged documents are not written
-    at all, gone ones are deleted from the clone (``sink``: the clone's connection and name).
+def _written_positions(item: tuple[str, Change], dedupe: bool) -> list[tuple[str, Any]]:
+    """(id, Change) -> the positions to read back for it: the kept copy, and with ``deduplicate: false`` every copy."""
+    doc_id, change = item
+    return [(doc_id, change.kept), *([] if dedupe else [(doc_id, pos) for pos in change.others])]
 
-    ``reread``: the source's reader once more; its documents become (id, position, short hashes) under
-    counters.UNCOUNTED. ``clone=False`` (a full build next to a live index): everything is encoded into
-    an empty index and the same small join only counts the documents gone from the source."""
+
+def _count_failed(dead: Any) -> Any:
+    """A dead letter of the read-back (whose steps are uncounted: the scan counted its records): the source
+    changed under the run, and this is the record's fate, counted once here."""
+    counters.failed(dead.stage, dead.error_type)
+    return dead
+
+
+def _count_skipped(dead: Any) -> Any:
+    counters.skipped(dead.error_type)
+    return dead
+
+
+class CloneChanges(beam.PTransform):
+    """PBegin -> {"documents": to encode, "ready": metadata-only changes with their stored vectors, "dead_letter",
+    "skipped"}: an incremental night of a file source into ``sink``, a ``_clone`` of the ``live`` index.
+
+    1. The source is read and prepared once (``read``, dead letters and skips count there), down to (id,
+       position, doc digest) in batches per partition of the ids; the live index's stamps likewise, in slices.
+    2. One GroupByKey per partition joins them (JoinStampsFn): unchanged ids are counted and go no further;
+       changed and gone ids are deleted from the clone (DeleteFromCloneFn); the positions of the records to
+       write (and of the other copies of a duplicate id) are all that is left.
+    3. Only those records are read back (JSONL: by byte offset; other types: the source read again, uncounted,
+       and filtered by id), prepared, deduplicated as a run does (KeepLastFn), stamped and routed: to the
+       encoders, or with their stored vectors (batched mget) when only the metadata changed.
+    """
+
+    reads_source = True  # build_ingest: this transform reads and prepares the source itself
 
     def __init__(self, fields: dict[str, ModelInfo], model_hash: str, live: OpenSearchSourceConfig, source: Any,
-                 reread: beam.PTransform, sink: Any, clone: bool = True, progress_every: float = 10.0):
+                 sink: Any, progress_every: float = 10.0):
         super().__init__()
         self.fields, self.model_hash, self.live, self.source = fields, model_hash, live, source
-        self.reread, self.sink, self.clone, self.progress_every = reread, sink, clone, progress_every
+        self.sink, self.progress_every = sink, progress_every
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        from neural_ingest.transforms.prepare import PrepareFn
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+        from neural_ingest.transforms.prepare import KeepLastFn
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
 
-        p, model_hash = docs.pipeline, self.model_hash
-        src = (p | counters.UNCOUNTED >> _SourceStamps(self.source, self.reread, PrepareFn))
-        live = (
-            p | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False)
-        )["records"] | "LiveKey" >> beam.Map(_live_stamp(model_hash))
+        p, cfg, dedupe = pbegin.pipeline, self.source, self.source.deduplicate
+        jsonl = cfg.type == "jsonl"
+        if jsonl:  # the live stamps are read while the source is scanned
+            scan = p | "ScanSource" >> _ScanJsonl(cfg, self.live, self.model_hash)
+            stamps = scan["stamps"]
+        else:
+            scan = p | "ScanSource" >> _ScanRecords(cfg)
+            live = (p | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False,
+                                                                page_fn=_live_stamps(self.model_hash)))["records"]
+            stamps = (scan["stamps"], live) | "BothSides" >> beam.Flatten()
         joined = (
-            (src, live) | "BothSides" >> beam.Flatten()
-            | "JoinStamps" >> beam.CombinePerKey(JoinStampsFn())
-            | "Classify" >> beam.FlatMap(classify)
+            stamps
+            | "ByPartition" >> beam.GroupByKey()
+            | "JoinStamps" >> beam.ParDo(JoinStampsFn(dedupe, self.progress_every)).with_outputs(FETCH, DUPLICATES, main="changes")
         )
-        if not self.clone:
-            _ = joined | "CountGone" >> beam.Map(lambda kv: counters.inc(DELETED) if kv[1][0] is None else None)
-            return {"documents": docs | "Stamp" >> beam.Map(stamp, model_hash)}
-        todo = joined | "DeleteFromClone" >> beam.ParDo(DeleteFromCloneFn(self.sink))
-        out = docs | "ChangesOnly" >> beam.ParDo(
-            ChangesOnlyFn(self.fields, self.live, model_hash, self.progress_every), beam.pvalue.AsDict(todo)
-        ).with_outputs(READY, main="documents")
-        return {"documents": out.documents, READY: out[READY]}
+        todo = (
+            joined.changes
+            | "DeleteBatches" >> beam.BatchElements(min_batch_size=500, max_batch_size=500)
+            | "DeleteFromClone" >> beam.ParDo(DeleteFromCloneFn(self.sink))
+        )
+        skipped, dead = [scan[SKIPPED]], [scan[DEAD_LETTER]]
+        if jsonl:
+            written = todo | "WrittenPositions" >> beam.FlatMap(_written_positions, dedupe)
+            wanted = (written, joined[FETCH]) | "ToReadBack" >> beam.Flatten()
+            back = p | f"ReadBack{counters.UNCOUNTED}" >> _ReadBack(cfg, wanted)
+            skipped.append(back[SKIPPED] | "CountSkippedBack" >> beam.Map(_count_skipped))
+            dead.append(back[DEAD_LETTER] | "CountFailedBack" >> beam.Map(_count_failed))
+            docs = back["documents"]
+        else:
+            docs = p | f"ReadAgain{counters.UNCOUNTED}" >> _ReadAgain(cfg, todo, joined[DUPLICATES])
+        if dedupe:
+            kept = docs | "KeepLast" >> beam.ParDo(KeepLastFn(cfg.type), beam.pvalue.AsDict(joined[DUPLICATES])).with_outputs(
+                SKIPPED, main="documents")
+            docs = kept.documents
+            skipped.append(kept[SKIPPED])
+        routed = docs | "ChangesOnly" >> beam.ParDo(
+            ChangesOnlyFn(self.model_hash, strict=jsonl, dedupe=dedupe), beam.pvalue.AsDict(todo)
+        ).with_outputs(VECTORS, DEAD_LETTER, main="documents")
+        dead.append(routed[DEAD_LETTER])
+        stored = (
+            routed[VECTORS]
+            | "MgetBatches" >> beam.BatchElements(min_batch_size=200, max_batch_size=200)
+            | "StoredVectors" >> beam.ParDo(StoredVectorsFn(self.fields, self.live, self.progress_every)).with_outputs(
+                READY, main="documents")
+        )
+        return {
+            "documents": (routed.documents, stored.documents) | "ToEncode" >> beam.Flatten(),
+            READY: stored[READY],
+            DEAD_LETTER: tuple(dead) | "DeadLetters" >> beam.Flatten(),
+            SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten(),
+        }
 
 
-class _SourceStamps(beam.PTransform):
-    """PBegin -> (id, (SRC, position, content digest, doc digest)) from a second read: PrepareFn's own rules,
-    so ids, skips and dead letters are the run's (its counters are left out: counters.UNCOUNTED)."""
+class _ScanJsonl(beam.PTransform):
+    """PBegin -> {"stamps", "dead_letter", "skipped"}: ScanJsonlFn over the files' byte ranges, and (``live``) the
+    live index's stamps read in the same stage (a point in time per index, its slices; closed once all are read)."""
 
-    def __init__(self, source: Any, reread: beam.PTransform, prepare_fn: type):
+    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = ""):
         super().__init__()
-        self.source, self.reread, self.prepare_fn = source, reread, prepare_fn
+        self.cfg, self.live, self.model_hash = cfg, live, model_hash
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        from apache_beam.io import fileio
+
+        from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+        from neural_ingest.transforms.read_opensearch import (
+            DONE,
+            PITS,
+            ClosePitFn,
+            OpenPitsFn,
+        )
+
+        ranges = (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.cfg.path)
+            | "Ranges" >> beam.FlatMap(lambda m: jsonl_ranges(m.path, m.size_in_bytes))
+            | "SpreadRanges" >> beam.Reshuffle()
+        )
+        work, pits = ranges, None
+        if self.live is not None:
+            opened = pbegin | "Start" >> beam.Create([None]) | "OpenPits" >> beam.ParDo(OpenPitsFn(self.live)).with_outputs(
+                PITS, main="slices")
+            work, pits = (opened.slices, ranges) | "SlicesAndRanges" >> beam.Flatten(), opened[PITS]
+        out = work | "Scan" >> beam.ParDo(ScanJsonlFn(self.cfg, self.live, self.model_hash)).with_outputs(
+            DEAD_LETTER, SKIPPED, DONE, main="stamps")
+        if pits is not None:
+            _ = pits | "ClosePits" >> beam.ParDo(ClosePitFn(self.live), done=beam.pvalue.AsList(out[DONE]))
+        return {"stamps": out.stamps, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: out[SKIPPED]}
+
+
+class _ScanRecords(beam.PTransform):
+    """PBegin -> {"stamps", "dead_letter", "skipped"} for CSV, Parquet and text files: the run's reader and
+    PrepareFn, one stamp per element."""
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+        from neural_ingest.transforms.prepare import PrepareFn
+        from neural_ingest.transforms.read import ReadRecords
+
+        read = pbegin | "Read" >> ReadRecords(self.cfg)
+        out = read["records"] | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        stamps = out.documents | "Stamp" >> beam.Map(lambda d: (partition(d.id), (SRC, [(d.id, d.position, doc_digest(d))])))
+        dead = (read[DEAD_LETTER], out[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
+        return {"stamps": stamps, DEAD_LETTER: dead, SKIPPED: out[SKIPPED]}
+
+
+class _ReadBack(beam.PTransform):
+    """PBegin -> {"documents", "dead_letter", "skipped"} of the JSONL records at the positions in ``wanted`` ((id,
+    (path, offset))), by seeking; under counters.UNCOUNTED (the scan counted them)."""
+
+    def __init__(self, cfg: Any, wanted: beam.PCollection):
+        super().__init__()
+        self.cfg, self.wanted = cfg, wanted
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+        from neural_ingest.transforms.prepare import PrepareFn
+        from neural_ingest.transforms.read import ParseJsonLine
+
+        lines = (
+            self.wanted
+            | "ByBlock" >> beam.Map(lambda kv: ((kv[1][0], kv[1][1] // _BLOCK), kv[1][1]))
+            | "GroupByBlock" >> beam.GroupByKey()
+            | "Fetch" >> beam.ParDo(FetchLinesFn())
+        )
+        parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(self.cfg.encoding)).with_outputs(DEAD_LETTER, main="records")
+        out = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        dead = (parsed[DEAD_LETTER], out[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
+        return {"documents": out.documents, DEAD_LETTER: dead, SKIPPED: out[SKIPPED]}
+
+
+class _ReadAgain(beam.PTransform):
+    """PBegin -> documents: CSV, Parquet and text sources read and prepared again
+    (uncounted), only the documents of the ids to write or deduplicate kept."""
+
+    def __init__(self, cfg: Any, todo: beam.PCollection, duplicates: beam.PCollection):
+        super().__init__()
+        self.cfg, self.todo, self.duplicates = cfg, todo, duplicates
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+        from neural_ingest.transforms.prepare import PrepareFn
+        from neural_ingest.transforms.read import ReadRecords
 
-        records = (pbegin | "Read" >> self.reread)["records"]
-        docs = records | "Prepare" >> beam.ParDo(self.prepare_fn(self.source)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
-        return docs.documents | "IdAndDigests" >> beam.Map(lambda d: (d.id, (SRC, d.position, *_digests(d))))
+        read = pbegin | "Read" >> ReadRecords(self.cfg)
+        out = read["records"] | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        # its dead letters and skips are the scan's (a record that fails now failed then): not listed twice
+        return out.documents | "Wanted" >> beam.Filter(
+            lambda d, todo, dups: d.id in todo or d.id in dups, beam.pvalue.AsDict(self.todo), beam.pvalue.AsDict(self.duplicates))
+
+
+class CountGone(beam.PTransform):
+    """Documents -> {"documents": stamped}, for a full build next to a live index (a model change, ``--full``):
+    everything is encoded into an empty index; the live index's ids are joined with the documents' ids only to
+    count the documents gone from the source (``deleted``)."""
+
+    def __init__(self, model_hash: str, live: OpenSearchSourceConfig):
+        super().__init__()
+        self.model_hash, self.live = model_hash, live
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
+
+        live = (docs.pipeline | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False,
+                                                                        page_fn=_live_stamps(self.model_hash)))["records"]
+        ids = docs | "Ids" >> beam.Map(lambda d: (partition(d.id), (SRC, [(d.id, None, "")])))
+        _ = (
+            (ids, live) | "BothSides" >> beam.Flatten() | "ByPartition" >> beam.GroupByKey()
+            | "CountGone" >> beam.FlatMap(_count_gone)
+        )
+        return {"documents": docs | "Stamp" >> beam.Map(stamp, self.model_hash)}
+
+
+def _count_gone(item: tuple[int, Iterable[tuple[int, list]]]) -> list:
+    batches = list(item[1])
+    ids = {s[0] for side, batch in batches if side == SRC for s in batch}
+    counters.inc(DELETED, len({s[0] for side, batch in batches if side == LIVE for s in batch} - ids))
+    return []

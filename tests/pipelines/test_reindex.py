@@ -582,3 +582,115 @@ def test_a_clone_its_run_never_stamped_is_unfinished(os_client, index_name, rein
         os_client.indices.put_settings(index=live, body={"index": {"blocks": {"write": None}}})
     assert aliases.get_meta(os_client, orphan)["run_id"] == aliases.get_meta(os_client, live)["run_id"]
     assert list(aliases.unfinished(os_client, alias, live)) == [orphan]
+
+
+def _letters(summary, name: str) -> list[tuple]:
+    """(error_type, doc_id, message) of a run's dead letters or skips, sorted."""
+    from pathlib import Path
+
+    out = []
+    for f in sorted(Path(summary.dead_letter_path).glob(f"{name}-*.jsonl")):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            out.append((d["error_type"], d.get("doc_id"), d["message"]))
+    return sorted(out)
+
+
+def _stored(client, index: str) -> dict[str, dict]:
+    client.indices.refresh(index=index)
+    hits = client.search(index=index, body={"size": 10000, "query": {"match_all": {}}})["hits"]["hits"]
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def test_a_night_prepares_only_the_changes_and_dedupes_counts_and_dead_letters_as_a_full_build(
+        os_client, index_name, reindex_config, monkeypatch):
+    """The night reads and prepares every record once, then only the records it writes (and the other copies of a
+    duplicate id, listed as skipped): 42 + 5 PrepareFn calls here, where the run and its two passes made 3 x 42. Its
+    counts, skips (duplicate_id with both positions), dead letters and documents are those of a full build."""
+    from neural_ingest.transforms.prepare import PrepareFn
+
+    docs = synthetic_docs(40, prefix="q")
+    reindex(reindex_config(docs))
+    by_id = {d["id"]: dict(d) for d in docs}
+    night: list = []
+    for d in docs:
+        if d["id"] in ("q-0005", "q-0006"):  # gone from the source
+            continue
+        if d["id"] == "q-0010":  # changed, and an earlier copy (the old text) is a duplicate
+            night += [by_id["q-0010"], {**d, "body": "Underwater basalt pillows form where lava meets cold seawater."}]
+            continue
+        if d["id"] == "q-0020":  # unchanged, after an earlier copy that differs (a duplicate, skipped)
+            night += [{**d, "body": "a stale draft"}, d]
+            continue
+        night.append({**d, "topic": "a new topic"} if d["id"] == "q-0030" else d)  # metadata only
+    night += ["{not json", {"id": "q-empty", "title": "", "body": "   "}, {"id": "q-new", "title": "New", "body": "Honeybees dance."}]
+    # one dead letter in 43 records: within a looser error budget and count tolerance than the defaults
+    cfg = reindex_config(night, name="night.jsonl", overrides={"run.max_failed_ratio": 0.1, "reindex.validation.count_tolerance": 0.05})
+
+    calls: list[int] = []
+    prepare = PrepareFn.process
+
+    def counted(self, record):
+        calls.append(1)
+        return prepare(self, record)
+
+    monkeypatch.setattr(PrepareFn, "process", counted)
+    res = reindex(cfg)
+    monkeypatch.undo()
+    s = res.summary
+    assert res.status == "swapped" and res.plan.mode == "incremental", res.validation.failures()
+    assert len(calls) == 42 + 5  # every record once; q-0010 twice, q-0020's skipped copy, q-0030, q-new
+    assert (s.read, s.encoded, s.reused, s.indexed, s.deleted, s.failed, s.skipped) == (43, 2, 37, 39, 2, 1, 3) and s.reconciles
+    assert s.skipped_by_reason == {"duplicate_id": 2, "empty_text": 1} and s.failed_by_reason == {"read.malformed_json": 1}
+
+    full = reindex(cfg, full=True)
+    f = full.summary
+    assert full.plan.mode == "full" and (f.read, f.encoded, f.indexed, f.failed, f.skipped) == (43, 39, 39, 1, 3)
+    assert (f.skipped_by_reason, f.failed_by_reason) == (s.skipped_by_reason, s.failed_by_reason)
+    assert _letters(s, "skipped") == _letters(f, "skipped") and len(_letters(s, "skipped")) == 3
+    dups = [m for r, _, m in _letters(s, "skipped") if r == "duplicate_id"]
+    assert all("was kept" in m and m.count("byte ") == 2 for m in dups), dups
+    assert _letters(s, "dead-letters") == _letters(f, "dead-letters") and len(_letters(s, "dead-letters")) == 1
+    night_docs, full_docs = _stored(os_client, res.plan.new_index), _stored(os_client, full.plan.new_index)
+    assert night_docs.keys() == full_docs.keys() == {d["id"] for d in night if isinstance(d, dict)} - {"q-empty"}
+    for doc_id, got in night_docs.items():
+        want = full_docs[doc_id]
+        assert {k: v for k, v in got.items() if k != "embedding"} == {k: v for k, v in want.items() if k != "embedding"}, doc_id
+        assert np.allclose(got["embedding"], want["embedding"], atol=1e-5), doc_id
+    assert "Underwater basalt" in night_docs["q-0010"]["text"] and night_docs["q-0030"]["topic"] == "a new topic"
+
+
+def test_a_csv_night_reads_the_source_again_and_writes_only_the_changes(os_client, index_name, make_config, tmp_path):
+    """Other file types than JSONL have no byte offsets to seek to: the night reads them again (uncounted) and
+    keeps the documents to write; counts, deduplication and deletes as for JSONL."""
+    import csv
+
+    def write(name: str, rows: list[dict]) -> str:
+        path = tmp_path / name
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["id", "title", "body", "topic"])
+            w.writeheader()
+            w.writerows({k: r[k] for k in ("id", "title", "body", "topic")} for r in rows)
+        return str(path)
+
+    def config(path: str):
+        cfg = make_config(source_path=path, source_type="csv", sink="opensearch", index=index_name, overrides={
+            "reindex": {"keep_last": 2, "lock_ttl": 30, "lock_index": f"{index_name}-locks"}, "encoders.0.batch_size": 16,
+            "source.metadata_fields": ["topic"]})
+        _hold(cfg)
+        return cfg
+
+    docs = synthetic_docs(30, prefix="c")
+    live = reindex(config(write("day.csv", docs))).plan.new_index
+    night = [d for d in docs if d["id"] != "c-0004"]
+    night[9] = {**night[9], "body": "Tidal turbines turn twice a day."}  # c-0010 changed
+    night.append({**night[20], "body": "an older copy, listed later: it wins"})  # c-0021 twice, the later copy changed
+    res = reindex(config(write("night.csv", night)))
+    s = res.summary
+    assert res.status == "swapped" and res.plan.mode == "incremental", res.validation.failures()
+    assert (s.read, s.encoded, s.reused, s.indexed, s.deleted, s.skipped) == (30, 2, 27, 29, 1, 1) and s.reconciles
+    assert s.skipped_by_reason == {"duplicate_id": 1}
+    assert _writes(os_client, res.plan.new_index) == (2, 3)  # the two written; deleted: c-0004 and the two rewritten
+    got = _stored(os_client, res.plan.new_index)
+    assert got["c-0021"]["text"].endswith("it wins") and "Tidal turbines" in got["c-0010"]["text"] and "c-0004" not in got
+    assert _writes(os_client, live) == (30, 0)

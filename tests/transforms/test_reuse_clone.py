@@ -1,50 +1,154 @@
-"""The clone path's classification (transforms/reuse.py): only small (id, digests) tuples are joined, and
-each id gets the action its last source copy and the live stamp call for."""
+"""The clone path (transforms/reuse.py): the source is read once down to small (id, position, digest) stamps in
+batches per partition, joined with the live index's stamps; each id gets the action its last source copy and
+the live stamp call for, and only the records to write are read back."""
 from __future__ import annotations
+
+import gzip
+import io
 
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
-from neural_ingest.transforms.reuse import ENCODE, LIVE, SRC, VECTORS, JoinStampsFn, _digests, classify
+from neural_ingest.transforms.positions import ReadLinesWithOffsets
+from neural_ingest.transforms.reuse import (
+    CHANGED, DUPLICATES, FETCH, GONE, LIVE, NEW, SRC, Change, FetchLinesFn, JoinStampsFn, doc_digest, join_stamps,
+    jsonl_ranges, lines_of, partition,
+)
 
 
 def _src(doc: Document, position) -> tuple:
-    return doc.id, (SRC, position, *_digests(doc))
+    return doc.id, position, doc_digest(doc)
 
 
 def _live(doc: Document, same_model: bool = True) -> tuple:
-    return doc.id, (LIVE, *_digests(doc), same_model)
+    return doc.id, doc_digest(doc), content_hash(doc.text)[:16], same_model
+
+
+OLD = Document(id="a", text="old text", metadata={"topic": "x"})
+CHANGED_A = Document(id="a", text="new text", metadata={"topic": "x"})
+SAME = Document(id="u", text="same", metadata={"topic": "x"})
+META_OLD, META_NEW = Document(id="m", text="t", metadata={"topic": "x"}), Document(id="m", text="t", metadata={"topic": "y"})
+OTHER_MODEL = Document(id="o", text="o", metadata={})
+NEW_DOC, GONE_DOC = Document(id="n", text="n", metadata={}), Document(id="g", text="g", metadata={})
+SOURCE = [_src(OLD, ("f", 10)), _src(CHANGED_A, ("f", 90)), _src(SAME, ("f", 20)), _src(META_NEW, ("f", 30)),
+          _src(OTHER_MODEL, ("f", 40)), _src(NEW_DOC, ("f", 50))]
+LIVE_STAMPS = [_live(OLD), _live(SAME), _live(META_OLD), _live(OTHER_MODEL, same_model=False), _live(GONE_DOC)]
+EXPECTED = {
+    "a": ("change", Change(CHANGED, content_hash("old text")[:16], ("f", 90), (("f", 10),))),  # the later copy decides
+    "u": ("unchanged", (("f", 20), ())),
+    "m": ("change", Change(CHANGED, content_hash("t")[:16], ("f", 30))),  # same text: its stored vectors are reused
+    "o": ("change", Change(CHANGED, None, ("f", 40))),  # another model's vectors: encoded
+    "n": ("change", Change(NEW, None, ("f", 50))),
+    "g": ("change", Change(GONE)),
+}
 
 
 def test_each_id_gets_the_action_of_its_last_source_copy_against_the_live_stamp():
-    old = Document(id="a", text="old text", metadata={"topic": "x"})
-    same = Document(id="u", text="same", metadata={"topic": "x"})
-    meta_old, meta_new = Document(id="m", text="t", metadata={"topic": "x"}), Document(id="m", text="t", metadata={"topic": "y"})
-    changed = Document(id="a", text="new text", metadata={"topic": "x"})
-    other_model = Document(id="o", text="o", metadata={})
-    new, gone = Document(id="n", text="n", metadata={}), Document(id="g", text="g", metadata={})
-    pairs = [
-        _live(old), _src(old, ("f", 10)), _src(changed, ("f", 90)),  # a duplicate id: the later copy decides
-        _live(same), _src(same, ("f", 20)),
-        _live(meta_old), _src(meta_new, ("f", 30)),
-        _live(other_model, same_model=False), _src(other_model, ("f", 40)),
-        _src(new, ("f", 50)), _live(gone),
-    ]
+    got = {doc_id: (what, rest[0] if what == "change" else tuple(rest)) for what, (doc_id, *rest) in join_stamps(SOURCE, LIVE_STAMPS)}
+    assert got == EXPECTED
+
+
+@given(st.permutations(SOURCE))
+@settings(max_examples=30, deadline=None)
+def test_the_last_copy_wins_whatever_order_the_records_come_in(order):
+    got = {doc_id: (what, rest[0] if what == "change" else tuple(rest)) for what, (doc_id, *rest) in join_stamps(order, LIVE_STAMPS)}
+    assert got == EXPECTED
+
+
+def test_the_join_in_a_pipeline_counts_unchanged_and_lists_what_to_write_read_back_and_deduplicate():
+    def batches(side, stamps):
+        return [(partition(s[0]), (side, [s])) for s in stamps]
+
     with TestPipeline() as p:
-        out = p | beam.Create(pairs) | beam.CombinePerKey(JoinStampsFn()) | beam.FlatMap(classify)
-        assert_that(out, equal_to([
-            ("a", (ENCODE, True)), ("m", (VECTORS, True)), ("o", (ENCODE, True)), ("n", (ENCODE, False)), ("g", (None, True)),
-        ]))
+        out = (p | beam.Create(batches(SRC, SOURCE) + batches(LIVE, LIVE_STAMPS)) | beam.GroupByKey()
+               | beam.ParDo(JoinStampsFn(dedupe=True)).with_outputs(FETCH, DUPLICATES, main="changes"))
+        assert_that(out.changes, equal_to([(k, v[1]) for k, v in EXPECTED.items() if v[0] == "change"]), label="changes")
+        assert_that(out[FETCH], equal_to([("a", ("f", 10))]), label="fetch")  # the earlier copy: read back to be listed as skipped
+        assert_that(out[DUPLICATES], equal_to([("a", (2, ("f", 90)))]), label="duplicates")
 
 
-def test_the_last_copy_wins_whatever_order_the_accumulators_merge_in():
-    fn = JoinStampsFn()
-    first, last = (("f", 1), "c1", "d1"), (("f", 2), "c2", "d2")
-    for order in ([first, last], [last, first]):
-        accs = [fn.add_input(fn.create_accumulator(), (SRC, *v)) for v in order]
-        accs.append(fn.add_input(fn.create_accumulator(), (LIVE, "c2", "d2", True)))
-        src, live = fn.extract_output(fn.merge_accumulators(accs))
-        assert src == last and live == ("c2", "d2", True)
-    assert list(classify(("x", (last, ("c2", "d2", True))))) == []  # unchanged: nothing to write
+def test_an_unchanged_duplicate_reads_back_only_its_skipped_copies_and_without_dedupe_nothing():
+    src = [_src(SAME, ("f", 1)), _src(SAME, ("f", 2)), _src(SAME, ("f", 3))]
+    assert list(join_stamps(src, [_live(SAME)])) == [("unchanged", ("u", ("f", 3), (("f", 1), ("f", 2))))]
+    with TestPipeline() as p:
+        items = [(partition("u"), (SRC, src)), (partition("u"), (LIVE, [_live(SAME)]))]
+        out = p | beam.Create(items) | beam.GroupByKey() | beam.ParDo(JoinStampsFn(dedupe=False)).with_outputs(
+            FETCH, DUPLICATES, main="changes")
+        assert_that(out.changes, equal_to([]), label="changes")
+        assert_that(out[FETCH], equal_to([]), label="fetch")
+
+
+def _offsets_beam(path: str) -> list[tuple[int, bytes]]:
+    with TestPipeline() as p:
+        got = p | ReadLinesWithOffsets(path, coder=beam.coders.BytesCoder()) | beam.Map(lambda t: (t[1], t[2]))
+        assert_that(got, equal_to(_offsets_ours(path)))
+    return _offsets_ours(path)
+
+
+def _offsets_ours(path: str, block: int | None = None) -> list[tuple[int, bytes]]:
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    size = os.path.getsize(path)
+    ranges = [(s, min(s + block, size)) for s in range(0, size, block)] if block else [(0, size)]
+    out = []
+    for start, end in ranges:
+        with FileSystems.open(path) as f:
+            out += list(lines_of(f, start, end))
+    return out
+
+
+@given(st.lists(st.sampled_from([b"{}", b'{"a": 1}', b"", b"  ", b"x" * 7, b"\r"]), min_size=1, max_size=12),
+       st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.integers(1, 9))
+@settings(max_examples=40, deadline=None)
+def test_scan_ranges_see_each_line_once_at_the_offsets_beams_text_source_gives(tmp_path_factory, lines, eol, last_eol, block):
+    path = tmp_path_factory.mktemp("scan") / "f.jsonl"
+    path.write_bytes(eol.join(lines) + (eol if last_eol else b""))
+    whole = _offsets_ours(str(path))
+    assert _offsets_ours(str(path), block) == whole  # any split: each line once, in its range
+    fetched = list(FetchLinesFn().process(((str(path), 0), [o for o, _ in whole])))
+    assert [(o, line) for _, o, line in fetched] == sorted(set(whole))  # read back by offset: the same lines
+
+
+def test_scan_offsets_match_readlineswithoffsets_also_compressed(tmp_path):
+    body = b'{"id": "a"}\n\n{"id": "b"}\r\n{"id": "c"}'
+    plain = tmp_path / "p.jsonl"
+    plain.write_bytes(body)
+    packed = tmp_path / "c.jsonl.gz"
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb") as g:
+        g.write(body)
+    packed.write_bytes(buf.getvalue())
+    assert _offsets_beam(str(plain)) == [(0, b'{"id": "a"}'), (12, b""), (13, b'{"id": "b"}'), (26, b'{"id": "c"}')]
+    assert jsonl_ranges(str(packed), 10) == [(str(packed), 0, float("inf"))]
+    assert list(FetchLinesFn().process(((str(packed), 0), [26, 13]))) == [(str(packed), 13, b'{"id": "b"}'), (str(packed), 26, b'{"id": "c"}')]
+
+
+def test_a_live_slice_that_cannot_be_read_fails_the_scan_in_the_dofns_own_thread(tmp_path, opensearch_url):
+    """The live stamps are read by a thread of ScanJsonlFn while it scans; a read that fails is raised by the DoFn
+    (the run fails, the alias stays), never lost with the thread."""
+    import pytest
+    from opensearchpy.exceptions import TransportError
+
+    from neural_ingest.config import OpenSearchSourceConfig, SourceConfig
+    from neural_ingest.transforms.read_opensearch import SliceSpec, SourceReadError
+    from neural_ingest.transforms.reuse import ScanJsonlFn
+
+    src = tmp_path / "s.jsonl"
+    src.write_text('{"id": "a", "title": "t", "body": "b"}\n')
+    cfg = SourceConfig(type="jsonl", path=str(src), id_field="id", text_fields=["title", "body"])
+    live = OpenSearchSourceConfig(type="opensearch", hosts=[opensearch_url], index="no-such-index", text_fields=["text"])
+    fn = ScanJsonlFn(cfg, live, "m")
+    fn.setup()
+    fn.start_bundle()
+    list(fn.process(SliceSpec("no-such-index", "not-a-pit-id", 0, 1)))
+    out = list(fn.process((str(src), 0, src.stat().st_size)))
+    assert [(part, side, [s[0] for s in batch]) for part, (side, batch) in out] == [(partition("a"), SRC, ["a"])]
+    with pytest.raises((SourceReadError, TransportError)):
+        list(fn.finish_bundle())
