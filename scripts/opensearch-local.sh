@@ -10,6 +10,9 @@ VDIR="$CACHE/$VERSION"
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NATIVES_SRC="${NEURAL_INGEST_KNN_NATIVES:-$ROOT_DIR/../shared/knn-natives}"   # k-NN JNI + faiss sources
 NATIVES_CACHE="${NEURAL_INGEST_CACHE:-$HOME/.cache/neural-ingest}/knn-natives"
+# Optimised, as a production node's libraries are: the build script's default (no -O flag, -O0) builds a
+# faiss HNSW graph many times slower, so a node stalls for minutes at each flush of a large load.
+NATIVES_BUILD="${NEURAL_INGEST_KNN_BUILD_TYPE:-Release}"
 # faiss commit (short) that each k-NN release pins as its submodule; the source tarball is faiss-<sha>.tgz.
 declare -A FAISS_PIN=([2.19.6.0]=0cbc2a88 [3.5.0.0]=5616caad)
 START_TIMEOUT="${OPENSEARCH_START_TIMEOUT:-180}"
@@ -53,7 +56,8 @@ data persists across stop/start; --clean wipes data and logs first.
 Environment: OPENSEARCH_VERSION ($VERSION), NEURAL_INGEST_CACHE (cache root, now ${CACHE%/opensearch}),
 OPENSEARCH_START_TIMEOUT ($START_TIMEOUT), OPENSEARCH_STOP_TIMEOUT, OPENSEARCH_RUN_USER (used when root),
 OPENSEARCH_JAVA_HOME / JAVA_HOME (default: the java on PATH, or the newest JDK in /usr/lib/jvm or /opt when
-that is too old: 3.x needs 21+), OPENSEARCH_JAVA_OPTS (extra JVM flags), NEURAL_INGEST_KNN_NATIVES.
+that is too old: 3.x needs 21+), OPENSEARCH_JAVA_OPTS (extra JVM flags), NEURAL_INGEST_KNN_NATIVES,
+NEURAL_INGEST_KNN_BUILD_TYPE (Release: the faiss libraries optimised, as in production; "" for the build script's -O0).
 EOF
 }
 
@@ -163,13 +167,13 @@ plugin_class() {   # JAR PACKAGE-PATH NAME...
 
 # --- k-NN native libraries (faiss) ------------------------------------------------------------
 # The k-NN zips on Maven Central have no native libraries, and the first write into a faiss field of a
-# node without them kills the node. Built once from $NATIVES_SRC into $NATIVES_CACHE/<k-NN>-<faiss sha>/,
+# node without them kills the node. Built once from $NATIVES_SRC into $NATIVES_CACHE/<k-NN>-<faiss sha>-<build type>/,
 # then copied into each assembled distribution. Sets NATIVES (that dir) or NATIVES_WHY (one line).
 knn_natives() {
   local kv=$VERSION.0 pin jni ftgz dir tmp t0 missing jh
   NATIVES=""; NATIVES_WHY=""; pin=${FAISS_PIN[$kv]:-}
   [[ -n "$pin" ]] || { NATIVES_WHY="no faiss commit known for k-NN $kv (FAISS_PIN in $0)"; return; }
-  dir=$NATIVES_CACHE/$kv-$pin; jni=$NATIVES_SRC/knn-$kv-jni.tgz; ftgz=$NATIVES_SRC/faiss-$pin.tgz
+  dir=$NATIVES_CACHE/$kv-$pin-${NATIVES_BUILD,,}; jni=$NATIVES_SRC/knn-$kv-jni.tgz; ftgz=$NATIVES_SRC/faiss-$pin.tgz
   if [[ ! -f "$dir/.complete" ]]; then
     if [[ ! -f "$jni" || ! -f "$ftgz" || ! -f "$NATIVES_SRC/build-knn-natives.sh" ]]; then
       NATIVES_WHY="no k-NN $kv native sources (knn-$kv-jni.tgz, faiss-$pin.tgz) in $NATIVES_SRC; set NEURAL_INGEST_KNN_NATIVES"
@@ -180,9 +184,9 @@ knn_natives() {
     if [[ ! -f "$dir/.complete" ]]; then
       jh=$(java_home); tmp=$(mktemp -d "$NATIVES_CACHE/.build-$kv-$pin.XXXXXX"); t0=$SECONDS
       log "building the k-NN $kv faiss libraries (faiss $pin) once into $dir; this takes a few minutes ..."
-      if JAVA_HOME="$jh" WORK="$tmp/work" bash "$NATIVES_SRC/build-knn-natives.sh" "$jni" "$ftgz" "$tmp/lib" "$kv" >"$tmp/build.log" 2>&1; then
+      if JAVA_HOME="$jh" WORK="$tmp/work" BUILD_TYPE="$NATIVES_BUILD" bash "$NATIVES_SRC/build-knn-natives.sh" "$jni" "$ftgz" "$tmp/lib" "$kv" >"$tmp/build.log" 2>&1; then
         rm -rf "$tmp/work"
-        printf 'KNN_VERSION=%s\nFAISS=%s\nBUILD_SECONDS=%s\nBUILT=%s\n' "$kv" "$pin" $((SECONDS - t0)) "$(date -u +%FT%TZ)" >"$tmp/build.info"
+        printf 'KNN_VERSION=%s\nFAISS=%s\nBUILD_TYPE=%s\nBUILD_SECONDS=%s\nBUILT=%s\n' "$kv" "$pin" "$NATIVES_BUILD" $((SECONDS - t0)) "$(date -u +%FT%TZ)" >"$tmp/build.info"
         touch "$tmp/.complete"; chmod -R a+rX "$tmp"; mv -T "$tmp" "$dir"   # atomic: readers see all or nothing
         log "built the faiss libraries in $((SECONDS - t0))s: $dir"
       else
@@ -265,7 +269,7 @@ EOF
 
 install_dist() {   # SET (after natives_for SET): prints the distribution dir
   local set=$1 dist list="$VDIR/artifacts-$1-r$REV.txt" jh tmp home f p
-  dist="$VDIR/dist-$set-r$REV${NATIVES:+-faiss${NATIVES##*-}}"   # with the natives: its own dist
+  dist="$VDIR/dist-$set-r$REV${NATIVES:+-faiss-${NATIVES##*/}}"   # with the natives: its own dist (per build of them)
   if [[ -f "$dist/.complete" ]]; then log "OpenSearch $VERSION ($set) already installed: $dist"; echo "$dist"; return; fi
   command -v unzip >/dev/null || die "unzip not found (apt-get install unzip)"
   mkdir -p "$VDIR"; exec 9>"$VDIR/.install.lock"; flock 9   # one assembler at a time
