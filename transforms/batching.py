@@ -15,6 +15,10 @@ The sort happens inside the encode step (``EncodeWindowFn``), which hands the wi
 their arrival order: downstream (and an index's HNSW graph, whose shape depends on insertion order)
 sees the same order as with fixed-size batches. Nothing is held across bundles: ``finish_bundle``
 emits what is left, as WindowedValues.
+
+Each text is tokenized once: where the encoder can (``Encoder.tokenize``: a plain torch
+sentence-transformers model, encoders/pretokenized.py), the window's tokens give the sort, the truncation
+counts and, through ``Encoder.encode_tokenized``, the model's input, with the same vectors as ``encode``.
 """
 from __future__ import annotations
 
