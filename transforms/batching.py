@@ -15,6 +15,10 @@ The sort happens inside the encode step (``EncodeWindowFn``), which hands the wi
 their arrival order: downstream (and an index's HNSW graph, whose shape depends on insertion order)
 sees the same order as with fixed-size batches. Nothing is held across bundles: ``finish_bundle``
 emits what is left, as WindowedValues.
+
+Each text is tokenized once: where the encoder can (``Encoder.tokenize``: a plain torch
+sentence-transformers model, encoders/pretokenized.py), the window's tokens give the sort, the truncation
+counts and, through ``Encoder.encode_tokenized``, the model's input, with the same vectors as ``encode``.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
+from neural_ingest.encoders.base import Tokenized
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.encode import EncodeBatchFn
 
@@ -140,6 +145,7 @@ class EncodeWindowFn(EncodeBatchFn):
         # Truncate mode (chunking.py): the documents over this many tokens are counted here, from the counts
         # the sort takes anyway, instead of by a ChunkFn that tokenized each document once more.
         self.truncation_limit = truncation_limit
+        self._tokens: dict[int, Any] = {}  # id(document) -> its tokens from the encoder, for the current window
 
     def _count_tokens(self, texts: list[str], cap: int | None) -> list[int]:
         """Token counts from the shared model's tokenizer, truncated at ``cap`` (so no over-length
@@ -151,27 +157,57 @@ class EncodeWindowFn(EncodeBatchFn):
             ids = tok(texts, add_special_tokens=True, truncation=True, max_length=cap)["input_ids"]
         return [len(x) for x in ids]
 
+    def _tokenize(self, texts: list[str], limit: int | None) -> Tokenized | None:
+        """The encoder's own tokenization of the texts, once for the sort, the truncation counts and the
+        encode (None: the encoder tokenizes inside ``encode``; the counts come from ``_count_tokens``)."""
+        tokenize = getattr(self.encoder, "tokenize", None)
+        info = getattr(self._loaded, "info", None)
+        if not callable(tokenize) or (limit and limit != getattr(info, "max_seq_length", None)):
+            return None  # its truncation flags are at the model's maximum, the limit is another one
+        try:
+            return tokenize(self._loaded, texts)
+        except Exception:  # noqa: BLE001 - the counting path below decides what a failure means
+            return None
+
     def _lengths(self, docs: list[Any]) -> list[int]:
         info = getattr(self._loaded, "info", None)
         cap = self.plan.max_seq_length or getattr(info, "max_seq_length", None)
         lengths = [max(1, int(_chars(d) / CHARS_PER_TOKEN)) for d in docs]
         plain = [i for i, d in enumerate(docs) if getattr(d, "chunks", None) is None]
         limit = self.truncation_limit
+        self._tokens = {}
         if self.plan.length == "tokens" and plain and hasattr(self.encoder, "token_lengths"):
-            try:  # one token past the limit tells a document over it from one that just fits
-                counts = self._count_tokens([docs[i].text for i in plain], limit + 1 if limit else cap)
-            except Exception:  # noqa: BLE001 - counting is an optimisation; the character estimate stays
-                if limit:
-                    raise  # ... but the truncation counts must not go missing (ChunkFn's count failed the run too)
-                counts = []
+            texts = [docs[i].text for i in plain]
+            over: int | None = None
+            if (tokenized := self._tokenize(texts, limit)) is not None:
+                counts = tokenized.lengths
+                over = sum(tokenized.truncated)
+                if tokenized.tokens is not None:  # handed to encode_tokenized by _encode: no second tokenization
+                    self._tokens = {id(docs[i]): t for i, t in zip(plain, tokenized.tokens)}
+            else:
+                try:  # one token past the limit tells a document over it from one that just fits
+                    counts = self._count_tokens(texts, limit + 1 if limit else cap)
+                except Exception:  # noqa: BLE001 - counting is an optimisation; the character estimate stays
+                    if limit:
+                        raise  # ... but the truncation counts must not go missing (ChunkFn's count failed the run too)
+                    counts = []
             for i, n in zip(plain, counts):
                 lengths[i] = n
-            if limit and (over := sum(n > limit for n in counts)):
-                counters.inc(f"truncated.{self.field}", over)
-                counters.inc("truncated", over)
+            if limit:
+                over = sum(n > limit for n in counts) if over is None else over
+                if over:
+                    counters.inc(f"truncated.{self.field}", over)
+                    counters.inc("truncated", over)
         if cap:
             lengths = [min(n, cap) for n in lengths]
         return lengths
+
+    def _encode(self, batch: Sequence[Any]) -> list[Any]:
+        """From the window's tokens where the encoder gave them (the same vectors), else from the texts."""
+        tokens = self._tokens
+        if tokens and all(id(d) in tokens for d in batch):
+            return self.encoder.encode_tokenized(self._loaded, [tokens[id(d)] for d in batch])
+        return super()._encode(batch)
 
     def process(self, window: Sequence[Any]) -> Iterable[Any]:
         docs = list(window)
@@ -192,6 +228,7 @@ class EncodeWindowFn(EncodeBatchFn):
             # _outputs yields the batch's successes in batch order: pair them with their inputs
             for doc, enc in zip((d for d in batch if id(d) not in failed), encoded):
                 done[pos[id(doc)]] = enc
+        self._tokens = {}
         for i in sorted(done):
             yield done[i]
 

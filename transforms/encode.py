@@ -64,6 +64,10 @@ class EncodeBatchFn(beam.DoFn):
     def process(self, batch: Sequence[Document]) -> Iterable[Any]:
         yield from self._outputs(batch)
 
+    def _encode(self, batch: Sequence[Document]) -> list[Any]:
+        """The batch's vectors, in order (EncodeWindowFn encodes from the tokens its sort already took)."""
+        return self.encoder.encode(self._loaded, [d.text for d in batch])
+
     def _outputs(self, batch: Sequence[Document]) -> Iterable[Any]:
         if batch and batch[0].chunks is not None:  # chunking on: one vector per chunk (transforms/chunk.py)
             from neural_ingest.transforms.chunk import encode_chunked
@@ -71,7 +75,7 @@ class EncodeBatchFn(beam.DoFn):
             yield from encode_chunked(self, batch)
             return
         try:
-            vectors = self.encoder.encode(self._loaded, [d.text for d in batch])
+            vectors = self._encode(batch)
             if len(vectors) != len(batch):
                 raise ValueError(f"encoder returned {len(vectors)} vectors for {len(batch)} texts")
         except Exception as e:  # noqa: BLE001 - any model error must become a dead letter, not a crash

@@ -63,10 +63,22 @@ class EncodeError(RuntimeError):
 class Loaded(Generic[M]):
     """A loaded model plus a lock: HF fast tokenizers are not safe to call from several threads."""
 
-    def __init__(self, model: M, info: ModelInfo):
+    def __init__(self, model: M, info: ModelInfo, tokens: Any = None):
         self.model = model
         self.info = info
         self.lock = threading.Lock()
+        self.tokens = tokens  # the encoder's own way to tokenize once and encode from tokens (None: from texts)
+
+
+@dataclass
+class Tokenized:
+    """Texts as the model reads them, tokenized once: token counts after the model's truncation (for
+    length-sorted batching), which texts lost tokens to it (the truncation counts), and each text's
+    tokens for ``Encoder.encode_tokenized`` (None: the encoder encodes from texts only)."""
+
+    lengths: list[int]
+    truncated: list[bool]
+    tokens: list[Any] | None = None
 
 
 class Encoder(ABC, Generic[M]):
@@ -89,6 +101,15 @@ class Encoder(ABC, Generic[M]):
     def encode_queries(self, loaded: Loaded[M], texts: Sequence[str]) -> list[Vector]:
         """Encode search queries; models with an asymmetric query side override this."""
         return self.encode(loaded, texts)
+
+    def tokenize(self, loaded: Loaded[M], texts: Sequence[str]) -> Tokenized | None:
+        """The texts tokenized at the model's own truncation, once, for both batching and encoding; None
+        where the encoder tokenizes only inside ``encode`` (remote services, fast backends, sparse models)."""
+        return None
+
+    def encode_tokenized(self, loaded: Loaded[M], tokens: Sequence[Any]) -> list[Vector]:
+        """``encode`` of the texts behind ``tokens`` (items of ``tokenize(...).tokens``): the same vectors."""
+        raise NotImplementedError(f"{type(self).__name__} encodes from texts only")
 
     @abstractmethod
     def batch_size(self) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from neural_ingest.catalogue import verify_loaded
 from neural_ingest.config import SentenceTransformersEncoderConfig
-from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Vector
+from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Tokenized, Vector
 from neural_ingest.encoders.device import resolve_device
 from neural_ingest.model_resolve import resolve_model_dir
 
@@ -67,7 +67,12 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
         if c.max_seq_length:
             model.max_seq_length = c.max_seq_length
         extra = {"path": str(path), "device": device}
-        if getattr(c, "backend", "torch") != "torch":  # the same graph on ONNX Runtime / OpenVINO (encoders/fast_backend.py)
+        tokens = None
+        if getattr(c, "backend", "torch") == "torch":  # tokenize once per window, encode from tokens (pretokenized.py)
+            from neural_ingest.encoders.pretokenized import token_path
+
+            tokens = token_path(model)
+        else:  # the same graph on ONNX Runtime / OpenVINO (encoders/fast_backend.py)
             from neural_ingest.encoders.fast_backend import load_fast
 
             model = load_fast(model, c.backend, c.quantize, c.threads, c.backend_cache_dir, path)
@@ -83,7 +88,7 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
             extra=extra,
         )
         log.info("loaded %s from %s on %s (dim=%s)", c.model, path, device, info.dimension)
-        return Loaded(model, info)
+        return Loaded(model, info, tokens)
 
     def encode(self, loaded: Loaded, texts: Sequence[str]) -> list[Vector]:
         with loaded.lock:
@@ -94,6 +99,18 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
                 normalize_embeddings=bool(self.cfg.normalize),
                 show_progress_bar=False,
             )
+        return list(np.asarray(arr, dtype=np.float32))
+
+    def tokenize(self, loaded: Loaded, texts: Sequence[str]) -> Tokenized | None:
+        path = getattr(loaded, "tokens", None)
+        if path is None:
+            return None
+        with loaded.lock:
+            return path.tokenize(texts)
+
+    def encode_tokenized(self, loaded: Loaded, tokens: Sequence[object]) -> list[Vector]:
+        with loaded.lock:
+            arr = loaded.tokens.encode(loaded.model, tokens, bool(self.cfg.normalize))
         return list(np.asarray(arr, dtype=np.float32))
 
     def token_lengths(self, loaded: Loaded, texts: Sequence[str]) -> list[int]:
