@@ -465,6 +465,17 @@ class FetchLinesFn(beam.DoFn):
                 yield path, offset, _strip_eol(f.readline())
 
 
+_STAMPS_PAGE, _STAMPS_SLICES = 2000, 2
+
+
+def stamps_reader(live: OpenSearchSourceConfig) -> OpenSearchSourceConfig:
+    """The live reader for the stamps only: a hit is a few digests, so pages of 2,000 and at least two slices
+    (read by parallel threads) instead of the vector reader's 200 in one. Read alone, 100,000 live stamps took
+    3.6 s so and 1.7 s thus; at 1,000,000 the one-slice read was as long as the unchanged night's pipeline."""
+    return live.model_copy(update={"page_size": max(live.page_size, _STAMPS_PAGE),
+                                   "slices": max(live.slices or 1, _STAMPS_SLICES)})
+
+
 def _live_stamps(model_hash: str):
     """A page of live hits -> (partition, (LIVE, [(id, doc digest, text digest, same model)])) batches."""
 
@@ -594,13 +605,13 @@ class CloneChanges(beam.PTransform):
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
 
         p, cfg, dedupe = pbegin.pipeline, self.source, self.source.deduplicate
-        jsonl = cfg.type == "jsonl"
+        jsonl, stamps_cfg = cfg.type == "jsonl", stamps_reader(self.live)
         if jsonl:  # the live stamps are read while the source is scanned
-            scan = p | "ScanSource" >> _ScanJsonl(cfg, self.live, self.model_hash)
+            scan = p | "ScanSource" >> _ScanJsonl(cfg, stamps_cfg, self.model_hash)
             stamps = scan["stamps"]
         else:
             scan = p | "ScanSource" >> _ScanRecords(cfg)
-            live = (p | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False,
+            live = (p | "ReadLiveStamps" >> ReadFromOpenSearch(stamps_cfg, includes=[STAMP_FIELD], count_read=False,
                                                                 page_fn=_live_stamps(self.model_hash)))["records"]
             stamps = (scan["stamps"], live) | "BothSides" >> beam.Flatten()
         joined = (

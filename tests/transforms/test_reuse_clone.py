@@ -152,3 +152,16 @@ def test_a_live_slice_that_cannot_be_read_fails_the_scan_in_the_dofns_own_thread
     assert [(part, side, [s[0] for s in batch]) for part, (side, batch) in out] == [(partition("a"), SRC, ["a"])]
     with pytest.raises((SourceReadError, TransportError)):
         list(fn.finish_bundle())
+
+
+def test_live_stamps_are_read_in_big_pages_and_parallel_slices():
+    """The stamps read is a few digests a hit: it gets pages of 2,000 and two slices (threads) where the vector
+    reader has 200 in one, and never less than a configured page size or slice count."""
+    from neural_ingest.config import OpenSearchSourceConfig
+    from neural_ingest.transforms.reuse import stamps_reader
+
+    base = dict(type="opensearch", hosts=["http://x:9200"], index="live", text_fields=["text"])
+    small = stamps_reader(OpenSearchSourceConfig(**base, page_size=200))
+    assert (small.page_size, small.slices) == (2000, 2)
+    big = stamps_reader(OpenSearchSourceConfig(**base, page_size=5000, slices=4))
+    assert (big.page_size, big.slices) == (5000, 4)
