@@ -470,8 +470,8 @@ _STAMPS_PAGE, _STAMPS_SLICES = 2000, 2
 
 def stamps_reader(live: OpenSearchSourceConfig) -> OpenSearchSourceConfig:
     """The live reader for the stamps only: a hit is a few digests, so pages of 2,000 and at least two slices
-    (read by parallel threads) instead of the vector reader's 200 in one. Read alone, 100,000 live stamps took
-    3.6 s so and 1.7 s thus; at 1,000,000 the one-slice read was as long as the unchanged night's pipeline."""
+    (read by parallel threads) instead of the vector reader's 200 in one. Read alone: 100,000 stamps 3.6 s -> 1.7 s,
+    1,000,000 28.6 s -> 16.3 s; it overlaps the source scan, which stays the longer part of a night."""
     return live.model_copy(update={"page_size": max(live.page_size, _STAMPS_PAGE),
                                    "slices": max(live.slices or 1, _STAMPS_SLICES)})
 
