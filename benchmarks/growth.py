@@ -374,7 +374,7 @@ class Growth:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         cmd = ["bash", str(script), "start", "--name", self.flink_name, "--python", sys.executable,
                "--slots", str(self.args.flink_slots), "--parallelism", str(max(self.args.flink_parallelism)),
-               "--tm-memory", self.args.flink_tm_memory, "--free-ports"]
+               "--tm-memory", self.args.flink_tm_memory, "--tm-off-heap", self.args.flink_tm_off_heap, "--free-ports"]
         r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
         if r.returncode != 0:
             self.skipped["flink"] = f"flink-local.sh start failed: {r.stderr.strip()[-1500:]}"
@@ -443,7 +443,7 @@ class Growth:
                 "encoder": self.encoder() if self.args.encoder == "hash" else {**self.encoder(), "model_path": "<cache>/tiny-bert-h32"},
                 "runner": self.args.runner,
                 "flink": {"slots": self.args.flink_slots, "parallelism": self.args.flink_parallelism,
-                          "tm_memory": self.args.flink_tm_memory} if self.args.runner == "flink" else None,
+                          "tm_memory": self.args.flink_tm_memory, "tm_off_heap": self.args.flink_tm_off_heap} if self.args.runner == "flink" else None,
                 "opensearch": "started by the benchmark (opensearch-local.sh)" if self.os_started else ("given" if self.os_url else None),
                 "memory": "peak_rss_tree_gib: psutil samples every poll_seconds of the summed RSS of the CLI process and its "
                           "descendants; peak_rss_main_gib: ru_maxrss of the CLI process from wait4 (as /usr/bin/time -v); "
@@ -521,7 +521,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runner", choices=("direct", "flink"), default="direct", help="flink: also the Flink scale-out runs.")
     p.add_argument("--flink-parallelism", default="1,2", type=lambda s: [int(x) for x in s.split(",") if x.strip()])
     p.add_argument("--flink-slots", type=int, default=2)
-    p.add_argument("--flink-tm-memory", default="1536m")
+    p.add_argument("--flink-tm-memory", default="3072m")
+    p.add_argument("--flink-tm-off-heap", default="768m", help="TaskManager task off-heap (Beam's data plane buffers); "
+                   "with less, 100,000 documents exhausted its direct memory and the job hung.")
     p.add_argument("--poll", type=float, default=0.25, help="Seconds between memory samples.")
     p.add_argument("--no-chart", action="store_true")
     p.add_argument("--merge", action="store_true", help="Keep the runs of other sizes (and scenarios not run now) from the "

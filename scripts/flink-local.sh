@@ -41,7 +41,8 @@ Usage: $0 COMMAND [options]
 Ports (127.0.0.1): --rest-port 8081 (the --flink_master), --rpc-port 6123, --job-port 8099,
   --artifact-port 8098, --expansion-port 8097, --worker-port 50000 (the worker pool);
   --free-ports: every port one the system has free now (for tests and benchmarks beside other clusters).
-Sizes: --slots 2, --parallelism 1, --jm-memory 1024m, --tm-memory 1536m.
+Sizes: --slots 2, --parallelism 1, --jm-memory 1024m, --tm-memory 1536m, --tm-off-heap 0m (the TaskManager's
+  task off-heap memory: direct buffers of Beam's data plane; large jobs need ~512m, with --tm-memory raised too).
 start reuses an instance's last ports and sizes unless given again.
 --python: the Python of the worker pool (default: $ROOT/.venv/bin/python, else python3); its
 environment must have neural-ingest installed (SDK workers import the pipeline's code).
@@ -217,6 +218,10 @@ taskmanager.host: 127.0.0.1
 taskmanager.bind-host: 127.0.0.1
 taskmanager.numberOfTaskSlots: $SLOTS
 taskmanager.memory.process.size: $TM_MEMORY
+# Direct memory of the TaskManager's side of Beam's gRPC data plane (Netty): with only the framework's 128m
+# and the network's 256m, 100,000 documents handed to an SDK worker at once hit "Cannot reserve ... bytes of
+# direct buffer memory", the channel closed and the job hung without failing.
+taskmanager.memory.task.off-heap.size: $TM_OFF_HEAP
 taskmanager.memory.managed.fraction: 0.05
 # Beam's batch translation shuffles through blocking partitions: give them enough buffers.
 taskmanager.memory.network.min: 256m
@@ -237,14 +242,14 @@ flink_env() {   # run a command of Flink's bin/ with this instance's environment
 
 cmd_start() {
   local name=default python="" js=1 wp=1 free=0 inst home jar k
-  REST_PORT="" RPC_PORT="" JOB_PORT="" ARTIFACT_PORT="" EXPANSION_PORT="" WORKER_PORT="" SLOTS="" PARALLELISM="" JM_MEMORY="" TM_MEMORY=""
+  REST_PORT="" RPC_PORT="" JOB_PORT="" ARTIFACT_PORT="" EXPANSION_PORT="" WORKER_PORT="" SLOTS="" PARALLELISM="" JM_MEMORY="" TM_MEMORY="" TM_OFF_HEAP=""
   while (($#)); do case "$1" in
     --name) name=${2:?}; shift 2 ;;  --python) python=${2:?}; shift 2 ;;
     --rest-port) REST_PORT=${2:?}; shift 2 ;;  --rpc-port) RPC_PORT=${2:?}; shift 2 ;;
     --job-port) JOB_PORT=${2:?}; shift 2 ;;  --artifact-port) ARTIFACT_PORT=${2:?}; shift 2 ;;
     --expansion-port) EXPANSION_PORT=${2:?}; shift 2 ;;  --worker-port) WORKER_PORT=${2:?}; shift 2 ;;
     --slots) SLOTS=${2:?}; shift 2 ;;  --parallelism) PARALLELISM=${2:?}; shift 2 ;;
-    --jm-memory) JM_MEMORY=${2:?}; shift 2 ;;  --tm-memory) TM_MEMORY=${2:?}; shift 2 ;;
+    --jm-memory) JM_MEMORY=${2:?}; shift 2 ;;  --tm-memory) TM_MEMORY=${2:?}; shift 2 ;;  --tm-off-heap) TM_OFF_HEAP=${2:?}; shift 2 ;;
     --no-job-server) js=0; shift ;;  --no-worker-pool) wp=0; shift ;;  --free-ports) free=1; shift ;;
     -h|--help) usage; exit 0 ;;  *) die "start: unknown option $1" ;;
   esac; done
@@ -259,7 +264,7 @@ print(*[x.getsockname()[1] for x in s])')
   mkdir -p "$CACHE/instances"; exec 8>"$CACHE/instances/.$NAME.lock"; flock 8
   # given > stored > default
   declare -A def=([REST_PORT]=8081 [RPC_PORT]=6123 [JOB_PORT]=8099 [ARTIFACT_PORT]=8098 [EXPANSION_PORT]=8097
-                  [WORKER_PORT]=50000 [SLOTS]=2 [PARALLELISM]=1 [JM_MEMORY]=1024m [TM_MEMORY]=1536m)
+                  [WORKER_PORT]=50000 [SLOTS]=2 [PARALLELISM]=1 [JM_MEMORY]=1024m [TM_MEMORY]=1536m [TM_OFF_HEAP]=0m)
   for k in "${!def[@]}"; do
     [[ -n "${!k}" ]] || printf -v "$k" '%s' "$(inst_get "$NAME" "$k")"
     [[ -n "${!k}" ]] || printf -v "$k" '%s' "${def[$k]}"
