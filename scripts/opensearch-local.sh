@@ -327,6 +327,8 @@ prepare_user() {
   as_user test -r "$1/bin/opensearch" || die "$RUN_USER cannot read $1; set NEURAL_INGEST_CACHE to a shared path"
 }
 
+# The ML memory breakers are off (threshold 100): a small dev node passes 85% heap between collections and
+# ML Commons then refuses deploys at random ("Memory Circuit Breaker is open").
 write_config() {   # INST NAME PORT SETTINGS-FILE DIST FAISS(true|false)
   local inst=$1 base kv key
   base="cluster.name: neural-ingest-$2
@@ -341,6 +343,7 @@ path.logs: $inst/logs
 cluster.routing.allocation.disk.threshold_enabled: false
 plugins.ml_commons.only_run_on_ml_node: false
 plugins.ml_commons.native_memory_threshold: 100
+plugins.ml_commons.jvm_heap_memory_threshold: 100
 plugins.ml_commons.allow_registering_model_via_url: true
 plugins.ml_commons.connector.private_ip_enabled: true
 plugins.ml_commons.trusted_connector_endpoints_regex: ['^https?://127\.0\.0\.1.*', '^https?://localhost.*', '^https?://\[::1\].*']"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -207,10 +208,30 @@ def requests_seen(monkeypatch) -> list[dict[str, Any]]:
     return seen
 
 
-@pytest.fixture(scope="session")
-def ml_cluster(os_client) -> str:
+@pytest.fixture
+def ml_cluster(os_client) -> Iterator[str]:
+    """The node's ML plugin, and afterwards the models this test registered undeployed and deleted: a node
+    holds only `plugins.ml_commons.max_model_on_node` deployed models, so a test that leaves its models
+    deployed makes a later one fail with "Exceed max local model per node limit"."""
     require_plugins(os_client, "opensearch-ml")
-    return "ok"
+    before = _model_ids(os_client)
+    yield "ok"
+    for model_id in sorted(_model_ids(os_client) - before):
+        for method, path in (("POST", f"{ML}/models/{model_id}/_undeploy"), ("DELETE", f"{ML}/models/{model_id}")):
+            try:
+                os_client.transport.perform_request(method, path)
+            except Exception:  # noqa: BLE001 - cleanup: a model already gone is fine
+                pass
+
+
+def _model_ids(os_client) -> set[str]:
+    """Ids of the models (not their chunks) the cluster holds."""
+    body = {"query": {"bool": {"must_not": {"exists": {"field": "chunk_number"}}}}, "size": 1000, "_source": False}
+    try:
+        got = os_client.transport.perform_request("POST", f"{ML}/models/_search", body=body)
+    except Exception:  # noqa: BLE001 - no model index yet
+        return set()
+    return {h["_id"] for h in got["hits"]["hits"]}
 
 
 def _write_config(tmp_path: Path, url: str, index: str, encoders: list[dict]) -> Path:
