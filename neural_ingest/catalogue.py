@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from neural_ingest.errors import NeuralIngestError
+
 if TYPE_CHECKING:  # encoders.base imports Beam; `neural-ingest models list` should not pay for that
     from neural_ingest.encoders.base import ModelInfo
 
@@ -29,11 +31,11 @@ SPARSE_ENCODING = "SPARSE_ENCODING"
 SPARSE_TOKENIZE = "SPARSE_TOKENIZE"
 
 
-class ModelMismatchError(ValueError):
+class ModelMismatchError(NeuralIngestError, ValueError):
     """A loaded model does not match its catalogue entry (dimension, similarity or normalization)."""
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(NeuralIngestError, KeyError):
     """A name that is not in the catalogue; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it

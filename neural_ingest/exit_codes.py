@@ -36,10 +36,10 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def one_line(exc: BaseException, limit: int = 500) -> str:
-    """The exception as one line: user errors as they are; anything else with its type."""
+    """The exception as one line, for an internal error (a bug): its type, then its message."""
     from neural_ingest.redact import redact_text
 
     text = " ".join(redact_text(str(exc)).split()) or type(exc).__name__
-    if not isinstance(exc, user_error_types()):
+    if exit_code_for(exc) == INTERNAL:  # a bug: its type helps the report
         text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -26,13 +26,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from neural_ingest.errors import NeuralIngestError
+
 INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
 _EPOCH = _dt.datetime(1970, 1, 1)
 _PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
 _DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 
 
-class MetadataError(ValueError):
+class MetadataError(NeuralIngestError, ValueError):
     """A value with no JSON form; ``field`` is its dotted path in the record."""
 
     def __init__(self, field: str, problem: str):

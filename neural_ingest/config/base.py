@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from neural_ingest.errors import NeuralIngestError
 
-class ConfigError(ValueError):
+
+class ConfigError(NeuralIngestError, ValueError):
     """A config problem, phrased as the field at fault and how to fix it."""
 
 

@@ -13,6 +13,8 @@ from typing import Any, Generic, Sequence, TypeVar
 
 from apache_beam.utils import shared
 
+from neural_ingest.errors import NeuralIngestError
+
 M = TypeVar("M")
 
 # A dense vector is a float32 numpy array; a sparse vector is {token: weight}.
@@ -45,7 +47,7 @@ class ModelInfo:
 SPACE_TYPES = {"cosine": "cosinesimil", "dot": "innerproduct", "euclidean": "l2"}
 
 
-class EncodeError(RuntimeError):
+class EncodeError(NeuralIngestError, RuntimeError):
     """A batch (or one text) could not be encoded; the message says why, for the dead letter.
 
     ``reason`` (default: the class name) names the dead letter's error type and the

@@ -8,9 +8,10 @@ from typing import Any
 import apache_beam as beam
 
 from neural_ingest.encoders.base import ModelInfo
+from neural_ingest.errors import NeuralIngestError
 
 
-class SinkError(RuntimeError):
+class SinkError(NeuralIngestError, RuntimeError):
     """A sink problem found before or after the pipeline, phrased with its fix."""
 
 

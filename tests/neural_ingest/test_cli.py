@@ -209,7 +209,7 @@ def test_readme_documents_every_exit_code():
 def test_a_failed_bulk_retry_is_one_warning_line_without_traceback(capsys):
     """Today each retry against a down node printed opensearch-py's and urllib3's tracebacks (a 45 s
     outage: ~2,400 lines). A real refused connection (nothing listens on 127.0.0.1:9299)."""
-    from neural_ingest.cli import _setup_logging
+    from neural_ingest.cli.logs import setup_logging as _setup_logging
     from neural_ingest.config import OpenSearchSinkConfig
     from neural_ingest.sinks.bulk import BulkWriter, make_item
     from neural_ingest.sinks.opensearch_client import make_client

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from support import MINILM, ROOT, SAMPLE
 
 from neural_ingest.cli import main
-from neural_ingest.cli_init import SINKS
+from neural_ingest.cli.init import SINKS
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +141,7 @@ def test_validate_passes_on_the_starters_with_the_real_model(tmp_path, opensearc
 def test_any_option_text_reaches_the_yaml_unchanged(model, source, index):
     """Option values are user text put into YAML: quoting must carry every one back exactly (': ', '#', quotes,
     newlines, leading '-' or '*', 'null', 'yes', numbers, non-ASCII)."""
-    from neural_ingest.cli_init import starter_config
+    from neural_ingest.cli.init import starter_config
 
     data = yaml.safe_load(starter_config("hybrid", model=model, sparse_model=model, source=source, index=index))
     assert data["encoders"][0]["model"] == data["encoders"][1]["model"] == model

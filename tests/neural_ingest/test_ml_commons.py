@@ -120,7 +120,7 @@ def test_registry_keys_by_cluster_and_name(tmp_path):
 
 def test_artifact_option_needs_a_name_when_several_models_are_registered():
     from neural_ingest.catalogue import lookup
-    from neural_ingest.cli_models import _artifact_map
+    from neural_ingest.cli.models import _artifact_map
 
     names = [DOC_V1.name, TOKENIZER.name]
     with pytest.raises(ValueError, match="NAME=ZIP"):

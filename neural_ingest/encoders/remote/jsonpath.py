@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from neural_ingest.errors import NeuralIngestError
+
 _STEP = re.compile(
     r"""\.(?P<name>[A-Za-z_][\w\-]*)      # .name
       | \.\*(?P<dotstar>)                  # .*
@@ -22,7 +24,7 @@ _STEP = re.compile(
 WILDCARD = object()
 
 
-class PathError(ValueError):
+class PathError(NeuralIngestError, ValueError):
     pass
 
 

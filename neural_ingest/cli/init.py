@@ -10,15 +10,13 @@ from pathlib import Path
 
 import click
 
+from neural_ingest.cli.errors import UserError
+
 SINKS = ("parquet", "opensearch", "hybrid")
 DEFAULT_MODEL = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SPARSE_MODEL = "amazon/neural-sparse/opensearch-neural-sparse-encoding-doc-v1"
 DEFAULT_SOURCE = "data/sample/docs.jsonl"
 _SOURCE_TYPES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
-
-
-class _UserError(click.ClickException):
-    exit_code = 2
 
 
 def _yaml(value: str) -> str:
@@ -39,7 +37,7 @@ def _source_type(path: str) -> str:
     for suffix, kind in _SOURCE_TYPES.items():
         if path.lower().endswith(suffix):
             return kind
-    raise _UserError(f"--source {path}: cannot tell the format from its name: use a path ending in {', '.join(_SOURCE_TYPES)}")
+    raise UserError(f"--source {path}: cannot tell the format from its name: use a path ending in {', '.join(_SOURCE_TYPES)}")
 
 
 def _check_model(option: str, name: str, kind: str) -> None:
@@ -50,7 +48,7 @@ def _check_model(option: str, name: str, kind: str) -> None:
     entry = lookup(name)
     if entry is not None and entry.kind != kind:
         other = "--sparse-model" if kind == "dense" else "--model"
-        raise _UserError(f"{option} {name}: a {entry.kind} model; give it with {other}, and a {kind} model here "
+        raise UserError(f"{option} {name}: a {entry.kind} model; give it with {other}, and a {kind} model here "
                          "(`neural-ingest models list`)")
 
 
@@ -145,13 +143,13 @@ def init(sink: str, model: str, sparse_model: str, source: str, index: str, outp
     try:  # what is written must load: a bad --index, say, is said now, naming the option
         parse_config(interpolate_env(yaml.safe_load(text)))
     except ConfigError as e:
-        raise _UserError(f"the options give an invalid config: {' '.join(str(e).split())}") from None
+        raise UserError(f"the options give an invalid config: {' '.join(str(e).split())}") from None
     if output == "-":
         click.echo(text, nl=False)
         return
     path = Path(output)
     if path.exists() and not force:
-        raise _UserError(f"{path} exists: pass --force to overwrite it, or choose another path with -o")
+        raise UserError(f"{path} exists: pass --force to overwrite it, or choose another path with -o")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {path} (sink {sink}); next: neural-ingest validate {path}")

@@ -1,117 +1,37 @@
-"""Register (and deploy) in OpenSearch ML Commons the model the pipeline used, so queries encode alike.
-
-Two ways in:
-
-* by URL, the pretrained way: ``POST /_plugins/_ml/models/_register`` with the body the OpenSearch
-  pretrained-models page prescribes (``name``/``version``/``model_format`` for dense models; the full body
-  with ``function_name``, ``url`` and ``model_content_hash_value`` for sparse ones). The cluster downloads
-  the artifact itself, so it needs to reach artifacts.opensearch.org.
-* from a local artifact, for clusters without internet access: ``POST /_plugins/_ml/models/_register_meta``
-  (size, sha256, chunk count, model_config), then ``POST /_plugins/_ml/models/<id>/upload_chunk/<n>``
-  in chunks of at most 10 MB. ML Commons only accepts this when
-  ``plugins.ml_commons.allow_registering_model_via_local_file`` is true.
-
-Then ``POST /_plugins/_ml/models/<id>/_deploy``. Register-by-URL and deploy are asynchronous: their task is
-polled (``GET /_plugins/_ml/tasks/<id>``) until COMPLETED or FAILED; a failure becomes a
-:class:`MLCommonsError` that says what went wrong and how to fix it. Model ids are recorded in a small
-JSON state file keyed by cluster and model name (:class:`ModelRegistry`).
-"""
+"""ML Commons over HTTP: register, upload, deploy, predict, search pipelines; task polling; errors that say the fix."""
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import logging
-import math
-import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from neural_ingest.catalogue import CatalogueEntry
+from neural_ingest.errors import NeuralIngestError
+from neural_ingest.ml_commons.bodies import (
+    CHUNK_SIZE,
+    LOCAL_UPLOAD_SETTING,
+    ML,
+    URL_UPLOAD_SETTING,
+    register_body,
+    register_meta_body,
+)
 
 log = logging.getLogger(__name__)
 
-ML = "/_plugins/_ml"
-CHUNK_SIZE = 10_000_000  # ML Commons rejects chunks over 10 MB ("Chunk size exceeds 10MB")
-LOCAL_UPLOAD_SETTING = "plugins.ml_commons.allow_registering_model_via_local_file"
-URL_UPLOAD_SETTING = "plugins.ml_commons.allow_registering_model_via_url"
-DEFAULT_STATE_FILE = ".neural-ingest/models.json"
 _DONE = {"COMPLETED", "FAILED", "COMPLETED_WITH_ERROR", "CANCELLED"}
 
 
-class MLCommonsError(RuntimeError):
+class MLCommonsError(NeuralIngestError, RuntimeError):
     """ML Commons refused or failed a step; the message names the step, the cluster's error and the fix."""
 
 
 # ----------------------------------------------------------------------------- request bodies
-def register_body(entry: CatalogueEntry, model_format: str = "TORCH_SCRIPT") -> dict[str, Any]:
-    """The ``_register`` body the pretrained-models page prescribes for ``entry``.
 
-    Dense: ``name``, ``version``, ``model_format`` (ML Commons resolves the rest from its pretrained
-    catalogue). Sparse: the full body, ``function_name`` included, with the model's own ``url`` and its
-    ``model_content_hash_value`` where the page gives one (only doc-v1's; without a hash ML Commons
-    does not verify the download).
-    """
-    fmt = entry.format(model_format)
-    if entry.kind == "dense":
-        return {"name": entry.name, "version": entry.version, "model_format": fmt.model_format}
-    body: dict[str, Any] = {
-        "name": entry.name,
-        "version": entry.version,
-        "description": entry.description,
-        "model_format": fmt.model_format,
-        "function_name": entry.function_name,
-        "url": fmt.model_url,
-    }
-    if entry.model_content_hash_value:
-        body["model_content_hash_value"] = entry.model_content_hash_value
-    return body
-
-
-def model_config(entry: CatalogueEntry) -> dict[str, Any]:
-    """ML Commons ``model_config`` for a local artifact, from the catalogue's figures."""
-    if entry.kind == "dense":
-        return {
-            "model_type": entry.model_type,
-            "embedding_dimension": entry.dimension,
-            "framework_type": "sentence_transformers",
-            "pooling_mode": (entry.pooling or "mean").upper(),
-            "normalize_result": bool(entry.normalized),
-            "model_max_length": entry.max_seq_length,
-        }
-    # Sparse models have no embedding dimension; ML Commons' parser still wants these keys.
-    return {"model_type": entry.model_type, "embedding_dimension": 1, "framework_type": "sentence_transformers"}
-
-
-def register_meta_body(entry: CatalogueEntry, artifact: Path, model_format: str = "TORCH_SCRIPT") -> dict[str, Any]:
-    """The ``_register_meta`` body for uploading ``artifact`` (a model zip) in chunks."""
-    size = artifact.stat().st_size
-    return {
-        "name": entry.name,
-        "version": entry.version,
-        "description": entry.description,
-        "model_format": entry.format(model_format).model_format,
-        "function_name": entry.function_name,
-        "model_content_size_in_bytes": size,
-        "model_content_hash_value": sha256_file(artifact),
-        "total_chunks": max(1, math.ceil(size / CHUNK_SIZE)),
-        "model_config": model_config(entry),
-    }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- what a failure means
 def explain(error: str, *, url: str | None = None) -> str:
     """A cluster-side error string, plus what it most likely means and the fix."""
     error = (error or "").strip()
@@ -336,174 +256,3 @@ def _error_reason(e: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- recorded model ids
-@dataclass
-class RegisteredModel:
-    name: str
-    model_id: str
-    state: str  # "DEPLOYED" | "REGISTERED"
-    function_name: str
-    version: str
-    model_format: str
-    source: str  # "url" | "artifact:<path>"
-    cluster: str
-    registered_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    error: str | None = None
-
-
-class ModelRegistry:
-    """``{cluster: {model name: RegisteredModel}}`` in a JSON file (default ``.neural-ingest/models.json``)."""
-
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("NEURAL_INGEST_MODELS_STATE") or DEFAULT_STATE_FILE)
-
-    def _load(self) -> dict[str, dict[str, dict[str, Any]]]:
-        if not self.path.is_file():
-            return {}
-        try:
-            return json.loads(self.path.read_text())
-        except ValueError as e:
-            raise MLCommonsError(f"{self.path} is not valid JSON ({e}): fix or delete it") from None
-
-    def get(self, cluster: str, name: str) -> RegisteredModel | None:
-        rec = self._load().get(_cluster_key(cluster), {}).get(name)
-        return RegisteredModel(**rec) if rec else None
-
-    def put(self, rec: RegisteredModel) -> None:
-        data = self._load()
-        data.setdefault(_cluster_key(rec.cluster), {})[rec.name] = asdict(rec)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.path)
-
-    def model_id(self, cluster: str, name: str) -> str | None:
-        """The recorded model id for ``name`` on ``cluster`` (what a neural / neural_sparse query needs)."""
-        rec = self.get(cluster, name)
-        return rec.model_id if rec else None
-
-
-def _cluster_key(cluster: str) -> str:
-    """Hosts differ in spelling (trailing slash, default port); the key is scheme://host:port."""
-    u = urlparse(cluster if "://" in cluster else f"http://{cluster}")
-    port = u.port or (443 if u.scheme == "https" else 9200)
-    return f"{u.scheme}://{u.hostname}:{port}"
-
-
-# ----------------------------------------------------------------------------- a pipeline's models
-@dataclass
-class PlannedModel:
-    entry: CatalogueEntry
-    fields: list[str]  # index fields whose documents this model encodes ([] for a query-only model)
-    query_for: list[str]  # index fields whose queries this model encodes
-    sources: list[Any] = field(default_factory=list)  # encoder configs whose local files can build its artifact
-
-
-def plan_models(encoders: list[Any], field_of: Callable[[Any], str]) -> list[PlannedModel]:
-    """The catalogue models a pipeline's encoders need in ML Commons: each encoder's model, and for a
-    document-only sparse model also its query-side tokenizer model."""
-    from neural_ingest.catalogue import get, lookup
-
-    planned: dict[str, PlannedModel] = {}
-    for enc in encoders:
-        name = getattr(enc, "model", None)
-        fld = field_of(enc)
-        entry = lookup(name) if name else None
-        if entry is None:
-            raise MLCommonsError(
-                f"the encoder for field {fld!r} uses model {name!r}, which is not in the catalogue "
-                "(`neural-ingest models list`): only catalogue models can be registered; name the model by its "
-                "catalogue name and point model_path at its weights"
-            )
-        p = planned.setdefault(entry.name, PlannedModel(entry, [], []))
-        p.fields.append(fld)
-        p.sources.append(enc)
-        q = planned.setdefault(entry.query_model or entry.name, PlannedModel(get(entry.query_model or entry.name), [], []))
-        q.query_for.append(fld)
-        if q is not p:  # the query tokenizer shares the document model's vocabulary (and its idf_path)
-            q.sources.append(enc)
-    return list(planned.values())
-
-
-def build_local_artifacts(planned: list[PlannedModel], out_dir: Path, skip: set[str], echo: Callable[[str], None] = log.info) -> dict[str, Path]:
-    """Build each planned model's ML Commons zip from the pipeline's own local files (the very weights
-    the pipeline encodes with); models named in ``skip`` already have an artifact."""
-    from neural_ingest.model_export import export_artifact
-    from neural_ingest.model_resolve import resolve_model_dir, short_name
-
-    built: dict[str, Path] = {}
-    for p in planned:
-        if p.entry.name in skip:
-            continue
-        src = p.sources[0]
-        model_dir = resolve_model_dir(src.model, src.model_path, src.models_dir)
-        out = out_dir / f"{short_name(p.entry.name)}.zip"
-        echo(f"{p.entry.name}: building its artifact from {model_dir}")
-        try:
-            built[p.entry.name] = export_artifact(
-                p.entry, out, model_path=str(model_dir), idf_path=getattr(src, "idf_path", None)
-            )
-        except ValueError as e:
-            raise MLCommonsError(f"--from-local: {e}") from None
-    return built
-
-
-def register_models(
-    ml: MLCommons,
-    registry: ModelRegistry,
-    cluster: str,
-    planned: list[PlannedModel],
-    *,
-    model_format: str = "TORCH_SCRIPT",
-    artifacts: dict[str, Path] | None = None,
-    deploy: bool = True,
-    force: bool = False,
-    echo: Callable[[str], None] = log.info,
-) -> list[RegisteredModel]:
-    """Register every planned model (recording its id; a recorded id still on the cluster is reused),
-    then deploy each. A registration failure raises at once. A deploy failure does not: every model has
-    its try, and a model that did not deploy comes back with state REGISTERED and ``error`` set (see
-    :func:`deploy_failures`), so the caller can still wire up the ids that were registered."""
-    artifacts = artifacts or {}
-    records: list[tuple[RegisteredModel, str]] = []
-    for p in planned:
-        e = p.entry
-        want = model_format.upper()
-        fmt = want if any(f.model_format == want for f in e.formats) else e.formats[0].model_format
-        if fmt != want:
-            echo(f"{e.name} is published as {fmt} only: using {fmt}")
-        rec = None if force else registry.get(cluster, e.name)
-        state = ((ml.get_model(rec.model_id) if rec else None) or {}).get("model_state")
-        if rec and state in ("REGISTERED", "DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOY_FAILED", "UNDEPLOYED"):
-            echo(f"{e.name}: already registered as {rec.model_id} ({state}) on {cluster}")
-        else:
-            artifact = artifacts.get(e.name)
-            if artifact:
-                model_id, source = ml.register_artifact(e, artifact, fmt), f"artifact:{artifact}"
-            else:
-                model_id, source = ml.register_url(e, fmt), "url"
-            rec = RegisteredModel(
-                name=e.name, model_id=model_id, state="REGISTERED", function_name=e.function_name,
-                version=e.version, model_format=fmt, source=source, cluster=cluster,
-            )
-            registry.put(rec)
-            echo(f"{e.name}: registered as {model_id}")
-            state = "REGISTERED"
-        records.append((rec, state))
-
-    for rec, state in records:
-        if state == "DEPLOYED":
-            rec.state, rec.error = "DEPLOYED", None
-        elif deploy:
-            try:
-                ml.deploy(rec.model_id, name=rec.name)
-                rec.state, rec.error = "DEPLOYED", None
-                echo(f"{rec.name}: deployed ({rec.model_id})")
-            except MLCommonsError as err:
-                rec.state, rec.error = "REGISTERED", str(err)
-        registry.put(rec)
-    return [rec for rec, _ in records]
-
-
-def deploy_failures(records: list[RegisteredModel]) -> list[str]:
-    """One line per model that was registered but did not deploy, with the explained reason."""
-    return [f"{r.name} is registered as {r.model_id} but was not deployed: {r.error}" for r in records if r.error]

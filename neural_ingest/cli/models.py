@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
-
-class _UserError(click.ClickException):
-    exit_code = 2
+from neural_ingest.cli.errors import UserError, load_config, user_errors
 
 
 @click.group("models")
@@ -52,12 +53,9 @@ def list_models(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 def show_model(name: str, as_json: bool) -> None:
     """Show one catalogue entry: figures, artifact and config URLs, hash, corrections to the OpenSearch page."""
-    from neural_ingest.catalogue import UnknownModelError, get
+    from neural_ingest.catalogue import get
 
-    try:
-        entry = get(name)
-    except UnknownModelError as e:
-        raise _UserError(str(e)) from None
+    entry = get(name)  # an unknown name: the group's one line, listing the known names
     d = entry.as_dict()
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -91,14 +89,11 @@ def _mapping(entry) -> dict:
 def export_model(name: str, out: str, model_path: str | None, models_dir: str | None, idf_path: str | None) -> None:
     """Build the ML Commons zip of NAME from local files, for `register --artifact`: a traced TorchScript zip for
     dense models, tokenizer.json + idf.json for opensearch-neural-sparse-tokenizer-v1."""
-    from neural_ingest.catalogue import UnknownModelError, get
+    from neural_ingest.catalogue import get
     from neural_ingest.model_export import export_artifact
-    from neural_ingest.model_resolve import ModelNotFoundError
 
-    try:
+    with user_errors(ValueError):  # files that cannot make this model's zip
         path = export_artifact(get(name), out, model_path=model_path, models_dir=models_dir, idf_path=idf_path)
-    except (UnknownModelError, ModelNotFoundError, ValueError) as e:
-        raise _UserError(str(e)) from None
     click.echo(f"wrote {path} ({path.stat().st_size} bytes)")
 
 
@@ -143,98 +138,124 @@ def register(
     overrides: tuple[str, ...],
 ) -> None:
     """Register (and deploy) in ML Commons the models CONFIG's pipeline uses, and record their ids."""
-    from neural_ingest.catalogue import lookup
-    from neural_ingest.config import ConfigError, OpenSearchSinkConfig, encoder_field, load_config
+    import logging
+
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # each 4xx is explained below; no transport warnings
+        logging.getLogger("opensearch").setLevel(logging.ERROR)
+    cfg = load_config(config, overrides)
+    sink, sink_cfg = _cluster(cfg, host, config)
+    if from_local and model_format.upper() != "TORCH_SCRIPT":
+        raise UserError("--from-local builds TorchScript zips: use --format torch_script, or give ONNX zips with --artifact")
+    if search_pipeline and not sink:
+        raise UserError("--search-pipeline sets the index's default pipeline: the config needs an OpenSearch sink")
+    echo = lambda m: click.echo(m, err=as_json)
+    with _cluster_errors(sink_cfg):
+        planned, records, registry, pipeline = _register(
+            cfg, sink_cfg, sink.index if sink else None, model_format=model_format.upper(), artifacts=artifacts,
+            from_local=from_local, allow_local_upload=allow_local_upload, deploy=deploy, search_pipeline=search_pipeline,
+            state_path=state_path, timeout=timeout, force=force, echo=echo,
+        )
+    _print_registration(planned, records, registry, pipeline, sink_cfg, as_json)
+    from neural_ingest.ml_commons import deploy_failures
+
+    failures = deploy_failures(records) if deploy else []
+    if failures:
+        raise UserError("; ".join(failures) + f" (model ids recorded in {registry.path}; run again to retry the deploy)")
+
+
+def _cluster(cfg: Any, host: str | None, config: str) -> tuple[Any, Any]:
+    """(the config's OpenSearch sink or None, the sink config to reach the cluster with: --host wins)."""
+    from neural_ingest.config import OpenSearchSinkConfig
+
+    sink = cfg.sink if isinstance(cfg.sink, OpenSearchSinkConfig) else None
+    if host:
+        return sink, (sink or OpenSearchSinkConfig(index="unused")).model_copy(update={"hosts": [host]})
+    if sink:
+        return sink, sink
+    raise UserError(f"{config}: the sink is not OpenSearch, so give the cluster with --host URL")
+
+
+@contextmanager
+def _cluster_errors(sink_cfg: Any) -> Iterator[None]:
+    """ML Commons' and the cluster's errors as one line naming the cluster (never its password)."""
+    from opensearchpy import exceptions as os_exc
+
+    from neural_ingest.ml_commons import MLCommonsError
+    from neural_ingest.redact import redact_text, redact_url
+
+    try:
+        yield
+    except (MLCommonsError, ValueError) as e:
+        raise UserError(str(e)) from None
+    except os_exc.OpenSearchException as e:  # a cluster error we did not anticipate: still one line, no traceback
+        raise UserError(f"OpenSearch at {redact_url(sink_cfg.hosts[0])}: {type(e).__name__}: {redact_text(str(e)[:500])}") from None
+
+
+def _register(cfg: Any, sink_cfg: Any, index: str | None, *, model_format: str, artifacts: tuple[str, ...], from_local: bool,
+              allow_local_upload: bool, deploy: bool, search_pipeline: str | None, state_path: str | None, timeout: float,
+              force: bool, echo: Callable[[str], None]) -> tuple[list[Any], list[Any], Any, dict[str, Any] | None]:
+    """Plan the models, build or take their artifacts, register (and deploy) each once, set the search pipeline."""
     import tempfile
 
+    from neural_ingest.catalogue import lookup
+    from neural_ingest.config import encoder_field
     from neural_ingest.ml_commons import (
         MLCommons,
         MLCommonsError,
         ModelRegistry,
         build_local_artifacts,
-        deploy_failures,
         plan_models,
         register_models,
     )
-    from neural_ingest.model_resolve import ModelNotFoundError
-    from neural_ingest.redact import redact_text, redact_url
+    from neural_ingest.redact import redact_url
     from neural_ingest.sinks.opensearch_client import make_client
 
-    import logging
-
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # each 4xx is explained below; no transport warnings
-        logging.getLogger("opensearch").setLevel(logging.ERROR)
-    try:
-        cfg = load_config(config, list(overrides))
-    except ConfigError as e:
-        raise _UserError(str(e)) from None
-    sink = cfg.sink if isinstance(cfg.sink, OpenSearchSinkConfig) else None
-    if host:
-        sink_cfg = (sink or OpenSearchSinkConfig(index="unused")).model_copy(update={"hosts": [host]})
-    elif sink:
-        sink_cfg = sink
-    else:
-        raise _UserError(f"{config}: the sink is not OpenSearch, so give the cluster with --host URL")
-    cluster = redact_url(sink_cfg.hosts[0])  # shown and stored: never the password
-    if from_local and model_format.upper() != "TORCH_SCRIPT":
-        raise _UserError("--from-local builds TorchScript zips: use --format torch_script, or give ONNX zips with --artifact")
-    if search_pipeline and not sink:
-        raise _UserError("--search-pipeline sets the index's default pipeline: the config needs an OpenSearch sink")
-
-    build_dir = tempfile.TemporaryDirectory(prefix="neural-ingest-artifacts-")
-    try:
-        planned = plan_models(cfg.encoders, encoder_field)
+    planned = plan_models(cfg.encoders, encoder_field)
+    with tempfile.TemporaryDirectory(prefix="neural-ingest-artifacts-") as build_dir:
         by_name = _artifact_map(artifacts, [p.entry.name for p in planned], lookup)
         if from_local:
-            by_name.update(build_local_artifacts(planned, Path(build_dir.name), set(by_name), echo=lambda m: click.echo(m, err=as_json)))
+            by_name.update(build_local_artifacts(planned, Path(build_dir), set(by_name), echo=echo))
         ml = MLCommons(make_client(sink_cfg, timeout=max(timeout, 30.0)), timeout=timeout)
         ml.check_plugin()
-        if search_pipeline and not ml.client.indices.exists(index=sink.index):
+        if search_pipeline and index and not ml.client.indices.exists(index=index):
             raise MLCommonsError(
-                f"--search-pipeline: index {sink.index} does not exist yet, so its default search pipeline cannot be "
+                f"--search-pipeline: index {index} does not exist yet, so its default search pipeline cannot be "
                 "set: run `neural-ingest run` first (or register without --search-pipeline)"
             )
         if by_name and allow_local_upload:
             ml.allow_local_upload()
         registry = ModelRegistry(state_path)
-        records = register_models(
-            ml, registry, cluster, planned, model_format=model_format.upper(), artifacts=by_name, deploy=deploy,
-            force=force, echo=lambda m: click.echo(m, err=as_json),
-        )
+        records = register_models(ml, registry, redact_url(sink_cfg.hosts[0]), planned, model_format=model_format,
+                                  artifacts=by_name, deploy=deploy, force=force, echo=echo)
+    pipeline = None
+    if search_pipeline and index:
         ids = {r.name: r.model_id for r in records}
-        pipeline = None
-        if search_pipeline:
-            field_models = {f: ids[p.entry.name] for p in planned for f in p.query_for}
-            ml.put_search_pipeline(search_pipeline, field_models, next(iter(field_models.values())))
-            ml.set_default_pipeline(sink.index, search_pipeline)
-            pipeline = {"name": search_pipeline, "index": sink.index, "fields": field_models}
-    except (MLCommonsError, ModelNotFoundError, ValueError) as e:
-        raise _UserError(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - a cluster error we did not anticipate: still one line, no traceback
-        from opensearchpy import exceptions as os_exc
+        field_models = {f: ids[p.entry.name] for p in planned for f in p.query_for}
+        ml.put_search_pipeline(search_pipeline, field_models, next(iter(field_models.values())))
+        ml.set_default_pipeline(index, search_pipeline)
+        pipeline = {"name": search_pipeline, "index": index, "fields": field_models}
+    return planned, records, registry, pipeline
 
-        if isinstance(e, os_exc.OpenSearchException):
-            raise _UserError(f"OpenSearch at {cluster}: {type(e).__name__}: {redact_text(str(e)[:500])}") from None
-        raise
-    finally:
-        build_dir.cleanup()
-    failures = deploy_failures(records) if deploy else []
+
+def _print_registration(planned: list[Any], records: list[Any], registry: Any, pipeline: dict[str, Any] | None,
+                        sink_cfg: Any, as_json: bool) -> None:
+    from neural_ingest.redact import redact_url
+
     if as_json:
         from dataclasses import asdict
 
-        click.echo(json.dumps({"cluster": cluster, "state_file": str(registry.path), "models": [asdict(r) for r in records],
-                               "search_pipeline": pipeline}, indent=2))
-    else:
-        for r in records:
-            click.echo(f"{r.name}: model_id {r.model_id} ({r.state})")
-        for p in planned:
-            for f in p.query_for:
-                click.echo(f"field {f!r}: queries use model_id {ids[p.entry.name]} ({p.entry.function_name})")
-        if pipeline:
-            click.echo(f"search pipeline {search_pipeline} is the default of index {sink.index}")
-        click.echo(f"recorded in {registry.path}")
-    if failures:
-        raise _UserError("; ".join(failures) + f" (model ids recorded in {registry.path}; run again to retry the deploy)")
+        click.echo(json.dumps({"cluster": redact_url(sink_cfg.hosts[0]), "state_file": str(registry.path),
+                               "models": [asdict(r) for r in records], "search_pipeline": pipeline}, indent=2))
+        return
+    ids = {r.name: r.model_id for r in records}
+    for r in records:
+        click.echo(f"{r.name}: model_id {r.model_id} ({r.state})")
+    for p in planned:
+        for f in p.query_for:
+            click.echo(f"field {f!r}: queries use model_id {ids[p.entry.name]} ({p.entry.function_name})")
+    if pipeline:
+        click.echo(f"search pipeline {pipeline['name']} is the default of index {pipeline['index']}")
+    click.echo(f"recorded in {registry.path}")
 
 
 def _artifact_map(values: tuple[str, ...], names: list[str], lookup) -> dict[str, Path]:

@@ -12,11 +12,7 @@ import sys
 
 import click
 
-
-def _cli():
-    from neural_ingest import cli
-
-    return cli
+from neural_ingest.cli.errors import load_config
 
 
 @click.command("reindex", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -40,22 +36,17 @@ def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, d
     Unchanged documents reuse the live index's vectors (reindex.incremental); documents gone from the
     source are left out. Extra arguments (e.g. --runner) go to Beam.
     """
-    from neural_ingest.pipelines.reindex import EXIT_LOCKED, LockHeld, LockLost, reindex as do_reindex
+    from neural_ingest.pipelines.reindex import EXIT_LOCKED, LockLost
+    from neural_ingest.pipelines.reindex import reindex as do_reindex
 
-    cli = _cli()
-    cfg = cli._load(config, overrides)
-    try:
+    cfg = load_config(config, overrides)
+    try:  # a held lock, and any other error, take the group's path (one line, its exit code)
         result = do_reindex(cfg, list(beam_args), summary_path, dry_run=dry_run, wait=wait, full=full,
                             replace_index=replace_index, allow_shrink=allow_shrink, echo=click.echo,
                             config_path=config)
-    except LockHeld as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(EXIT_LOCKED)
     except LockLost as e:
         click.echo(f"Error: {e}; the alias was not touched", err=True)
         sys.exit(EXIT_LOCKED)
-    except cli._user_errors() as e:
-        raise cli._UserError(str(e)) from None
     if result.status == "dry_run":
         return
     summary = result.summary
@@ -88,17 +79,9 @@ def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, d
 @click.option("--json", "as_json", is_flag=True, help='Print {"alias", "from", "to", "actions"}.')
 def rollback(config: str, overrides: tuple[str, ...], dry_run: bool, wait: float, as_json: bool) -> None:
     """Point CONFIG's alias back to the previous validated index, in one _aliases request."""
-    from neural_ingest.pipelines.reindex import EXIT_LOCKED, LockHeld, rollback as do_rollback
+    from neural_ingest.pipelines.reindex import rollback as do_rollback
 
-    cli = _cli()
-    cfg = cli._load(config, overrides)
-    try:
-        r = do_rollback(cfg, dry_run=dry_run, wait=wait)
-    except LockHeld as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(EXIT_LOCKED)
-    except cli._user_errors() as e:
-        raise cli._UserError(str(e)) from None
+    r = do_rollback(load_config(config, overrides), dry_run=dry_run, wait=wait)  # a held lock: the group's path, exit 5
     if as_json:
         click.echo(json.dumps({"alias": r.alias, "from": r.from_index, "to": r.to_index, "actions": r.actions, "dry_run": r.dry_run}))
     elif dry_run:
