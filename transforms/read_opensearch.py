@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 import apache_beam as beam
 
 from neural_ingest.config import OpenSearchSourceConfig
+from neural_ingest.errors import NeuralIngestError
 from neural_ingest.metadata import record_problem
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
@@ -30,7 +31,7 @@ PITS, DONE = "pits", "done"
 RETRY_STATUSES = {429, 502, 503, 504}
 
 
-class SourceReadError(RuntimeError):
+class SourceReadError(NeuralIngestError, RuntimeError):
     """The source index cannot be read (missing, PIT expired, refused): the run stops with the reason."""
 
 
