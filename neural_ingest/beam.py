@@ -80,6 +80,7 @@ class WriteToOpenSearch(beam.PTransform):
     have no JSON form) becomes a dead letter with the reason, never a crash. A ``Document`` is indexed as the CLI
     indexes it (metadata at the top level, ``text``, one field per vector). Returns a :class:`WriteResult`.
 
+    ``text_field`` names the field a Document's text goes to (default ``text``); it changes nothing for dicts.
     Settings left as None keep the CLI's defaults (``neural_ingest.config.OpenSearchSinkConfig`` / ``BulkConfig``).
     The password is read from the environment variable ``password_env`` when the pipeline is built, never passed
     as text; ``aws_region`` signs requests with SigV4 instead (Amazon OpenSearch Service, or ``aws_service="aoss"``).

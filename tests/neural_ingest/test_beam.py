@@ -12,6 +12,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 from apache_beam.testing.util import assert_that, equal_to
 from fake_cluster import Clock, Node
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import MINILM
 
 import neural_ingest
@@ -106,6 +108,8 @@ def dense():
 
 def test_dense_handler_is_a_beam_model_handler(dense, st_model):
     assert isinstance(dense, ModelHandler)
+    for method in ("load_model", "run_inference", "get_num_bytes", "validate_inference_args"):  # the installed Beam's API
+        assert inspect.signature(getattr(ModelHandler, method)).parameters.keys() == inspect.signature(getattr(api.DenseModelHandler, method)).parameters.keys()
     assert dense.batch_elements_kwargs() == {"min_batch_size": 4, "max_batch_size": 4}  # the encoder's batch_size
     assert api.DenseModelHandler(MINILM).batch_elements_kwargs()["max_batch_size"] == SentenceTransformersEncoderConfig(model="x").batch_size
     texts = [f"text number {i} about search" for i in range(6)]
@@ -174,3 +178,23 @@ def test_the_readme_example_runs_as_written(opensearch_url, os_client, index_nam
     exec(compile(code.replace("http://127.0.0.1:9200", opensearch_url).replace('"articles"', repr(index_name)), "README", "exec"), {})  # noqa: S102 - the README's own code
     assert os_client.get(index=index_name, id="1")["_source"]["text"] == "Hubble's law"
     assert "missing_id id field 'id' is missing or empty" in capsys.readouterr().out
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.dictionaries(st.sampled_from(["id", "title", "n"]), _VALUES, max_size=3), _VALUES))
+def test_every_record_is_a_document_or_a_dead_letter_never_an_error(record):
+    """WriteToOpenSearch's input step: whatever a user's PCollection holds, one outcome each."""
+    (out,) = list(api._RecordToDocumentFn("id").process(record))
+    raw = record.get("id") if isinstance(record, dict) else None
+    if isinstance(out, Document):
+        assert out.id == str(raw).strip() and out.id and out.metadata is record
+    else:
+        assert out.tag == "dead_letter" and out.value.stage == "index" and out.value.record is record
+        if not isinstance(record, dict):
+            assert out.value.error_type == "not_an_object"
+        else:
+            missing = raw is None or (isinstance(raw, str) and not raw.strip())
+            assert out.value.error_type == ("missing_id" if missing else "invalid_id")
