@@ -27,7 +27,7 @@ from neural_ingest.summary import RunSummary, counter_totals
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
 from neural_ingest.transforms.dead_letters import WriteDeadLetters
-from neural_ingest.transforms.encode import EncodeDocuments
+from neural_ingest.transforms.encode import EncodeAll
 from neural_ingest.transforms.prepare import PrepareDocuments
 from neural_ingest.transforms.read import ReadRecords
 
@@ -96,10 +96,9 @@ def build_ingest(
         docs = pre["documents"]
         ready = [pre["ready"]] if "ready" in pre else []
         dead += [pre[DEAD_LETTER]] if DEAD_LETTER in pre else []
-    for field, encoder in prep.encoders:
-        enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, every, counted.get(field))
-        docs = enc["documents"]
-        dead.append(enc[DEAD_LETTER])
+    enc = docs | "Encode" >> EncodeAll(prep.encoders, every, counted)  # the encode step of neural_ingest.beam.EmbedAndIndex
+    docs = enc["documents"]
+    dead.append(enc[DEAD_LETTER])
     if ready:
         docs = (docs, *ready) | "WithReady" >> beam.Flatten()
     written = docs | "Write" >> prep.sink.write(run_id, prep.fields, every)

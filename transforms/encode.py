@@ -130,3 +130,25 @@ class EncodeDocuments(beam.PTransform):
             | "Encode" >> beam.ParDo(encode_fn).with_outputs(DEAD_LETTER, main="documents")
         )
         return {"documents": out.documents, DEAD_LETTER: out[DEAD_LETTER]}
+
+
+class EncodeAll(beam.PTransform):
+    """Documents -> {"documents": Documents carrying every encoder's vector, "dead_letter": DeadLetters}: the
+    encoders in turn, a document failing one of them leaving the others (the CLI's ingest and the public
+    :class:`neural_ingest.beam.EmbedAndIndex` both encode through this)."""
+
+    def __init__(self, encoders: Sequence[tuple[str, Encoder]], progress_every: float = 10.0,
+                 truncation_limits: dict[str, int] | None = None):
+        super().__init__()
+        self.encoders = list(encoders)
+        self.progress_every = progress_every
+        self.truncation_limits = truncation_limits or {}
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        dead = []
+        for field, encoder in self.encoders:
+            enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, self.progress_every, self.truncation_limits.get(field))
+            docs = enc["documents"]
+            dead.append(enc[DEAD_LETTER])
+        failed = tuple(dead) | "DeadLetters" >> beam.Flatten(pipeline=docs.pipeline)
+        return {"documents": docs, DEAD_LETTER: failed}

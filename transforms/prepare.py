@@ -29,6 +29,20 @@ def _nan(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
+def record_id(record: dict[str, Any], id_field: str) -> tuple[str, tuple[str, str] | None]:
+    """The record's id (stripped, as text) and None, or "" and (reason, message) of why it has none usable
+    (missing_id, invalid_id): the one id rule of PrepareFn and the public WriteToOpenSearch."""
+    raw_id = record.get(id_field)
+    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+        return "", ("missing_id", f"id field {id_field!r} is missing or empty: add it to the record or set id_field")
+    doc_id = str(raw_id).strip()
+    if lone_surrogate(doc_id):
+        return "", ("invalid_id", f"id field {id_field!r} holds a lone surrogate, which is not Unicode")
+    if len(doc_id) > 128 and len(doc_id.encode("utf-8")) > 512:  # 4 bytes a character at most
+        return "", ("invalid_id", "id is longer than OpenSearch's 512-byte _id limit")
+    return doc_id, None
+
+
 class PrepareFn(counters.Tallied, beam.DoFn):
     """Record -> Document, or its dead letter / skip (``text_field.<f>`` counted once a bundle)."""
 
@@ -93,14 +107,9 @@ class PrepareFn(counters.Tallied, beam.DoFn):
         if c.id_field is None:
             doc_id = content_id(text, raw_metadata)  # as before the JSON forms: ids of earlier runs stay
         else:
-            raw_id = record.get(c.id_field)
-            if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
-                return self._dead("missing_id", f"id field {c.id_field!r} is missing or empty", record)
-            doc_id = str(raw_id).strip()
-            if lone_surrogate(doc_id):
-                return self._dead("invalid_id", f"id field {c.id_field!r} holds a lone surrogate, which is not Unicode", record)
-            if len(doc_id) > 128 and len(doc_id.encode("utf-8")) > 512:  # 4 bytes a character at most
-                return self._dead("invalid_id", "id is longer than OpenSearch's 512-byte _id limit", record)
+            doc_id, problem = record_id(record, c.id_field)
+            if problem:
+                return self._dead(*problem, record)
         if not text.strip():
             return counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
         return Document(id=doc_id, text=text, metadata=metadata, source=record)

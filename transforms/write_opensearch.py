@@ -19,18 +19,30 @@ def to_source(doc: Document, text_field: str) -> dict[str, Any]:
     """The indexed document: metadata at the top level (filterable), text, and one field per encoder.
     Metadata in OpenSearch's JSON forms (neural_ingest.metadata); a MetadataError is a ValueError: a dead letter."""
     src: dict[str, Any] = json_value(doc.metadata)
-    src[text_field] = doc.text
+    if doc.text is not None:  # None: a plain dict written as it is (neural_ingest.beam.WriteToOpenSearch)
+        src[text_field] = doc.text
     for field, vec in doc.embeddings.items():
         src[field] = {str(k): float(v) for k, v in vec.items()} if isinstance(vec, dict) else vec.tolist()
     return src
 
 
-class BulkIndexFn(beam.DoFn):
-    """Index a batch with :class:`~neural_ingest.sinks.bulk.BulkWriter`; report each document's fate."""
+def dead_letter(record: Any, reason: str, message: str, doc_id: str | None = None, status: int | None = None,
+                attempts: int = 1) -> beam.pvalue.TaggedOutput:
+    """The write stage's one failure path: count ``failed.index.<reason>`` and return the tagged dead letter."""
+    counters.failed(INDEX, reason)
+    return beam.pvalue.TaggedOutput(
+        DEAD_LETTER, DeadLetter(INDEX, reason, message, record, doc_id=doc_id, status=status, attempts=attempts)
+    )
 
-    def __init__(self, cfg: OpenSearchSinkConfig, progress_every: float = 10.0):
+
+class BulkIndexFn(beam.DoFn):
+    """Index a batch with :class:`~neural_ingest.sinks.bulk.BulkWriter`; report each document's fate.
+    ``emit_ids``: the ids of the documents indexed are the main output (the public API's ``indexed``)."""
+
+    def __init__(self, cfg: OpenSearchSinkConfig, progress_every: float = 10.0, emit_ids: bool = False):
         self.cfg = cfg
         self.progress_every = progress_every
+        self.emit_ids = emit_ids
         self._client = None
         self._writer = None
 
@@ -46,10 +58,7 @@ class BulkIndexFn(beam.DoFn):
             self._client.close()
 
     def _dead(self, doc: Document, reason: str, message: str, status: int | None = None, attempts: int = 1):
-        counters.failed(INDEX, reason)
-        return beam.pvalue.TaggedOutput(
-            DEAD_LETTER, DeadLetter(INDEX, reason, message, doc, doc_id=doc.id, status=status, attempts=attempts)
-        )
+        return dead_letter(doc, reason, message, doc.id, status, attempts)
 
     def process(self, batch: Sequence[Document]) -> Iterable[Any]:
         yield from self._outputs(batch)
@@ -69,6 +78,8 @@ class BulkIndexFn(beam.DoFn):
         for res in self._writer.write(items):
             if res.ok:
                 ok += 1
+                if self.emit_ids:
+                    yield res.item.doc_id
             else:
                 yield self._dead(res.item.key, res.error_type or "bulk_error", res.message or "", res.status, res.item.attempts)
         counters.inc("indexed", ok)
@@ -79,13 +90,15 @@ class BulkIndexFn(beam.DoFn):
 
 
 class WriteToOpenSearch(beam.PTransform):
-    """Documents -> {"dead_letter": DeadLetters}; requests bounded by document count and bytes."""
+    """Documents -> {"dead_letter": DeadLetters} (and "indexed": ids, with ``emit_ids``); requests bounded by
+    document count and bytes. The public :class:`neural_ingest.beam.WriteToOpenSearch` wraps this one."""
 
-    def __init__(self, cfg: OpenSearchSinkConfig, fields: list[str], progress_every: float = 10.0):
+    def __init__(self, cfg: OpenSearchSinkConfig, fields: list[str], progress_every: float = 10.0, emit_ids: bool = False):
         super().__init__()
         self.cfg = cfg
         self.fields = fields
         self.progress_every = progress_every
+        self.emit_ids = emit_ids
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         n = self.cfg.bulk.max_docs
@@ -94,15 +107,15 @@ class WriteToOpenSearch(beam.PTransform):
             # Full requests from the start, as helpers.bulk sends them (the adaptive ramp-up from 50 sent 28
             # requests instead of 6 for 3000 documents).
             | "BatchForBulk" >> beam.BatchElements(min_batch_size=n, max_batch_size=n)
-            | "Bulk" >> beam.ParDo(_bulk_fn(self.cfg, self.progress_every)).with_outputs(DEAD_LETTER, main="ok")
+            | "Bulk" >> beam.ParDo(_bulk_fn(self.cfg, self.progress_every, self.emit_ids)).with_outputs(DEAD_LETTER, main="ok")
         )
-        return {DEAD_LETTER: out[DEAD_LETTER]}
+        return {DEAD_LETTER: out[DEAD_LETTER], **({"indexed": out.ok} if self.emit_ids else {})}
 
 
-def _bulk_fn(cfg: OpenSearchSinkConfig, progress_every: float) -> beam.DoFn:
+def _bulk_fn(cfg: OpenSearchSinkConfig, progress_every: float, emit_ids: bool = False) -> beam.DoFn:
     """Requests on a background thread, overlapping encoding (bulk.in_flight > 0), or in line."""
     if getattr(cfg.bulk, "in_flight", 0) > 0:
         from neural_ingest.transforms.write_overlap import OverlappedBulkIndexFn
 
-        return OverlappedBulkIndexFn(cfg, progress_every)
-    return BulkIndexFn(cfg, progress_every)
+        return OverlappedBulkIndexFn(cfg, progress_every, emit_ids)
+    return BulkIndexFn(cfg, progress_every, emit_ids)

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class OverlappedBulkIndexFn(BulkIndexFn):
-    def __init__(self, cfg, progress_every: float = 10.0):
-        super().__init__(cfg, progress_every)
+    def __init__(self, cfg, progress_every: float = 10.0, emit_ids: bool = False):
+        super().__init__(cfg, progress_every, emit_ids)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: collections.deque = collections.deque()
 
@@ -89,6 +89,8 @@ class OverlappedBulkIndexFn(BulkIndexFn):
         for res in results:
             if res.ok:
                 ok += 1
+                if self.emit_ids:
+                    yield WindowedValue(res.item.doc_id, timestamp, (window,))
             else:
                 yield windowed(
                     self._dead(res.item.key, res.error_type or "bulk_error", res.message or "", res.status, res.item.attempts)

@@ -2,56 +2,21 @@
 answers a health check (measured: a faiss graph build at a flush stalled a 1 GiB node ~2 min a time, and
 two stalls in a row spent the outage deadline: 500 documents dead-lettered `index.unavailable`).
 
-A real server cannot be made to stall on demand, so the node is a fake client here; time is a fake
-monotonic clock (the module's ``time``) that the fake's timeouts and the writer's sleeps advance: no test
-waits."""
+A real server cannot be made to stall on demand, so the node is a fake client here (tests/fake_cluster.py); time
+is a fake monotonic clock (the module's ``time``) that the fake's timeouts and the writer's sleeps advance: no
+test waits."""
 from __future__ import annotations
 
 import logging
 import types
 
 import pytest
+from fake_cluster import Clock, Node
 from opensearchpy import exceptions as os_exc
 
 from neural_ingest.config import BulkConfig
 from neural_ingest.sinks import bulk
 from neural_ingest.sinks.bulk import BulkWriter, make_item
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Node:
-    """``bulk`` times out ``stalls`` times (None: always), each after the request timeout, then accepts;
-    ``cluster.health`` answers while ``answers`` (else: connection refused)."""
-
-    def __init__(self, clock: Clock, stalls: int | None, answers: bool = True) -> None:
-        self.clock, self.stalls, self.answers = clock, stalls, answers
-        self.bulk_calls = self.health_calls = 0
-        self.cluster = types.SimpleNamespace(health=self._health)
-
-    def bulk(self, body: bytes, params: dict, request_timeout: float) -> dict:
-        self.bulk_calls += 1
-        if self.stalls is None or self.stalls > 0:
-            self.stalls = None if self.stalls is None else self.stalls - 1
-            self.clock.now += request_timeout
-            raise os_exc.ConnectionTimeout("TIMEOUT", f"Read timed out. (read timeout={request_timeout})", None)
-        n = body.count(b"\n") // 2
-        return {"errors": False, "items": [{"index": {"status": 201}} for _ in range(n)]}
-
-    def _health(self, request_timeout: float) -> dict:
-        self.health_calls += 1
-        if not self.answers:
-            raise os_exc.ConnectionError("N/A", "Connection refused", None)
-        return {"status": "green"}
 
 
 @pytest.fixture
