@@ -225,3 +225,14 @@ def node_factory(opensearch_url):
     yield _make
     for node in nodes:
         node._script("delete", "--name", node.name)
+
+
+_CLUSTER_FIXTURES = {"opensearch_url", "os_client", "node_features", "index_name", "node_factory", "knn_engine"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test that reaches a real OpenSearch (through any of the cluster fixtures, directly or through
+    another fixture) is marked `opensearch`, so `pytest -m "not opensearch"` is the fast lane of pure tests."""
+    for item in items:
+        if _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.opensearch)
