@@ -6,14 +6,21 @@ runs on Prism, another engine whose memory and speed this project neither tests 
 ``neural-ingest`` run with ``--runner DirectRunner`` (the default) therefore runs on the FnApiRunner the
 DirectRunner falls back to (in one process, or several with ``--direct_running_mode multi_processing``);
 any other ``--runner``, ``PrismRunner`` included, is Beam's own.
+
+On the portable Java runners (Flink, Spark) a batch job is fused by the Python SDK (``pre_optimize=all``)
+unless the user chose a ``pre_optimize`` (``portable_defaults``): see that function for why.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.direct.direct_runner import SwitchingDirectRunner
 
 LOCAL_NAMES = {"DirectRunner", "SwitchingDirectRunner"}
+# Runners whose Java job server runs the stages through SdkHarnessClient (Prism is Go and fuses itself).
+PORTABLE_JAVA_NAMES = {"FlinkRunner", "SparkRunner", "PortableRunner"}
+SDK_FUSION = "pre_optimize=all"
 
 
 class LocalRunner(SwitchingDirectRunner):
@@ -32,3 +39,20 @@ class LocalRunner(SwitchingDirectRunner):
 def runner_for(name: str | None) -> LocalRunner | None:
     """The runner object for ``--runner name``: ours for the DirectRunner, None (Beam's choice) otherwise."""
     return LocalRunner() if (name or "DirectRunner").rsplit(".", 1)[-1] in LOCAL_NAMES else None
+
+
+def portable_defaults(options: PipelineOptions) -> PipelineOptions:
+    """A batch job on a portable Java runner gets ``--experiments=pre_optimize=all`` (unless a ``pre_optimize``
+    was given): the Python SDK fuses the stages, a ParDo with a side input included, so the documents go from
+    the read to the sink inside one SDK stage and only small results cross the data plane.
+
+    Why: the job server's own fuser starts a new stage at every ParDo with a side input (the dedupe's
+    ``KeepLast``), so every document left the read stage through the data plane; Flink's batch mode runs a
+    whole partition as one bundle, and Beam's ``SdkHarnessClient`` (2.62) drains a bundle's outputs only after
+    the SDK has answered: past ~100 queued messages (about 1 GB: 1,000,000 documents on one slot) the SDK
+    blocks on its send and the job hangs, idle. Streaming jobs are left alone (Beam does no pre-fusion there)."""
+    name = str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
+    debug = options.view_as(DebugOptions)
+    if name in PORTABLE_JAVA_NAMES and not options.view_as(StandardOptions).streaming and debug.lookup_experiment("pre_optimize") is None:
+        debug.add_experiment(SDK_FUSION)
+    return options

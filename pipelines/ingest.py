@@ -20,7 +20,7 @@ from neural_ingest.chunking import plan_chunking
 from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
-from neural_ingest.local_runner import runner_for
+from neural_ingest.local_runner import portable_defaults, runner_for
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
@@ -209,6 +209,7 @@ def run_ingest(
         options = PipelineOptions([*cfg.beam_args, *(beam_args or [])])
         std = options.view_as(StandardOptions)
         std.runner = std.runner or "DirectRunner"
+        portable_defaults(options)
         meta["runner"] = str(std.runner)
         p = beam.Pipeline(runner=runner_for(str(std.runner)), options=options)
         build_ingest(p, cfg, prep, run_id, before_encode)
