@@ -22,26 +22,12 @@ import numpy as np
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
-from neural_ingest.chunking import (
-    CHUNK_END,
-    CHUNK_INDEX,
-    CHUNK_KEYS,
-    CHUNK_START,
-    PARENT_ID,
-    chunk_id,
-)
+from neural_ingest.chunking import CHUNK_END, CHUNK_INDEX, CHUNK_KEYS, CHUNK_START, PARENT_ID, chunk_id
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.metadata import json_value
 from neural_ingest.records import Document
 from neural_ingest.sinks import sparse_query as sq
-from neural_ingest.sinks.base import (
-    ChunkLayout,
-    DenseQuery,
-    Hit,
-    QueryVector,
-    SinkError,
-    SparseQuery,
-)
+from neural_ingest.sinks.base import ChunkLayout, DenseQuery, Hit, QueryVector, SinkError, SparseQuery
 from neural_ingest.sinks.knn_query import knn_clause
 from neural_ingest.sinks.opensearch_client import connection_problem
 from neural_ingest.sinks.scoring import fuse_with_passages

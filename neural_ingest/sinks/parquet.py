@@ -21,16 +21,7 @@ import pyarrow.parquet as pq
 
 from neural_ingest.config import ParquetSinkConfig
 from neural_ingest.encoders.base import ModelInfo
-from neural_ingest.sinks.base import (
-    REPLACE,
-    UPSERT,
-    ChunkLayout,
-    Hit,
-    QueryVector,
-    Searcher,
-    Sink,
-    SinkError,
-)
+from neural_ingest.sinks.base import REPLACE, UPSERT, ChunkLayout, Hit, QueryVector, Searcher, Sink, SinkError
 from neural_ingest.sinks.parquet_chunks import ChunkedParquet, parquet_schema
 from neural_ingest.sinks.scoring import dense_scores, sparse_scores
 

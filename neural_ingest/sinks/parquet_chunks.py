@@ -13,14 +13,7 @@ from neural_ingest.chunking import CHUNK_KEYS
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.metadata import metadata_json
 from neural_ingest.records import Document
-from neural_ingest.sinks.base import (
-    ChunkLayout,
-    DenseQuery,
-    Hit,
-    QueryVector,
-    SinkError,
-    SparseQuery,
-)
+from neural_ingest.sinks.base import ChunkLayout, DenseQuery, Hit, QueryVector, SinkError, SparseQuery
 from neural_ingest.sinks.scoring import dense_scores, fuse_with_passages, sparse_scores
 
 if TYPE_CHECKING:  # the sink builds its searcher (ParquetSink.chunk_searcher) and the searcher reads the sink

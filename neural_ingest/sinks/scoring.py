@@ -24,7 +24,8 @@ def dense_scores(matrix: np.ndarray, q: np.ndarray, space: str | None) -> np.nda
         scores = (1 + (matrix @ q) / np.maximum(norms, 1e-12)) / 2
     elif space == "innerproduct":
         dot = matrix @ q
-        scores = np.where(dot >= 0, dot + 1, 1 / (1 - dot))
+        with np.errstate(divide="ignore"):  # np.where computes 1 / (1 - dot) for dot == 1 too, then drops it
+            scores = np.where(dot >= 0, dot + 1, 1 / (1 - dot))
     else:
         scores = 1 / (1 + np.sum((matrix - q) ** 2, axis=1))
     return scores
