@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from neural_ingest.sinks.base import Hit
+from neural_ingest.hits import Hit
 
 MIN_SCORE = np.float32(0.001)
 SINGLE_RESULT_SCORE = np.float32(1.0)

@@ -1,14 +1,14 @@
 """Query time: encode the query with the same model the pipeline used, and search the sink."""
 from __future__ import annotations
 
-from neural_ingest.config import PipelineConfig, encoder_field
+from neural_ingest.config import EncoderConfig, PipelineConfig, encoder_field
 from neural_ingest.encoders import make_encoder
-from neural_ingest.redact import redact_url
+from neural_ingest.encoders.base import ModelInfo, Vector
 from neural_ingest.sinks import Sink, make_sink
-from neural_ingest.sinks.base import Hit, SinkError
+from neural_ingest.sinks.base import Hit, Searcher, SinkError
 
 
-def _encoder_of_kind(cfg: PipelineConfig, kind: str, mode: str):
+def _encoder_of_kind(cfg: PipelineConfig, kind: str, mode: str) -> EncoderConfig:
     candidates = [c for c in cfg.encoders if getattr(c, "kind", "dense") == kind]
     if not candidates:
         kinds = sorted({getattr(c, "kind", "dense") for c in cfg.encoders})
@@ -17,7 +17,7 @@ def _encoder_of_kind(cfg: PipelineConfig, kind: str, mode: str):
     return candidates[0]
 
 
-def encode_query(enc_cfg, query: str):
+def encode_query(enc_cfg: EncoderConfig, query: str) -> tuple[str, ModelInfo, Vector]:
     """(field, model info, query vector): the query encoded the way the encoder's model family expects."""
     encoder = make_encoder(enc_cfg)
     loaded = encoder.acquire()
@@ -27,28 +27,7 @@ def encode_query(enc_cfg, query: str):
 def documents_in(sink: Sink) -> int | None:
     """How many documents the sink holds (None: it cannot tell), after checking that what `search` reads is
     there: a missing index, alias or dataset is one SinkError naming it and the fix, before any model loads."""
-    from neural_ingest.sinks.parquet import ParquetSink
-
-    if isinstance(sink, ParquetSink):
-        if not sink.path.is_dir():
-            raise SinkError(f"no Parquet dataset at {sink.path}: check sink.path, or build it with `neural-ingest run CONFIG`")
-        return sink.count()
-    from opensearchpy import exceptions as os_exc
-
-    from neural_ingest.sinks.opensearch import OpenSearchSink, connection_problem
-
-    if isinstance(sink, OpenSearchSink):
-        cfg = sink.cfg
-        try:
-            exists = sink.client.indices.exists(index=cfg.index)
-        except os_exc.OpenSearchException as e:
-            raise SinkError(connection_problem(cfg, e)) from None
-        if not exists:
-            raise SinkError(
-                f"index or alias {cfg.index!r} does not exist at {redact_url(cfg.hosts[0])}: check sink.index, or build it "
-                "with `neural-ingest run CONFIG` (`neural-ingest reindex CONFIG` for an alias)"
-            )
-    return sink.count()
+    return sink.searchable_count()
 
 
 def no_hits_reason(cfg: PipelineConfig, mode: str) -> str:
@@ -69,26 +48,23 @@ def search(
     """
     if k < 1:
         raise ValueError(f"k must be at least 1 (got {k})")
-    sink = make_sink(cfg.sink)
+    sink = make_sink(cfg.sink, chunking=cfg.chunking)  # chunked: documents scored by their best chunk (Hit.passage)
     if documents_in(sink) == 0:
         return []
-    if cfg.chunking.mode == "chunk":  # documents scored by their best chunk, which comes back as Hit.passage
-        from neural_ingest.sinks.chunked import chunked_searcher
-
-        sink = chunked_searcher(sink, cfg.chunking, [encoder_field(e) for e in cfg.encoders])
+    searcher = sink.searcher([encoder_field(e) for e in cfg.encoders])
     from opensearchpy import exceptions as os_exc
 
     try:
-        return _search(sink, cfg, query, k, mode, weights)
+        return _search(searcher, cfg, query, k, mode, weights)
     except os_exc.OpenSearchException as e:  # a cluster error is one line naming the cluster, not a bug's traceback
-        from neural_ingest.sinks.opensearch import connection_problem
+        from neural_ingest.sinks.opensearch_client import connection_problem
 
         if cfg.sink.type != "opensearch":
             raise
         raise SinkError(connection_problem(cfg.sink, e)) from None
 
 
-def _search(sink, cfg: PipelineConfig, query: str, k: int, mode: str, weights: tuple[float, float] | None) -> list[Hit]:
+def _search(sink: Searcher, cfg: PipelineConfig, query: str, k: int, mode: str, weights: tuple[float, float] | None) -> list[Hit]:
     if mode == "hybrid":
         dense = encode_query(_encoder_of_kind(cfg, "dense", mode), query)
         sparse = encode_query(_encoder_of_kind(cfg, "sparse", mode), query)

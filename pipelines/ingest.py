@@ -61,8 +61,7 @@ def prepare(cfg: PipelineConfig, write_mode: str = REPLACE) -> Prepared:
     loaded = [enc.acquire() for _, enc in encoders]
     fields = {f: l.info for (f, _), l in zip(encoders, loaded)}
     plan = plan_chunking(cfg, encoders, loaded)
-    sink = make_sink(cfg.sink, write_mode)
-    sink.chunking = plan if plan is not None and plan.chunking else None  # nested / separate chunk storage
+    sink = make_sink(cfg.sink, write_mode, plan)  # a chunk plan: nested / separate chunk storage
     return Prepared(encoders, fields, sink, loaded, plan)
 
 

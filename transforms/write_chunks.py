@@ -18,7 +18,8 @@ import pyarrow as pa
 from neural_ingest.chunking import chunk_id
 from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.records import Document
-from neural_ingest.sinks.chunked import delete_stale_chunks, nested_source, parquet_row, separate_sources
+from neural_ingest.sinks.opensearch_chunks import delete_stale_chunks, nested_source, separate_sources
+from neural_ingest.sinks.parquet_chunks import parquet_row
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
 from neural_ingest.transforms.write_opensearch import BulkIndexFn

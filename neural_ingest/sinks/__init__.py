@@ -1,25 +1,22 @@
 """Where documents go: an OpenSearch index, or the embedded local Parquet dataset."""
 from __future__ import annotations
 
-from neural_ingest.sinks.base import REPLACE, UPSERT, WRITE_MODES, Sink
+from neural_ingest.config import SinkConfig
+from neural_ingest.sinks.base import REPLACE, UPSERT, ChunkLayout, Searcher, Sink
 
 
-def make_sink(cfg, mode: str = REPLACE) -> Sink:
+def make_sink(cfg: SinkConfig, mode: str = REPLACE, chunking: ChunkLayout | None = None) -> Sink:
     """``mode``: REPLACE for `run` (Parquet publishes the run's output as the dataset), UPSERT for
-    `dlq replay` (documents are added to what the sink holds, same id replaced; nothing removed)."""
-    if mode not in WRITE_MODES:
-        raise ValueError(f"sink write mode {mode!r}: expected one of {WRITE_MODES}")
-    sink: Sink
+    `dlq replay` (documents are added to what the sink holds, same id replaced; nothing removed).
+    ``chunking`` (a run's ChunkPlan, or the config's chunking block for `search`): with mode "chunk" the
+    sink stores and searches one vector per chunk. An unknown ``mode`` is a ValueError."""
     if cfg.type == "opensearch":
         from neural_ingest.sinks.opensearch import OpenSearchSink
 
-        sink = OpenSearchSink(cfg)
-    else:
-        from neural_ingest.sinks.parquet import ParquetSink
+        return OpenSearchSink(cfg, mode, chunking)
+    from neural_ingest.sinks.parquet import ParquetSink
 
-        sink = ParquetSink(cfg)
-    sink.mode = mode
-    return sink
+    return ParquetSink(cfg, mode, chunking)
 
 
-__all__ = ["REPLACE", "UPSERT", "Sink", "make_sink"]
+__all__ = ["REPLACE", "UPSERT", "ChunkLayout", "Searcher", "Sink", "make_sink"]

@@ -1,10 +1,17 @@
-"""Index mapping derived from the loaded models, and the check of an existing index against it."""
+"""Index mapping derived from the loaded models, and the check of an existing index against it.
+
+Chunked documents (sinks/opensearch_chunks.py): with ``storage: nested`` the encoder fields sit in a nested
+field (``chunks``) beside the chunk's text, start, end and index; with ``storage: separate`` they stay at the
+top level beside parent_id, chunk_index, chunk_start and chunk_end.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from neural_ingest.chunking import CHUNK_END, CHUNK_INDEX, CHUNK_START, PARENT_ID
 from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.encoders.base import ModelInfo
+from neural_ingest.sinks.base import ChunkLayout
 
 
 def space_type_for(cfg: OpenSearchSinkConfig, info: ModelInfo) -> str:
@@ -33,13 +40,56 @@ def field_mapping(cfg: OpenSearchSinkConfig, info: ModelInfo) -> dict[str, Any]:
     return out
 
 
-def index_body(cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: Any = None) -> dict[str, Any]:
+def chunk_properties(props: dict[str, Any], plan: ChunkLayout) -> dict[str, Any]:
+    """The encoder fields' mappings (``props``) placed for chunked storage."""
+    if plan.storage == "nested":
+        inner = {
+            "text": {"type": "text"},
+            "start": {"type": "integer"},
+            "end": {"type": "integer"},
+            "index": {"type": "integer"},
+            **props,
+        }
+        return {plan.field: {"type": "nested", "properties": inner}}
+    return {
+        **props,
+        PARENT_ID: {"type": "keyword"},
+        CHUNK_INDEX: {"type": "integer"},
+        CHUNK_START: {"type": "integer"},
+        CHUNK_END: {"type": "integer"},
+    }
+
+
+def chunk_mapping_problems(props: dict[str, Any], plan: ChunkLayout) -> tuple[list[str], dict[str, Any]]:
+    """(problems, the properties the encoder fields are found in) for an existing index."""
+    if plan.storage == "nested":
+        have = props.get(plan.field)
+        if have is None:
+            return [], {}  # the nested field is added to the mapping
+        if have.get("type") != "nested":
+            return [
+                (
+                    f"field {plan.field!r} is {have.get('type') or 'object'!r} in the index but chunking (storage nested) "
+                    "needs a 'nested' field: use another chunking.field or a new index"
+                )
+            ], {}
+        return [], have.get("properties", {})
+    problems: list[str] = []
+    parent = props.get(PARENT_ID)
+    if parent is not None and parent.get("type") != "keyword":
+        problems.append(f"field {PARENT_ID!r} is {parent.get('type')!r} in the index but separate chunks need 'keyword'")
+    if plan.field in props and props[plan.field].get("type") == "nested":
+        problems.append(
+            f"index holds nested chunks in {plan.field!r} but chunking.storage is separate: use a new index"
+        )
+    return problems, props
+
+
+def index_body(cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: ChunkLayout | None = None) -> dict[str, Any]:
     """Settings and mappings for a new index holding ``fields`` (name -> model info); with ``chunking``
-    (a ChunkPlan) the fields sit in the nested chunk field, or beside parent_id (sinks/chunked.py)."""
+    the fields sit in the nested chunk field, or beside parent_id."""
     props: dict[str, Any] = {name: field_mapping(cfg, info) for name, info in fields.items()}
     if chunking is not None:
-        from neural_ingest.sinks.chunked import chunk_properties
-
         props = chunk_properties(props, chunking)
     props[cfg.text_field] = {"type": "text"} if cfg.store_text else {"type": "text", "index": False}
     settings: dict[str, Any] = {"number_of_shards": cfg.shards, "number_of_replicas": cfg.replicas}
@@ -62,14 +112,12 @@ def knn_engines(mapping: dict[str, Any]) -> set[str]:
 
 
 def mapping_problems(
-    existing: dict[str, Any], cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: Any = None
+    existing: dict[str, Any], cfg: OpenSearchSinkConfig, fields: dict[str, ModelInfo], chunking: ChunkLayout | None = None
 ) -> list[str]:
     """What in an existing index's mapping conflicts with the models (each problem names both values)."""
     props = existing.get("properties", {})
-    problems = []
+    problems: list[str] = []
     if chunking is not None:  # the encoder fields live inside the nested chunk field (or beside parent_id)
-        from neural_ingest.sinks.chunked import chunk_mapping_problems
-
         problems, props = chunk_mapping_problems(props, chunking)
     for name, info in fields.items():
         want = field_mapping(cfg, info)

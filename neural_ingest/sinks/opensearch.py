@@ -5,15 +5,33 @@ import logging
 from typing import Any
 
 import apache_beam as beam
+from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
-from neural_ingest.config import KnnConfig, OpenSearchSinkConfig, OpenSearchSourceConfig
+from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.encoders.base import ModelInfo
-from neural_ingest.sinks.base import UPSERT, Hit, Sink, SinkError
+from neural_ingest.hybrid import DEFAULT_WEIGHTS, search_pipeline_body
+from neural_ingest.redact import redact_url
+from neural_ingest.sinks import sparse_query as sq
+from neural_ingest.sinks.base import (
+    REPLACE,
+    UPSERT,
+    ChunkLayout,
+    DenseQuery,
+    Hit,
+    QueryVector,
+    Searcher,
+    Sink,
+    SinkError,
+    SparseQuery,
+)
+from neural_ingest.sinks.knn_query import knn_clause
 from neural_ingest.sinks.mapping import index_body, knn_engines, mapping_problems
-from neural_ingest.redact import redact_text, redact_url
-from neural_ingest.sinks.opensearch_client import config_prefix, make_client
-from neural_ingest.tls import plain_http_problem, ssl_problem
+from neural_ingest.sinks.opensearch_chunks import ChunkedOpenSearch
+from neural_ingest.sinks.opensearch_client import connection_problem, make_client
+
+# connection_problem and knn_clause are imported from here too (read_opensearch, tests).
+__all__ = ["DOTTED_TOKEN_WINDOW", "OpenSearchSink", "connection_problem", "knn_clause"]
 
 log = logging.getLogger(__name__)
 
@@ -21,41 +39,19 @@ log = logging.getLogger(__name__)
 DOTTED_TOKEN_WINDOW = 200
 
 
-def connection_problem(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, err: Exception) -> str:
-    """A cluster error as one sentence with the fix; never includes credentials."""
-    where = config_prefix(cfg)
-    host = redact_url(cfg.hosts[0])
-    if isinstance(err, os_exc.AuthenticationException):
-        return f"{host} rejected the credentials (401): check {where}.username and the password's environment variable"
-    if isinstance(err, os_exc.AuthorizationException):
-        return f"{host} refused access (403): the user needs index and cluster monitor permissions"
-    if isinstance(err, os_exc.ConnectionError):  # SSLError included: https:// to a plain-HTTP node fails either way
-        plain = plain_http_problem(f"{where}.hosts", cfg.hosts)
-        if plain:
-            return plain
-    if isinstance(err, os_exc.SSLError):
-        return ssl_problem(where, host, err, cfg.ca_certs)
-    if isinstance(err, os_exc.ConnectionError):
-        return f"cannot reach OpenSearch at {host}: check {where}.hosts and that the cluster is up"
-    return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {redact_text(str(err)[:300])}"
-
-
-def knn_clause(knn: KnnConfig, field: str, vector: Any, k: int) -> dict[str, Any]:
-    """An approximate k-NN clause whose search window (knn.search_candidates) is wider than the k kept."""
-    return {"knn": {field: {"vector": [float(x) for x in vector], "k": knn.window(k)}}}
-
-
 class OpenSearchSink(Sink):
     # Merged into the mapping of an index this sink creates (reindex: its stamp field and
     # _meta.neural_ingest, so the index is born marked "building" and a killed run's index is recognised).
     extra_mappings: dict[str, Any] | None = None
 
-    def __init__(self, cfg: OpenSearchSinkConfig):
+    def __init__(self, cfg: OpenSearchSinkConfig, mode: str = REPLACE, chunking: ChunkLayout | None = None):
+        super().__init__(mode, chunking)
         self.cfg = cfg
-        self._client = None
+        self._client: OpenSearch | None = None
+        self._neural: bool | None = None
 
     @property
-    def client(self):
+    def client(self) -> OpenSearch:
         if self._client is None:
             self._client = make_client(self.cfg)
         return self._client
@@ -126,7 +122,7 @@ class OpenSearchSink(Sink):
         self.cfg = self.cfg.model_copy(update={"knn": knn})
         return problems
 
-    def measure_recall(self, encoders: list, fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
+    def measure_recall(self, encoders: list[tuple[str, Any]], fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
         """recall@k of a plain client knn query on the built index (sinks/recall.py); after the final refresh."""
         from neural_ingest.sinks.recall import check_index
 
@@ -163,7 +159,7 @@ class OpenSearchSink(Sink):
             if missing:
                 self.client.indices.put_mapping(index=self.cfg.index, body={"properties": missing})
 
-    def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform:
+    def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform[Any, Any]:
         if self.chunking is not None:  # one vector per chunk: nested, or a document per chunk
             from neural_ingest.transforms.write_chunks import WriteChunkedToOpenSearch
 
@@ -194,10 +190,25 @@ class OpenSearchSink(Sink):
         except (os_exc.OpenSearchException, KeyError, TypeError, ValueError):
             return None
 
-    def knn_clause(self, field: str, vector: Any, k: int) -> dict[str, Any]:
+    def searchable_count(self) -> int | None:
+        try:
+            exists = self.client.indices.exists(index=self.cfg.index)
+        except os_exc.OpenSearchException as e:
+            raise SinkError(connection_problem(self.cfg, e)) from None
+        if not exists:
+            raise SinkError(
+                f"index or alias {self.cfg.index!r} does not exist at {redact_url(self.cfg.hosts[0])}: check sink.index, or "
+                "build it with `neural-ingest run CONFIG` (`neural-ingest reindex CONFIG` for an alias)"
+            )
+        return self.count()
+
+    def chunk_searcher(self, chunking: ChunkLayout, fields: list[str]) -> Searcher:
+        return ChunkedOpenSearch(self, chunking, fields)
+
+    def knn_clause(self, field: str, vector: QueryVector, k: int) -> dict[str, Any]:
         return knn_clause(self.cfg.knn, field, vector, k)
 
-    def search(self, field: str, info: ModelInfo, vector: Any, k: int) -> list[Hit]:
+    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
         body = {"size": k, "query": self.knn_clause(field, vector, k), "_source": {"excludes": [field]}}
         res = self.client.search(index=self.cfg.index, body=body)
         return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]
@@ -225,7 +236,7 @@ class OpenSearchSink(Sink):
         """Config decides; otherwise whether the neural-search plugin is installed (asked once)."""
         if self.cfg.use_neural_search is not None:
             return self.cfg.use_neural_search
-        if getattr(self, "_neural", None) is None:
+        if self._neural is None:
             try:
                 plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
             except os_exc.OpenSearchException as e:
@@ -235,8 +246,6 @@ class OpenSearchSink(Sink):
 
     def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
         """neural_sparse (query_tokens) with neural-search, else linear rank_feature queries; score = dot product."""
-        from neural_ingest.sinks import sparse_query as sq
-
         if self.neural_search_enabled():
             body = {"size": k, "query": sq.neural_sparse_clause(field, query), "_source": {"excludes": [field]}}
             res = self.client.search(index=self.cfg.index, body=body)
@@ -259,12 +268,11 @@ class OpenSearchSink(Sink):
         scored = sq.add_dotted_scores(raw, field, dotted, base_is_zero=not plain)
         return [Hit(i, s, {kk: vv for kk, vv in src.items() if kk != field}) for i, s, src in scored[:k]]
 
-    def search_hybrid(self, dense, sparse, k: int, weights=None) -> list[Hit]:
+    def search_hybrid(
+        self, dense: DenseQuery, sparse: SparseQuery, k: int, weights: tuple[float, float] | None = None
+    ) -> list[Hit]:
         """One ``hybrid`` query through a normalization search pipeline (min_max + arithmetic_mean) with
         neural-search; client-side fusion of the two searches otherwise."""
-        from neural_ingest.hybrid import DEFAULT_WEIGHTS, search_pipeline_body
-        from neural_ingest.sinks import sparse_query as sq
-
         if not self.neural_search_enabled():
             return super().search_hybrid(dense, sparse, k, weights)
         w = list(weights or DEFAULT_WEIGHTS)

@@ -1,18 +1,40 @@
-"""One place that turns sink config into an opensearch-py client (hosts, TLS, auth, timeouts)."""
+"""One place that turns sink config into an opensearch-py client (hosts, TLS, auth, timeouts), and its errors
+into one sentence with the fix."""
 from __future__ import annotations
 
 from typing import Any
 
 from opensearchpy import OpenSearch, RequestsHttpConnection
+from opensearchpy import exceptions as os_exc
 
 from neural_ingest.config import OpenSearchSinkConfig, OpenSearchSourceConfig
+from neural_ingest.redact import redact_text, redact_url
 from neural_ingest.sinks.base import SinkError
-from neural_ingest.tls import ca_certs_problem
+from neural_ingest.tls import ca_certs_problem, plain_http_problem, ssl_problem
 
 
 def config_prefix(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig) -> str:
     """How messages name the block: sink.hosts or source.hosts."""
     return "source" if isinstance(cfg, OpenSearchSourceConfig) else "sink"
+
+
+def connection_problem(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, err: Exception) -> str:
+    """A cluster error as one sentence with the fix; never includes credentials."""
+    where = config_prefix(cfg)
+    host = redact_url(cfg.hosts[0])
+    if isinstance(err, os_exc.AuthenticationException):
+        return f"{host} rejected the credentials (401): check {where}.username and the password's environment variable"
+    if isinstance(err, os_exc.AuthorizationException):
+        return f"{host} refused access (403): the user needs index and cluster monitor permissions"
+    if isinstance(err, os_exc.ConnectionError):  # SSLError included: https:// to a plain-HTTP node fails either way
+        plain = plain_http_problem(f"{where}.hosts", cfg.hosts)
+        if plain:
+            return plain
+    if isinstance(err, os_exc.SSLError):
+        return ssl_problem(where, host, err, cfg.ca_certs)
+    if isinstance(err, os_exc.ConnectionError):
+        return f"cannot reach OpenSearch at {host}: check {where}.hosts and that the cluster is up"
+    return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {redact_text(str(err)[:300])}"
 
 
 def _aws_auth(cfg: OpenSearchSinkConfig) -> Any:

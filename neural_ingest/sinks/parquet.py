@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 
 from neural_ingest.config import ParquetSinkConfig
 from neural_ingest.encoders.base import ModelInfo
-from neural_ingest.sinks.base import UPSERT, Hit, Sink, SinkError
+from neural_ingest.sinks.base import REPLACE, UPSERT, ChunkLayout, Hit, QueryVector, Searcher, Sink, SinkError
+from neural_ingest.sinks.parquet_chunks import ChunkedParquet, parquet_schema
+from neural_ingest.sinks.scoring import dense_scores, sparse_scores
 
 
 def arrow_schema(text_field: str, fields: dict[str, ModelInfo]) -> pa.Schema:
@@ -35,7 +37,8 @@ def arrow_schema(text_field: str, fields: dict[str, ModelInfo]) -> pa.Schema:
 
 
 class ParquetSink(Sink):
-    def __init__(self, cfg: ParquetSinkConfig):
+    def __init__(self, cfg: ParquetSinkConfig, mode: str = REPLACE, chunking: ChunkLayout | None = None):
+        super().__init__(mode, chunking)
         self.cfg = cfg
         self.path = Path(cfg.path)
 
@@ -47,8 +50,6 @@ class ParquetSink(Sink):
 
     def schema(self, fields: dict[str, ModelInfo]) -> pa.Schema:
         if self.chunking is not None:  # a chunk list column instead of per-document vectors
-            from neural_ingest.sinks.chunked import parquet_schema
-
             return parquet_schema(self.cfg.text_field, fields, self.chunking)
         return arrow_schema(self.cfg.text_field, fields)
 
@@ -91,7 +92,7 @@ class ParquetSink(Sink):
         if not self.path.exists():
             return 0
         try:
-            return sum(pq.ParquetFile(f).metadata.num_rows for f in self._files())
+            return int(sum(pq.ParquetFile(f).metadata.num_rows for f in self._files()))
         except (pa.ArrowException, OSError):
             return None
 
@@ -101,7 +102,7 @@ class ParquetSink(Sink):
             raise SinkError("; ".join(problems))
         self.staging(run_id).mkdir(parents=True, exist_ok=True)
 
-    def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform:
+    def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform[Any, Any]:
         schema = self.schema(fields)
         prefix = str(self.staging(run_id) / "part")
         if self.chunking is not None:
@@ -167,61 +168,43 @@ class ParquetSink(Sink):
             raise SinkError(f"no dataset at {self.path}: run `neural-ingest run CONFIG` first")
         return ds.dataset(str(self.path), format="parquet").to_table()
 
-    def search(self, field: str, info: ModelInfo, vector: Any, k: int) -> list[Hit]:
-        """Exact search, scored the way OpenSearch's k-NN scores the same space type."""
+    def searchable_count(self) -> int | None:
+        if not self.path.is_dir():
+            raise SinkError(f"no Parquet dataset at {self.path}: check sink.path, or build it with `neural-ingest run CONFIG`")
+        return self.count()
+
+    def chunk_searcher(self, chunking: ChunkLayout, fields: list[str]) -> Searcher:
+        return ChunkedParquet(self, chunking, fields)
+
+    def _column(self, field: str) -> tuple[pa.Table, pa.Array]:
         table = self.read_table()
         if field not in table.column_names:
             raise SinkError(f"dataset {self.path} has no field {field!r}; columns: {table.column_names}")
-        col = table.column(field).combine_chunks()
-        matrix = col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32)
-        q = np.asarray(vector, dtype=np.float32)
-        space = info.space_type or "cosinesimil"
-        if space == "cosinesimil":
-            norms = np.linalg.norm(matrix, axis=1) * max(np.linalg.norm(q), 1e-12)
-            scores = (1 + (matrix @ q) / np.maximum(norms, 1e-12)) / 2
-        elif space == "innerproduct":
-            dot = matrix @ q
-            scores = np.where(dot >= 0, dot + 1, 1 / (1 - dot))
-        else:
-            scores = 1 / (1 + np.sum((matrix - q) ** 2, axis=1))
-        top = np.argsort(-scores, kind="stable")[:k]
+        return table, table.column(field).combine_chunks()
+
+    def _hits(self, table: pa.Table, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         ids = table.column("id").to_pylist()
         texts = table.column(self.cfg.text_field).to_pylist()
         metas = table.column("metadata").to_pylist()
         return [
-            Hit(ids[i], float(scores[i]), {self.cfg.text_field: texts[i], **json.loads(metas[i] or "{}")}) for i in top
+            Hit(ids[i], float(scores[i]), {self.cfg.text_field: texts[i], **json.loads(metas[i] or "{}")}) for i in rows
         ]
+
+    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
+        """Exact search, scored the way OpenSearch's k-NN scores the same space type."""
+        table, col = self._column(field)
+        matrix = col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32)
+        scores = dense_scores(matrix, np.asarray(vector, dtype=np.float32), info.space_type)
+        return self._hits(table, np.argsort(-scores, kind="stable")[:k], scores)
 
     def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
-        """Exact sparse search: dot product of the query with each stored map, the stored weights truncated to
-        the precision rank_features keeps, so scores agree with OpenSearch's; only documents sharing a token match."""
-        from neural_ingest.encoders.sparse_weights import lucene_quantize
-
-        table = self.read_table()
-        if field not in table.column_names:
-            raise SinkError(f"dataset {self.path} has no field {field!r}; columns: {table.column_names}")
-        col = table.column(field).combine_chunks()
+        """Exact sparse search (scoring.sparse_scores, as OpenSearch scores it); only documents sharing a token match."""
+        table, col = self._column(field)
         if not pa.types.is_map(col.type):
             raise SinkError(f"field {field!r} in {self.path} holds {col.type}, not a sparse map")
-        tokens = [t for t, w in query.items() if w > 0]
-        n = len(col)
-        offsets = col.offsets.to_numpy()
-        start, end = int(offsets[0]), int(offsets[-1])
-        keys = col.keys.slice(start, end - start)
-        vals = lucene_quantize(col.items.slice(start, end - start).to_numpy(zero_copy_only=False))
-        pos = pc.index_in(keys, value_set=pa.array(tokens, pa.string())).to_numpy(zero_copy_only=False)
-        qw = np.asarray([float(query[t]) for t in tokens] + [0.0], dtype=np.float64)
-        pos = np.where(np.isnan(pos.astype(np.float64)), len(tokens), pos).astype(np.int64)
-        rows = np.repeat(np.arange(n), np.diff(offsets))
-        scores = np.bincount(rows, weights=qw[pos] * vals.astype(np.float64), minlength=n)
+        scores = sparse_scores(col, query)
         matched = np.flatnonzero(scores > 0)
-        top = matched[np.argsort(-scores[matched], kind="stable")][:k]
-        ids = table.column("id").to_pylist()
-        texts = table.column(self.cfg.text_field).to_pylist()
-        metas = table.column("metadata").to_pylist()
-        return [
-            Hit(ids[i], float(scores[i]), {self.cfg.text_field: texts[i], **json.loads(metas[i] or "{}")}) for i in top
-        ]
+        return self._hits(table, matched[np.argsort(-scores[matched], kind="stable")][:k], scores)
 
 
 def _columns(schema: pa.Schema) -> str:

@@ -11,8 +11,9 @@ from neural_ingest.chunking import ChunkPlan, plan_chunking
 from neural_ingest.config import ConfigError, OpenSearchSinkConfig, parse_config
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.sinks.base import Hit
-from neural_ingest.sinks.chunked import ChunkedOpenSearch, fuse_with_passages, stale_chunks_query
 from neural_ingest.sinks.mapping import index_body, mapping_problems
+from neural_ingest.sinks.opensearch_chunks import ChunkedOpenSearch, stale_chunks_query
+from neural_ingest.sinks.scoring import fuse_with_passages
 
 DENSE = ModelInfo(name="m", kind="dense", dimension=384, similarity="cosine", max_seq_length=256)
 SPARSE = ModelInfo(name="s", kind="sparse", dimension=30522, similarity="dot", max_seq_length=512)
