@@ -10,13 +10,16 @@
    source the new index is a ``_clone`` of the live one and only the changes are written into it
    (transforms/reuse.py CloneChanges: ids classified by a join of small (id, hashes) tuples; unchanged
    documents are not written, metadata-only changes reuse their stored vectors, new and changed ones
-   are encoded, vanished ones are deleted from the clone); with an index source the live index is read
+   are encoded, vanished ones are deleted from the clone; a JSONL night takes the live stamps from the live
+   index's stamps manifest when it still describes that index exactly, transforms/manifest.py, and parses
+   only the lines whose bytes changed); with an index source the live index is read
    alongside the source and joined by id (copy-forward into a new empty index);
 4. validate: document count against the source, the shrink guard against the live index
    (max_deleted_ratio, min_documents; --allow-shrink for a planned drop), dead letters within budget,
    self-retrieval of a sample; on failure the alias stays, the new index is kept (status
    failed_validation), exit 4;
-5. swap the alias in one ``_aliases`` request; keep the last N indices (always the live one and its
+5. commit this build's stamps manifest (no dead letter, rows = documents) for the next night;
+   swap the alias in one ``_aliases`` request; keep the last N indices (always the live one and its
    rollback target); release the lock.
 
 ``rollback`` points the alias back at the newest older validated index, in one request.

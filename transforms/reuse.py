@@ -6,7 +6,9 @@ text that is embedded, of text + metadata, and the model identity hash).
 File sources (``CloneChanges``, the scale path): the new index is a ``_clone`` of the live one and
 only the changes are written into it. The source is read and prepared once, down to (id, position,
 document digest) batches per partition of the ids; the live index's stamps are read in slices (for JSONL
-while the source is scanned); one GroupByKey per partition joins them. Unchanged documents go no
+while the source is scanned), or for JSONL taken from the live index's committed stamps manifest
+(transforms/manifest.py), when a line whose raw bytes a live document came from is not even parsed; one
+GroupByKey per partition joins them. Unchanged documents go no
 further; only the records to write are read back, by byte offset for JSONL (docs/reindexing.md,
 "Reindex at scale").
 
