@@ -9,7 +9,13 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.fingerprint import content_hash
 from neural_ingest.transforms import manifest
 from neural_ingest.transforms.counters import DEAD_LETTER
-from neural_ingest.transforms.reuse import SRC, FetchLinesFn, ScanJsonlFn, doc_hash, partition
+from neural_ingest.transforms.reuse import (
+    SRC,
+    FetchLinesFn,
+    ScanJsonlFn,
+    doc_hash,
+    partition,
+)
 
 _IDS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 
