@@ -183,7 +183,7 @@ NEW, CHANGED, GONE = 0, 1, 2  # a source id absent from the live index; present 
 FETCH, DUPLICATES, ROWS = "fetch", "duplicates", "rows"
 PARTITIONS = 64  # the join's keys: stamps travel in batches per partition of the ids, never one element per document
 _BATCH = 2000  # stamps per batch
-_DIGEST = 16  # hex characters of each hash carried in the join: ids and short digests only, never documents
+_DIGEST = 16  # hex characters of a stamp hash an older join carried (digests now travel as manifest.short ints)
 _BLOCK = 64 << 20  # JSONL is scanned in byte ranges of this size (a compressed file whole), read back in the same blocks
 
 
@@ -192,9 +192,9 @@ def partition(doc_id: str) -> int:
     return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % PARTITIONS
 
 
-def doc_digest(doc: Document) -> str:
-    """The short form of the stamp's doc_sha256: equal only when text and metadata are (so the text hash
-    is needed only for the changed documents, to tell a metadata-only change)."""
+def doc_digest(doc: Document) -> int:
+    """The short form of the stamp's doc_sha256 (manifest.short): equal only when text and metadata are (so the
+    text hash is needed only for the changed documents, to tell a metadata-only change)."""
     return short(doc_hash(doc.text, doc.metadata))
 
 
