@@ -107,7 +107,7 @@ class RunSummary:
     @classmethod
     def from_counters(
         cls, totals: dict[str, int], *, fields: list[str], seconds: float, text_fields: list[str] = (), **kw: Any  # type: ignore[assignment]
-    ) -> "RunSummary":
+    ) -> RunSummary:
         failed = {k.removeprefix("failed."): v for k, v in totals.items() if k.startswith("failed.")}
         skipped = {k.removeprefix("skipped."): v for k, v in totals.items() if k.startswith("skipped.")}
         encoded = {f: totals.get(f"encoded.{f}", 0) for f in fields}
@@ -194,8 +194,11 @@ def recall_line(r: dict[str, Any]) -> str:
         return f"not measured: {r['error']}"
     shown = {k.replace("index.knn.algo_param.", "index "): v for k, v in (r.get("params") or {}).items()}
     params = ", ".join(f"{k} {v}" for k, v in shown.items() if not isinstance(v, dict))
-    return (f"{r['recall_at_k']:.3f} of the exact top {r['k']} for a plain k={r['k']} query ({r['queries']} held-out "
+    line = (f"{r['recall_at_k']:.3f} of the exact top {r['k']} for a plain k={r['k']} query ({r['queries']} held-out "
             f"queries; {r.get('engine')}: {params})")
+    if r.get("reused_from"):
+        line += f"; measured on {r['reused_from']}, which this index is unchanged from (not a document written or deleted)"
+    return line
 
 
 def _count(n: int | None) -> str:

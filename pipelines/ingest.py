@@ -80,7 +80,7 @@ def build_ingest(
         docs, ready, dead, skipped = pre["documents"], [pre["ready"]], [pre[DEAD_LETTER]], pre[SKIPPED]
         before_encode = None
     else:
-        read = p | "Read" >> ReadRecords(cfg.source)
+        read = p | "Read" >> ReadRecords(cfg.source, getattr(before_encode, "line_digests", False))
         reread = None if cfg.source.type == "opensearch" else ReadRecords(cfg.source)  # files: ids found by a light second read
         prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread)
         docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
@@ -188,6 +188,7 @@ def run_ingest(
     write_mode: str = REPLACE,
     *,
     config_path: str | None = None,
+    known_recall: Any = None,
 ) -> RunSummary:
     """Run the pipeline and summarise it. A run that fails still writes its summary (status "failed",
     the error and its exit code) to ``summary_path``, and prints it when the pipeline had started."""
@@ -224,7 +225,10 @@ def run_ingest(
         Progress.end()
         seconds = time.monotonic() - t0
         prep.sink.finalize(run_id, success=True)
-        recall = prep.sink.measure_recall(prep.encoders, prep.fields) if write_mode == REPLACE else None
+        # known_recall (reindex): the recall of an index this run left exactly as it was, not measured again
+        recall = known_recall() if known_recall is not None else None
+        if recall is None and write_mode == REPLACE:
+            recall = prep.sink.measure_recall(prep.encoders, prep.fields)
     except BaseException as e:
         summary = _failed_summary(meta, e, time.monotonic() - t0)
         if summary_path:

@@ -10,13 +10,16 @@
    source the new index is a ``_clone`` of the live one and only the changes are written into it
    (transforms/reuse.py CloneChanges: ids classified by a join of small (id, hashes) tuples; unchanged
    documents are not written, metadata-only changes reuse their stored vectors, new and changed ones
-   are encoded, vanished ones are deleted from the clone); with an index source the live index is read
+   are encoded, vanished ones are deleted from the clone; a JSONL night takes the live stamps from the live
+   index's stamps manifest when it still describes that index exactly, transforms/manifest.py, and parses
+   only the lines whose bytes changed); with an index source the live index is read
    alongside the source and joined by id (copy-forward into a new empty index);
 4. validate: document count against the source, the shrink guard against the live index
    (max_deleted_ratio, min_documents; --allow-shrink for a planned drop), dead letters within budget,
    self-retrieval of a sample; on failure the alias stays, the new index is kept (status
    failed_validation), exit 4;
-5. swap the alias in one ``_aliases`` request; keep the last N indices (always the live one and its
+5. commit this build's stamps manifest (no dead letter, rows = documents) for the next night;
+   swap the alias in one ``_aliases`` request; keep the last N indices (always the live one and its
    rollback target); release the lock.
 
 ``rollback`` points the alias back at the newest older validated index, in one request.
@@ -27,15 +30,22 @@ import logging
 import math
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from neural_ingest.config import OpenSearchSourceConfig, PipelineConfig, ReindexConfig, ReindexValidationConfig
+from neural_ingest.config import (
+    OpenSearchSourceConfig,
+    PipelineConfig,
+    ReindexConfig,
+    ReindexValidationConfig,
+)
 from neural_ingest.fingerprint import identity_hash, model_identity
 from neural_ingest.sinks import aliases
 from neural_ingest.sinks.base import SinkError
 from neural_ingest.sinks.lock import IndexLock, LockHeld, LockLost
 from neural_ingest.summary import RunSummary
+from neural_ingest.transforms import manifest
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +511,11 @@ def reindex(
     ``reindex`` section; a build that crashes still writes it (status failed, the error)."""
     from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
     from neural_ingest.sinks.opensearch_client import make_client
-    from neural_ingest.transforms.reuse import CloneChanges, CountGone, ReuseStoredVectors
+    from neural_ingest.transforms.reuse import (
+        CloneChanges,
+        CountGone,
+        ReuseStoredVectors,
+    )
 
     rcfg, alias = settings(cfg)
     client = make_client(cfg.sink)
@@ -529,6 +543,7 @@ def reindex(
         # We hold the lock, so no other run is building: these were left by runs that were killed or crashed.
         for name in plan.unfinished:
             client.indices.delete(index=name, ignore=[404])
+            manifest.discard(client, manifest.manifest_index(rcfg.lock_index), name)
         if plan.unfinished:
             echo(f"removed indices left by runs that did not finish: {aliases.describe_unfinished(plan.unfinished)}")
         removed = list(plan.unfinished)
@@ -540,24 +555,29 @@ def reindex(
             "index_hash": index_hash(cfg, prep.fields),
         }
         stored = live_reader(cfg, plan.live) if plan.live and not _chunk_mode(cfg) else None
+        out, known_recall = _manifest_out(cfg, client, rcfg, alias, plan.new_index), None
         if stored is not None and cfg.source.type != "opensearch":  # file sources: small tuples joined, never documents
             stored = stored.model_copy(update={"page_size": 5000})
             if plan.mode == "incremental":
+                ref = _manifest_ref(cfg, client, rcfg, plan, stored, echo) if out is not None else None
+                live_recall = (aliases.get_meta(client, plan.live) or {}).get("recall")
                 t = time.monotonic()
                 clone_index(client, plan.live, plan.new_index, meta)
                 log.info("cloned %s into %s in %.1f s", plan.live, plan.new_index, time.monotonic() - t)
                 reuse = CloneChanges(prep.fields, plan.model_hash, stored, new_cfg.source, new_cfg.sink,
-                                     progress_every=cfg.run.progress_every_seconds)
+                                     progress_every=cfg.run.progress_every_seconds, manifest=ref, manifest_out=out)
+                known_recall = _unchanged_recall(client, plan.live, plan.new_index, live_recall)
             else:
                 create_index(prep, client, plan.new_index, meta, run_id)
-                reuse = CountGone(plan.model_hash, stored)
+                reuse = CountGone(plan.model_hash, stored, out)
         else:
             create_index(prep, client, plan.new_index, meta, run_id)
             reuse = ReuseStoredVectors(prep.fields, plan.model_hash, stored, reuse=plan.mode == "incremental",
-                                       progress_every=cfg.run.progress_every_seconds)
+                                       progress_every=cfg.run.progress_every_seconds, manifest_out=out)
         try:
             t = time.monotonic()
-            summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path)
+            summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path,
+                                 known_recall=known_recall)
             log.info("pipeline %.1f s, recall check and the rest of the run %.1f s", summary.seconds, time.monotonic() - t - summary.seconds)
         except BaseException as e:
             error = f"{type(e).__name__}: {str(e)[:500]}"
@@ -571,12 +591,17 @@ def reindex(
         log.info("validated %s in %.1f s (refresh, counts, self-retrieval)", plan.new_index, time.monotonic() - t)
         stamp = aliases.utc_now().isoformat(timespec="seconds")
         if not validation.ok:
+            if out is not None:
+                manifest.discard(client, out.manifest_index, plan.new_index)
             aliases.update_meta(client, plan.new_index, status=aliases.FAILED_VALIDATION, validation=validation.to_dict())
             summary.status = "failed"
             result = ReindexResult(plan, "validation_failed", summary, validation, removed_unfinished=removed)
             _write(summary, result, summary_path)
             return result
-        aliases.update_meta(client, plan.new_index, status=aliases.VALIDATED, validated_at=stamp, validation=validation.to_dict())
+        aliases.update_meta(client, plan.new_index, status=aliases.VALIDATED, validated_at=stamp, validation=validation.to_dict(),
+                            recall=summary.recall)
+        if out is not None:
+            _commit_manifest(client, out, cfg, plan, summary, echo)
         lock.check()  # still ours: nobody took over an expired lock meanwhile
         aliases.swap(client, alias, plan.new_index, plan.live, plan.live_is_index)
         aliases.update_meta(client, plan.new_index, promoted_at=aliases.utc_now().isoformat(timespec="seconds"))
@@ -617,6 +642,63 @@ def rollback(cfg: PipelineConfig, *, dry_run: bool = False, wait: float = 0.0) -
             lock.release()
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------- the stamps manifest (transforms/manifest.py)
+def _manifest_out(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, alias: str, index: str) -> Any:
+    """Where this build writes its manifest: JSONL sources, deduplicated, whole documents (None otherwise)."""
+    if cfg.source.type != "jsonl" or not cfg.source.deduplicate or _chunk_mode(cfg):
+        return None
+    mindex = manifest.manifest_index(rcfg.lock_index)
+    return manifest.ManifestOut(cfg.sink.model_copy(update={"index": index}), mindex, alias, index)
+
+
+def _manifest_ref(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, plan: ReindexPlan, live: Any,
+                  echo: Callable[[str], None]) -> Any:
+    """The live index's manifest when it describes that index exactly now; None (the stamps are read) otherwise."""
+    mindex = manifest.manifest_index(rcfg.lock_index)
+    header, why = manifest.usable(client, mindex, plan.live, plan.model_hash, manifest.source_hash(cfg.source))
+    if header is None:
+        echo(f"stamps:      read from {plan.live} ({why})")
+        return None
+    echo(f"stamps:      from the manifest of {plan.live} (in {mindex}): unchanged lines are not parsed")
+    return manifest.ManifestRef(live, mindex, plan.live, header["uuid"], tuple(header["parts"]))
+
+
+def _unchanged_recall(client: Any, live: str, index: str, recall: Any) -> Callable[[], Any]:
+    """The live index's recorded recall, for a clone the run left exactly as it was (the same documents count and
+    every shard's max_seq_no: not a document written or deleted, so the same segments); None: measured."""
+
+    def known() -> Any:
+        if not isinstance(recall, dict) or recall.get("recall_at_k") is None:
+            return None
+        try:
+            before, after = manifest.fingerprint(client, live), manifest.fingerprint(client, index)
+        except Exception as e:  # noqa: BLE001 - measured instead
+            log.warning("recall: %s", e)
+            return None
+        if (before["count"], before["seq_no"]) != (after["count"], after["seq_no"]):
+            return None
+        return {**recall, "reused_from": live}
+
+    return known
+
+
+def _commit_manifest(client: Any, out: Any, cfg: PipelineConfig, plan: ReindexPlan, summary: RunSummary,
+                     echo: Callable[[str], None]) -> None:
+    """Commit the manifest this build wrote, only when every document made it (no dead letter): the next night then
+    need not read the stamps. Any problem leaves it uncommitted (that night reads them), never fails the run."""
+    why = f"{summary.failed} dead letters" if summary.failed else ""
+    try:
+        why = why or manifest.commit(client, out.manifest_index, out.alias, plan.new_index, plan.model_hash,
+                                     manifest.source_hash(cfg.source), plan.live)
+    except Exception as e:  # noqa: BLE001 - an optimisation for the next night, not part of this one
+        why = f"{type(e).__name__}: {str(e)[:300]}"
+    if why:
+        manifest.discard(client, out.manifest_index, plan.new_index)
+        echo(f"manifest:    not committed ({why}): the next night reads the stamps from the index")
+    else:
+        echo(f"manifest:    committed for {plan.new_index} ({out.manifest_index})")
 
 
 def _safe(fn: Callable[[], Any]) -> None:

@@ -12,7 +12,8 @@ import dataclasses
 import json
 import math
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 
@@ -250,7 +251,7 @@ class KeepLastFn(beam.DoFn):
 
     def process(self, doc: Document, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
         dup = duplicates.get(doc.id)
-        if dup is None or dup[1] == doc.position:
+        if dup is None or dup[1] == _where(doc.position):
             yield doc  # as is: a copy per document only to clear its (small) position would cost more than it saves
             return
         count, kept = dup
@@ -295,3 +296,8 @@ class DropDuplicateIds(beam.PTransform):
             | "KeepOne" >> beam.ParDo(KeepOneFn(self.source_type)).with_outputs(SKIPPED, main="documents")
         )
         return {"documents": out.documents, SKIPPED: out[SKIPPED]}
+
+
+def _where(position: Any) -> Any:
+    """(file, n) of a position, without the raw-line digest a reindex build's reader may add as a third item."""
+    return tuple(position[:2]) if position is not None and len(position) > 2 else position

@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam import coders
@@ -19,7 +20,11 @@ from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
-from neural_ingest.transforms.positions import ReadLinesWithOffsets, with_position
+from neural_ingest.transforms.positions import (
+    POSITION,
+    ReadLinesWithOffsets,
+    with_position,
+)
 
 
 def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
@@ -31,8 +36,9 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
     """bytes line -> dict (``read`` counted once a bundle); malformed JSON, non-UTF-8 bytes, non-object lines, lone surrogate escapes
     (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
 
-    def __init__(self, encoding: str = "utf-8"):
+    def __init__(self, encoding: str = "utf-8", line_digests: bool = False):
         self.encoding = encoding
+        self.line_digests = line_digests  # position (file, offset, raw-line digest): reindex's stamps manifest
 
     def process(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
         yield from self._outputs(item)
@@ -59,6 +65,12 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
         if problem is not None:
             reason, message = problem
             yield _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
+            return
+        if self.line_digests:
+            from neural_ingest.transforms.manifest import line_digest
+
+            obj[POSITION] = (filename, offset, line_digest(line))
+            yield obj
             return
         yield with_position(obj, filename, offset)
 
@@ -215,9 +227,10 @@ def source_columns(cfg: SourceConfig) -> list[str]:
 class ReadRecords(beam.PTransform):
     """Source config -> {"records": dicts, "dead_letter": DeadLetters}."""
 
-    def __init__(self, cfg: SourceConfig):
+    def __init__(self, cfg: SourceConfig, line_digests: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.line_digests = line_digests  # JSONL: each position carries its raw line's digest (reindex's manifest)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         c = self.cfg
@@ -244,7 +257,7 @@ class ReadRecords(beam.PTransform):
             return {"records": rows.records, DEAD_LETTER: dead}
         if c.type == "jsonl":
             lines = pbegin | "ReadLines" >> ReadLinesWithOffsets(c.path, coder=coders.BytesCoder())  # (file, byte offset, line)
-            parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding)).with_outputs(DEAD_LETTER, main="records")
+            parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding, self.line_digests)).with_outputs(DEAD_LETTER, main="records")
         else:
             files = pbegin | "Match" >> fileio.MatchFiles(c.path) | "Open" >> fileio.ReadMatches()
             fn = ParseCsvFile(c.csv_delimiter, c.encoding) if c.type == "csv" else ReadTextFile(c.encoding)

@@ -6,7 +6,9 @@ text that is embedded, of text + metadata, and the model identity hash).
 File sources (``CloneChanges``, the scale path): the new index is a ``_clone`` of the live one and
 only the changes are written into it. The source is read and prepared once, down to (id, position,
 document digest) batches per partition of the ids; the live index's stamps are read in slices (for JSONL
-while the source is scanned); one GroupByKey per partition joins them. Unchanged documents go no
+while the source is scanned), or for JSONL taken from the live index's committed stamps manifest
+(transforms/manifest.py), when a line whose raw bytes a live document came from is not even parsed; one
+GroupByKey per partition joins them. Unchanged documents go no
 further; only the records to write are read back, by byte offset for JSONL (docs/reindexing.md,
 "Reindex at scale").
 
@@ -40,6 +42,14 @@ from neural_ingest.encoders.base import ModelInfo, vector_problem
 from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.manifest import (
+    ManifestOut,
+    ManifestRef,
+    ManifestRows,
+    StampRowsFn,
+    line_digest,
+    short,
+)
 
 STAMP_FIELD = "neural_ingest"  # object field (enabled: false) in every document reindex writes
 READY = "ready"
@@ -135,6 +145,7 @@ class ReuseStoredVectors(beam.PTransform):
         stored: OpenSearchSourceConfig | None,
         reuse: bool = True,
         progress_every: float = 10.0,
+        manifest_out: ManifestOut | None = None,
     ):
         super().__init__()
         self.fields = fields
@@ -142,6 +153,8 @@ class ReuseStoredVectors(beam.PTransform):
         self.stored = stored
         self.reuse = reuse
         self.progress_every = progress_every
+        self.manifest_out = manifest_out if stored is None else None  # a first build of a JSONL source writes one
+        self.line_digests = self.manifest_out is not None
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
@@ -149,6 +162,7 @@ class ReuseStoredVectors(beam.PTransform):
         model_hash = self.model_hash
         stamped = docs | "Stamp" >> beam.Map(stamp, model_hash)
         if self.stored is None:
+            _manifest_rows(stamped, self.manifest_out)
             return {"documents": stamped}
         includes = [STAMP_FIELD, *self.fields] if self.reuse else [STAMP_FIELD]
         stored = docs.pipeline | "ReadLiveIndex" >> ReadFromOpenSearch(self.stored, includes=includes, count_read=False)
@@ -166,10 +180,10 @@ class ReuseStoredVectors(beam.PTransform):
 SRC, LIVE = 0, 1
 ENCODE, VECTORS = "encode", "vectors"  # what a written document needs: encoding, or its stored vectors
 NEW, CHANGED, GONE = 0, 1, 2  # a source id absent from the live index; present but changed; a live id gone from the source
-FETCH, DUPLICATES = "fetch", "duplicates"
+FETCH, DUPLICATES, ROWS = "fetch", "duplicates", "rows"
 PARTITIONS = 64  # the join's keys: stamps travel in batches per partition of the ids, never one element per document
 _BATCH = 2000  # stamps per batch
-_DIGEST = 16  # hex characters of each hash carried in the join: ids and short digests only, never documents
+_DIGEST = 16  # hex characters of a stamp hash an older join carried (digests now travel as manifest.short ints)
 _BLOCK = 64 << 20  # JSONL is scanned in byte ranges of this size (a compressed file whole), read back in the same blocks
 
 
@@ -178,10 +192,10 @@ def partition(doc_id: str) -> int:
     return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % PARTITIONS
 
 
-def doc_digest(doc: Document) -> str:
-    """The short form of the stamp's doc_sha256: equal only when text and metadata are (so the text hash
-    is needed only for the changed documents, to tell a metadata-only change)."""
-    return doc_hash(doc.text, doc.metadata)[:_DIGEST]
+def doc_digest(doc: Document) -> int:
+    """The short form of the stamp's doc_sha256 (manifest.short): equal only when text and metadata are (so the
+    text hash is needed only for the changed documents, to tell a metadata-only change)."""
+    return short(doc_hash(doc.text, doc.metadata))
 
 
 def _source_key(where: Any) -> tuple[bool, Any]:
@@ -195,40 +209,49 @@ class Change(NamedTuple):
     copy that is written; ``others``: the positions of the other copies of the id."""
 
     kind: int
-    live_content: str | None = None
+    live_content: Any = None
     kept: Any = None
     others: tuple = ()
+    raw: int = 0  # the kept line's raw digest (0: unknown): the line read back must still be it
 
 
-def join_stamps(source: Iterable[tuple], live: Iterable[tuple], dedupe: bool = True) -> Iterable[tuple[str, Any]]:
+def join_stamps(source: Iterable[tuple], live: Iterable[tuple], dedupe: bool = True,
+                rows: list | None = None) -> Iterable[tuple[str, Any]]:
     """(id, position, doc digest) of every source record and (id, doc digest, text digest, same model) of every
     live document, of one partition -> ("unchanged", (id, copies)) for an id the clone already holds and
     ("change", (id, Change)) for one it must write or delete. The last copy in source order is the one that
-    counts (the copy deduplication keeps; with ``deduplicate: false`` every copy follows it)."""
+    counts (the copy deduplication keeps; with ``deduplicate: false`` every copy follows it).
+
+    A source stamp may carry (text digest, raw-line digest) after the doc digest; then ``rows`` (a list) receives
+    (id, raw, doc digest, text digest) of every id the clone will hold: the new index's manifest rows."""
     stamps = {s[0]: s[1:] for s in live}
     seen: dict[str, list[Any]] = {}
-    for doc_id, pos, digest in source:
+    for doc_id, pos, digest, *extra in source:
         cur = seen.get(doc_id)
         if cur is None:
-            seen[doc_id] = [pos, digest, None]
+            seen[doc_id] = [pos, digest, None, extra]
             continue
         others = cur[2] = cur[2] or []
         if _source_key(pos) >= _source_key(cur[0]):
             others.append(cur[0])
-            cur[0], cur[1] = pos, digest
+            cur[0], cur[1], cur[3] = pos, digest, extra
         else:
             others.append(pos)
-    for doc_id, (pos, digest, others) in seen.items():
+    for doc_id, (pos, digest, others, extra) in seen.items():
         mark = stamps.pop(doc_id, None)
         others = tuple(others or ())
+        content, raw = extra if extra else (None, 0)
         if mark is None:
-            yield "change", (doc_id, Change(NEW, None, pos, others))
-            continue
-        live_doc, live_content, same_model = mark
-        if same_model and live_doc == digest:
-            yield "unchanged", (doc_id, pos, others)
+            yield "change", (doc_id, Change(NEW, None, pos, others, raw))
         else:
-            yield "change", (doc_id, Change(CHANGED, live_content if same_model else None, pos, others))
+            live_doc, live_content, same_model = mark
+            if same_model and live_doc == digest:
+                content = live_content
+                yield "unchanged", (doc_id, pos, others)
+            else:
+                yield "change", (doc_id, Change(CHANGED, live_content if same_model else None, pos, others, raw))
+        if rows is not None and content is not None:
+            rows.append((doc_id, raw, digest, content))
     for doc_id in stamps:
         yield "change", (doc_id, Change(GONE))
 
@@ -239,16 +262,25 @@ class JoinStampsFn(beam.DoFn):
     as skipped); tagged ``duplicates``: (id, (copies, kept position)) for deduplication. Unchanged documents are
     counted here (``indexed``, ``reused``) and go no further: the clone holds them."""
 
-    def __init__(self, dedupe: bool, progress_every: float = 10.0):
+    def __init__(self, dedupe: bool, progress_every: float = 10.0, manifest: ManifestRef | None = None,
+                 rows: bool = False):
         self.dedupe = dedupe
         self.progress_every = progress_every
+        self.manifest = manifest  # the live stamps come from the live index's manifest, not from LIVE batches
+        self.rows = rows and dedupe  # emit the new index's manifest rows (tagged ``rows``)
 
     def process(self, item: tuple[int, Iterable[tuple[int, list]]]) -> Iterable[Any]:
-        batches = list(item[1])
+        part, batches = item[0], list(item[1])
         source = (s for side, batch in batches if side == SRC for s in batch)
-        live = (s for side, batch in batches if side == LIVE for s in batch)
+        if self.manifest is not None:
+            from neural_ingest.transforms.manifest import load
+
+            live: Iterable[tuple] = load(self.manifest).live(part)
+        else:
+            live = (s for side, batch in batches if side == LIVE for s in batch)
         unchanged = 0
-        for what, (doc_id, *rest) in join_stamps(source, live, self.dedupe):
+        rows: list | None = [] if self.rows else None
+        for what, (doc_id, *rest) in join_stamps(source, live, self.dedupe, rows):
             if what == "unchanged":
                 kept, others = rest
                 unchanged += 1 if self.dedupe else 1 + len(others)  # deduplicate: false: every copy is a document
@@ -259,6 +291,8 @@ class JoinStampsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DUPLICATES, (doc_id, (1 + len(others), kept)))
                 for pos in others:
                     yield beam.pvalue.TaggedOutput(FETCH, (doc_id, pos))
+        if rows:
+            yield beam.pvalue.TaggedOutput(ROWS, (part, rows))
         counters.inc("indexed", unchanged)
         counters.inc(REUSED, unchanged)
         if unchanged:
@@ -329,6 +363,33 @@ def lines_of(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
         pos += len(line)
 
 
+def block_lines(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
+    """lines_of for a seekable (uncompressed) file: the range read whole and split (what a night spends on its
+    unchanged lines is this and their digests), the same (offset, line) pairs."""
+    if end == math.inf:
+        yield from lines_of(f, start, end)
+        return
+    pos = 0
+    if start > 0:
+        f.seek(start - 1)
+        pos = start - 1 + len(f.readline())
+    else:
+        f.seek(0)
+    if pos >= end:
+        return
+    data = f.read(int(end) - pos)
+    if data and not data.endswith(b"\n"):
+        data += f.readline()  # the last line starts in the range: all of it
+    lines = data.split(b"\n")
+    last = lines.pop()  # after the last \n: b"", or a last line with no line break (its \r is kept, as _strip_eol does)
+    for line in lines:
+        n = len(line) + 1
+        yield pos, line[:-1] if line.endswith(b"\r") else line
+        pos += n
+    if last:
+        yield pos, last
+
+
 def jsonl_ranges(path: str, size: int) -> list[tuple[str, int, float]]:
     """(path, start, end) blocks of a JSONL file; a compressed one is one range (it cannot be split)."""
     from apache_beam.io.filesystem import CompressionTypes
@@ -350,14 +411,18 @@ class ScanJsonlFn(beam.DoFn):
 
     _DRAIN_EVERY = 2000  # lines scanned between two looks at the live stamps read meanwhile
 
-    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = ""):
-        self.cfg, self.live, self.model_hash = cfg, live, model_hash
+    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
+                 manifest: ManifestRef | None = None):
+        self.cfg, self.live, self.model_hash, self.manifest = cfg, live, model_hash, manifest
 
     def setup(self) -> None:
+        from neural_ingest.transforms.manifest import load
         from neural_ingest.transforms.prepare import PrepareFn
         from neural_ingest.transforms.read import ParseJsonLine
 
         self.parse, self.prepare = ParseJsonLine(self.cfg.encoding), PrepareFn(self.cfg)
+        # raw-line digest -> (id, doc digest, text digest) of the live index's documents: such a line is not parsed
+        self.known = load(self.manifest).by_raw if self.manifest is not None else {}
 
     def start_bundle(self) -> None:
         self.parse.start_bundle()
@@ -402,12 +467,25 @@ class ScanJsonlFn(beam.DoFn):
             return
         path, start, end = item
         parts: dict[int, list[tuple]] = {}
-        n = 0
+        n = known_lines = 0
+        known, blake2b, from_bytes = self.known, hashlib.blake2b, int.from_bytes
         with _open(path) as f:
-            for offset, line in lines_of(f, start, end):
+            for offset, line in block_lines(f, start, end):
                 n += 1
                 if self._readers and n % self._DRAIN_EVERY == 0:
                     yield from self._drain()
+                raw = (from_bytes(blake2b(line, digest_size=8).digest(), "big") >> 1) or 1  # = line_digest(line)
+                hit = known.get(raw)
+                if hit is not None:  # the very bytes of a live document's line: its id and digests, no parsing
+                    known_lines += 1
+                    doc_id, digest, content, part = hit
+                    batch = parts.get(part)
+                    if batch is None:
+                        batch = parts[part] = []
+                    batch.append((doc_id, (path, offset), digest, content, raw))
+                    if len(batch) >= _BATCH:
+                        yield part, (SRC, parts.pop(part))
+                    continue
                 for record in self.parse.process((path, offset, line)):
                     if isinstance(record, beam.pvalue.TaggedOutput):
                         yield record
@@ -418,9 +496,10 @@ class ScanJsonlFn(beam.DoFn):
                             continue
                         part = partition(out.id)
                         batch = parts.setdefault(part, [])
-                        batch.append((out.id, (path, offset), doc_digest(out)))
+                        batch.append((out.id, (path, offset), doc_digest(out), short(content_hash(out.text)), raw))
                         if len(batch) >= _BATCH:
                             yield part, (SRC, parts.pop(part))
+        self.parse.count("read", known_lines)
         for part, batch in parts.items():
             yield part, (SRC, batch)
         yield from self._drain()
@@ -457,12 +536,26 @@ class FetchLinesFn(beam.DoFn):
     """((path, block), [byte offsets]) -> (path, offset, line), as ReadLinesWithOffsets yields them: only the lines
     of the records the clone needs, by seeking (forward, in order: a compressed file is read once at most)."""
 
-    def process(self, item: tuple[tuple[str, int], Iterable[int]]) -> Iterable[tuple[str, int, bytes]]:
+    def process(self, item: tuple[tuple[str, int], Iterable[Any]]) -> Iterable[Any]:
+        """Offsets, or (offset, raw-line digest) pairs: a line whose bytes are no longer the ones classified (the
+        source changed under the run) is a dead letter (``source_changed``) instead."""
         (path, _), offsets = item
+        wanted = sorted({o if isinstance(o, tuple) else (o, 0) for o in offsets})
         with _open(path) as f:
-            for offset in sorted(set(offsets)):
+            for offset, raw in wanted:
                 f.seek(offset)
-                yield path, offset, _strip_eol(f.readline())
+                line = _strip_eol(f.readline())
+                if raw and line_digest(line) != raw:
+                    yield beam.pvalue.TaggedOutput(counters.DEAD_LETTER, _changed_line(path, offset, line))
+                    continue
+                yield path, offset, line
+
+
+def _changed_line(path: str, offset: int, line: bytes) -> Any:
+    from neural_ingest.records import READ, DeadLetter
+
+    return DeadLetter(READ, "source_changed", f"the line at byte {offset} of {path} is not the one this run classified "
+                      "there: the source changed during the run; run again once it is complete", {"file": path, "line": line})
 
 
 _STAMPS_PAGE, _STAMPS_SLICES = 2000, 2
@@ -485,7 +578,7 @@ def _live_stamps(model_hash: str):
             mark = (hit.get("_source") or {}).get(STAMP_FIELD)
             doc_id = hit["_id"]
             if isinstance(mark, dict):
-                stamp_ = (doc_id, str(mark.get("doc_sha256", ""))[:_DIGEST], str(mark.get("content_sha256", ""))[:_DIGEST],
+                stamp_ = (doc_id, _short(mark.get("doc_sha256")), _short(mark.get("content_sha256")),
                           mark.get("model") == model_hash)
             else:
                 stamp_ = (doc_id, None, None, False)
@@ -493,6 +586,13 @@ def _live_stamps(model_hash: str):
         return [(part, (LIVE, batch)) for part, batch in parts.items()]
 
     return page
+
+
+def _short(hexdigest: Any) -> int | None:
+    try:
+        return short(str(hexdigest))
+    except ValueError:
+        return None
 
 
 class ChangesOnlyFn(beam.DoFn):
@@ -514,7 +614,8 @@ class ChangesOnlyFn(beam.DoFn):
                 yield _source_changed(doc)
             return
         doc = stamp(doc, self.model_hash)  # only what is written is stamped
-        if change.live_content is not None and doc.metadata[STAMP_FIELD]["content_sha256"][:_DIGEST] == change.live_content:
+        content = doc.metadata[STAMP_FIELD]["content_sha256"]
+        if change.live_content is not None and change.live_content in (content[:_DIGEST], short(content)):
             yield beam.pvalue.TaggedOutput(VECTORS, doc)
         else:
             yield doc
@@ -562,7 +663,7 @@ class StoredVectorsFn(beam.DoFn):
 def _written_positions(item: tuple[str, Change], dedupe: bool) -> list[tuple[str, Any]]:
     """(id, Change) -> the positions to read back for it: the kept copy, and with ``deduplicate: false`` every copy."""
     doc_id, change = item
-    return [(doc_id, change.kept), *([] if dedupe else [(doc_id, pos) for pos in change.others])]
+    return [(doc_id, (*change.kept, change.raw)), *([] if dedupe else [(doc_id, pos) for pos in change.others])]
 
 
 def _count_failed(dead: Any) -> Any:
@@ -594,10 +695,14 @@ class CloneChanges(beam.PTransform):
     reads_source = True  # build_ingest: this transform reads and prepares the source itself
 
     def __init__(self, fields: dict[str, ModelInfo], model_hash: str, live: OpenSearchSourceConfig, source: Any,
-                 sink: Any, progress_every: float = 10.0):
+                 sink: Any, progress_every: float = 10.0, manifest: ManifestRef | None = None,
+                 manifest_out: ManifestOut | None = None):
         super().__init__()
         self.fields, self.model_hash, self.live, self.source = fields, model_hash, live, source
         self.sink, self.progress_every = sink, progress_every
+        jsonl = source.type == "jsonl"
+        self.manifest = manifest if jsonl else None  # the live index's committed manifest: no stamps read
+        self.manifest_out = manifest_out if jsonl and source.deduplicate else None  # the new index's, written
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
@@ -606,7 +711,11 @@ class CloneChanges(beam.PTransform):
 
         p, cfg, dedupe = pbegin.pipeline, self.source, self.source.deduplicate
         jsonl, stamps_cfg = cfg.type == "jsonl", stamps_reader(self.live)
-        if jsonl:  # the live stamps are read while the source is scanned
+        if jsonl and self.manifest is not None:  # the live stamps come from the manifest, per partition
+            scan = p | "ScanSource" >> _ScanJsonl(cfg, None, self.model_hash, self.manifest)
+            every = p | "EveryPartition" >> beam.Create([(part, (SRC, [])) for part in range(PARTITIONS)])
+            stamps = (scan["stamps"], every) | "BothSides" >> beam.Flatten()  # a partition left with no source id still joins
+        elif jsonl:  # the live stamps are read while the source is scanned
             scan = p | "ScanSource" >> _ScanJsonl(cfg, stamps_cfg, self.model_hash)
             stamps = scan["stamps"]
         else:
@@ -617,8 +726,11 @@ class CloneChanges(beam.PTransform):
         joined = (
             stamps
             | "ByPartition" >> beam.GroupByKey()
-            | "JoinStamps" >> beam.ParDo(JoinStampsFn(dedupe, self.progress_every)).with_outputs(FETCH, DUPLICATES, main="changes")
+            | "JoinStamps" >> beam.ParDo(JoinStampsFn(dedupe, self.progress_every, self.manifest, self.manifest_out is not None))
+            .with_outputs(FETCH, DUPLICATES, ROWS, main="changes")
         )
+        if self.manifest_out is not None:
+            _ = joined[ROWS] | "Manifest" >> ManifestRows(self.manifest_out)
         todo = (
             joined.changes
             | "DeleteBatches" >> beam.BatchElements(min_batch_size=500, max_batch_size=500)
@@ -661,9 +773,10 @@ class _ScanJsonl(beam.PTransform):
     """PBegin -> {"stamps", "dead_letter", "skipped"}: ScanJsonlFn over the files' byte ranges, and (``live``) the
     live index's stamps read in the same stage (a point in time per index, its slices; closed once all are read)."""
 
-    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = ""):
+    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
+                 manifest: ManifestRef | None = None):
         super().__init__()
-        self.cfg, self.live, self.model_hash = cfg, live, model_hash
+        self.cfg, self.live, self.model_hash, self.manifest = cfg, live, model_hash, manifest
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         from apache_beam.io import fileio
@@ -687,7 +800,7 @@ class _ScanJsonl(beam.PTransform):
             opened = pbegin | "Start" >> beam.Create([None]) | "OpenPits" >> beam.ParDo(OpenPitsFn(self.live)).with_outputs(
                 PITS, main="slices")
             work, pits = (opened.slices, ranges) | "SlicesAndRanges" >> beam.Flatten(), opened[PITS]
-        out = work | "Scan" >> beam.ParDo(ScanJsonlFn(self.cfg, self.live, self.model_hash)).with_outputs(
+        out = work | "Scan" >> beam.ParDo(ScanJsonlFn(self.cfg, self.live, self.model_hash, self.manifest)).with_outputs(
             DEAD_LETTER, SKIPPED, DONE, main="stamps")
         if pits is not None:
             _ = pits | "ClosePits" >> beam.ParDo(ClosePitFn(self.live), done=beam.pvalue.AsList(out[DONE]))
@@ -729,13 +842,14 @@ class _ReadBack(beam.PTransform):
 
         lines = (
             self.wanted
-            | "ByBlock" >> beam.Map(lambda kv: ((kv[1][0], kv[1][1] // _BLOCK), kv[1][1]))
+            | "ByBlock" >> beam.Map(lambda kv: ((kv[1][0], kv[1][1] // _BLOCK), (kv[1][1], kv[1][2] if len(kv[1]) > 2 else 0)))
             | "GroupByBlock" >> beam.GroupByKey()
-            | "Fetch" >> beam.ParDo(FetchLinesFn())
+            | "Fetch" >> beam.ParDo(FetchLinesFn()).with_outputs(DEAD_LETTER, main="lines")
         )
+        changed, lines = lines[DEAD_LETTER], lines.lines
         parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(self.cfg.encoding)).with_outputs(DEAD_LETTER, main="records")
         out = parsed.records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
-        dead = (parsed[DEAD_LETTER], out[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
+        dead = (changed, parsed[DEAD_LETTER], out[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
         return {"documents": out.documents, DEAD_LETTER: dead, SKIPPED: out[SKIPPED]}
 
 
@@ -764,9 +878,10 @@ class CountGone(beam.PTransform):
     everything is encoded into an empty index; the live index's ids are joined with the documents' ids only to
     count the documents gone from the source (``deleted``)."""
 
-    def __init__(self, model_hash: str, live: OpenSearchSourceConfig):
+    def __init__(self, model_hash: str, live: OpenSearchSourceConfig, manifest_out: ManifestOut | None = None):
         super().__init__()
-        self.model_hash, self.live = model_hash, live
+        self.model_hash, self.live, self.manifest_out = model_hash, live, manifest_out
+        self.line_digests = manifest_out is not None  # build_ingest: the reader adds each line's digest
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
@@ -778,7 +893,15 @@ class CountGone(beam.PTransform):
             (ids, live) | "BothSides" >> beam.Flatten() | "ByPartition" >> beam.GroupByKey()
             | "CountGone" >> beam.FlatMap(_count_gone)
         )
-        return {"documents": docs | "Stamp" >> beam.Map(stamp, self.model_hash)}
+        stamped = docs | "Stamp" >> beam.Map(stamp, self.model_hash)
+        _manifest_rows(stamped, self.manifest_out)
+        return {"documents": stamped}
+
+
+def _manifest_rows(stamped: beam.PCollection, out: ManifestOut | None) -> None:
+    """A full build's manifest rows, from the stamped documents (their raw-line digests from the reader)."""
+    if out is not None:
+        _ = stamped | "ManifestRows" >> beam.ParDo(StampRowsFn()) | "Manifest" >> ManifestRows(out)
 
 
 def _count_gone(item: tuple[int, Iterable[tuple[int, list]]]) -> list:

@@ -456,6 +456,7 @@ def test_a_reindex_that_crashes_still_writes_its_summary(os_client, index_name, 
     """A bug mid-build: exit 1, the summary (status failed, the error, the config path) written, the alias
     untouched and the half-built index stamped failed, so the next run removes it."""
     from neural_ingest.transforms.prepare import PrepareFn
+    from neural_ingest.transforms.reuse import JoinStampsFn
 
     alias = index_name
     cfg = reindex_config(synthetic_docs(10, prefix="c"))
@@ -465,6 +466,7 @@ def test_a_reindex_that_crashes_still_writes_its_summary(os_client, index_name, 
         raise RuntimeError("simulated bug in prepare")
 
     monkeypatch.setattr(PrepareFn, "process", boom)
+    monkeypatch.setattr(JoinStampsFn, "process", boom)  # a night from the manifest parses no unchanged line
     conf = tmp_path / "c.json"
     conf.write_text(cfg.model_dump_json())
     r = CliRunner().invoke(main, ["reindex", str(conf), "--summary", str(tmp_path / "s.json")])
@@ -604,9 +606,10 @@ def _stored(client, index: str) -> dict[str, dict]:
 
 def test_a_night_prepares_only_the_changes_and_dedupes_counts_and_dead_letters_as_a_full_build(
         os_client, index_name, reindex_config, monkeypatch):
-    """The night reads and prepares every record once, then only the records it writes (and the other copies of a
-    duplicate id, listed as skipped): 42 + 5 PrepareFn calls here, where the run and its two passes made 3 x 42. Its
-    counts, skips (duplicate_id with both positions), dead letters and documents are those of a full build."""
+    """The night prepares only the records whose lines changed (the others are found by their bytes in the live
+    index's manifest), then only the records it writes (and the other copies of a duplicate id, listed as skipped):
+    5 + 5 PrepareFn calls here, where the run and its two passes made 3 x 42. Its counts, skips (duplicate_id with
+    both positions), dead letters and documents are those of a full build."""
     from neural_ingest.transforms.prepare import PrepareFn
 
     docs = synthetic_docs(40, prefix="q")
@@ -635,11 +638,16 @@ def test_a_night_prepares_only_the_changes_and_dedupes_counts_and_dead_letters_a
         return prepare(self, record)
 
     monkeypatch.setattr(PrepareFn, "process", counted)
-    res = reindex(cfg)
+    said: list[str] = []
+    res = reindex(cfg, echo=said.append)
     monkeypatch.undo()
     s = res.summary
     assert res.status == "swapped" and res.plan.mode == "incremental", res.validation.failures()
-    assert len(calls) == 42 + 5  # every record once; q-0010 twice, q-0020's skipped copy, q-0030, q-new
+    assert any(line.startswith("stamps:      from the manifest") for line in said), said
+    # the lines whose bytes changed (q-0010's new copy, q-0020's stale draft, q-0030, q-empty, q-new; the 37 others are the
+    # very lines of the live index's documents, found in its manifest), then those read back: q-0010, q-0020's skipped
+    # copy, q-0030, q-new; the full build before it and its two passes: 3 x 40
+    assert len(calls) == 5 + 5
     assert (s.read, s.encoded, s.reused, s.indexed, s.deleted, s.failed, s.skipped) == (43, 2, 37, 39, 2, 1, 3) and s.reconciles
     assert s.skipped_by_reason == {"duplicate_id": 2, "empty_text": 1} and s.failed_by_reason == {"read.malformed_json": 1}
 
@@ -694,3 +702,54 @@ def test_a_csv_night_reads_the_source_again_and_writes_only_the_changes(os_clien
     got = _stored(os_client, res.plan.new_index)
     assert got["c-0021"]["text"].endswith("it wins") and "Tidal turbines" in got["c-0010"]["text"] and "c-0004" not in got
     assert _writes(os_client, live) == (30, 0)
+
+
+# --------------------------------------------------------------------------- the stamps manifest (transforms/manifest.py)
+def _header(client, alias: str, index: str) -> dict:
+    return client.get(index=f"{alias}-locks", id=f"manifest/{index}")["_source"]
+
+
+def test_a_manifest_that_no_longer_describes_the_live_index_is_not_used(os_client, index_name, reindex_config):
+    """A write to the live index behind reindex's back (same count: only its shards' max_seq_no moves), or a header of
+    another index: the night reads the stamps from the index, as before, and repairs what was changed there."""
+    alias = index_name
+    docs = synthetic_docs(30, prefix="m")
+    cfg = reindex_config(docs)
+    said: list[str] = []
+    live = reindex(cfg, echo=said.append).plan.new_index
+    assert f"manifest:    committed for {live} ({alias}-locks)" in said
+    assert _header(os_client, alias, live)["count"] == 30
+    os_client.index(index=live, id="m-0003", body={"text": "edited in place"}, params={"refresh": "true"})
+
+    said.clear()
+    res = reindex(cfg, echo=said.append)
+    s, new = res.summary, res.plan.new_index
+    assert res.status == "swapped" and res.plan.mode == "incremental"
+    assert any(line.startswith(f"stamps:      read from {live} (the manifest of {live} is stale (seq_no") for line in said), said
+    assert (s.read, s.encoded, s.reused, s.deleted) == (30, 1, 29, 0)  # m-0003 has no stamp now: encoded again
+    repaired = _stored(os_client, new)["m-0003"]
+    assert "edited in place" not in repaired["text"] and repaired["neural_ingest"]["model"] == res.plan.model_hash
+    assert f"manifest:    committed for {new} ({alias}-locks)" in said
+    assert os_client.exists(index=f"{alias}-locks", id=f"manifest/{live}") is False  # the replaced one is removed
+
+    header = _header(os_client, alias, new)  # now a foreign one: another index's uuid
+    os_client.index(index=f"{alias}-locks", id=f"manifest/{new}", body={**header, "uuid": "another-index"}, params={"refresh": "true"})
+    said.clear()
+    changed = reindex_config([{**d, "body": "Moss grows on the north side."} if d["id"] == "m-0007" else d for d in docs])
+    res = reindex(changed, echo=said.append)
+    assert any("is stale (uuid 'another-index'" in line for line in said), said
+    assert (res.summary.encoded, res.summary.reused) == (1, 29) and res.status == "swapped"
+    assert "Moss grows" in _stored(os_client, res.plan.new_index)["m-0007"]["text"]
+
+
+def test_an_unchanged_night_reports_the_live_recall_and_a_changed_night_measures_it(os_client, index_name, reindex_config):
+    docs = synthetic_docs(30, prefix="r")
+    live = reindex(reindex_config(docs))
+    assert live.summary.recall["recall_at_k"] is not None and "reused_from" not in live.summary.recall
+    night = reindex(reindex_config(docs))
+    assert _writes(os_client, night.plan.new_index) == (0, 0)
+    assert night.summary.recall == {**live.summary.recall, "reused_from": live.plan.new_index}
+    recall = next(c for c in night.validation.checks if c.name == "recall")
+    assert recall.ok and f"measured on {live.plan.new_index}" in recall.detail
+    changed = reindex(reindex_config([{**d, "body": "Tides follow the moon."} if d["id"] == "r-0002" else d for d in docs]))
+    assert changed.summary.encoded == 1 and "reused_from" not in changed.summary.recall
