@@ -24,6 +24,7 @@ from neural_ingest.local_runner import runner_for
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
+from neural_ingest.transforms.batching import Unchunk
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
 from neural_ingest.transforms.dead_letters import WriteDeadLetters
@@ -74,6 +75,7 @@ def build_ingest(
     ``reads_source`` instead replaces the read and prepare: PBegin -> the same plus "dead_letter" and "skipped"."""
     every = cfg.run.progress_every_seconds
     ready = []
+    chunked = False  # docs' elements are lists of Documents (file sources: one Beam element a chunk, read to write)
     if getattr(before_encode, "reads_source", False):
         # reindex's incremental night of a file source (transforms/reuse.py CloneChanges) reads and prepares the
         # source itself: only the documents to write come out (truncation is counted for those it encodes)
@@ -81,27 +83,35 @@ def build_ingest(
         docs, ready, dead, skipped = pre["documents"], [pre["ready"]], [pre[DEAD_LETTER]], pre[SKIPPED]
         before_encode = None
     else:
-        read = p | "Read" >> ReadRecords(cfg.source)
-        reread = None if cfg.source.type == "opensearch" else ReadRecords(cfg.source)  # files: ids found by a light second read
-        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread)
+        files = cfg.source.type != "opensearch"
+        read = p | "Read" >> ReadRecords(cfg.source, chunked=files)
+        reread = ReadRecords(cfg.source, chunked=True) if files else None  # files: ids found by a light second read
+        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)
         docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
+        chunked = files
     _ = skipped | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
     counted = truncation_counted_by_encode(prep.chunking, prep.encoders, before_encode)
-    if prep.chunking is not None and not counted:  # chunks (chunking.mode: chunk) and truncation counts
-        chunked = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
-        docs = chunked["documents"]
-        dead.append(chunked[DEAD_LETTER])
+    chunk_step = prep.chunking is not None and not counted
+    if chunked and (chunk_step or before_encode is not None):  # these take one Document an element
+        docs, chunked = docs | "Unchunk" >> Unchunk(), False
+    if chunk_step:  # chunks (chunking.mode: chunk) and truncation counts
+        chunked_docs = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
+        docs = chunked_docs["documents"]
+        dead.append(chunked_docs[DEAD_LETTER])
     if before_encode is not None:
         pre = docs | "BeforeEncode" >> before_encode
         docs = pre["documents"]
         ready = [pre["ready"]] if "ready" in pre else []
         dead += [pre[DEAD_LETTER]] if DEAD_LETTER in pre else []
+    lists = prep.sink.chunking is None  # the sinks' own writers take lists of Documents; the chunk writers one each
     for field, encoder in prep.encoders:
-        enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, every, counted.get(field))
-        docs = enc["documents"]
+        enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, every, counted.get(field), chunked=chunked, lists=lists)
+        docs, chunked = enc["documents"], lists
         dead.append(enc[DEAD_LETTER])
     if ready:
         docs = (docs, *ready) | "WithReady" >> beam.Flatten()
+    if chunked and not lists:
+        docs = docs | "UnchunkForWrite" >> Unchunk()
     written = docs | "Write" >> prep.sink.write(run_id, prep.fields, every)
     if DEAD_LETTER in written:
         dead.append(written[DEAD_LETTER])

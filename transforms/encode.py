@@ -11,6 +11,7 @@ from neural_ingest.encoders.base import EncodeError, Encoder, vector_problem
 from neural_ingest.encoders.sparse_weights import drop_absent
 from neural_ingest.records import ENCODE, DeadLetter, Document
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,11 @@ class EncodeBatchFn(beam.DoFn):
     so that only the documents that really fail become dead letters.
     """
 
-    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0):
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, lists: bool = False):
         self.encoder = encoder
         self.field = field
         self.progress_every = progress_every
+        self.lists = lists  # the encoded documents of a batch leave as one list (dead letters one a document)
         self._loaded = None
 
     def setup(self) -> None:
@@ -61,8 +63,18 @@ class EncodeBatchFn(beam.DoFn):
             DEAD_LETTER, DeadLetter(ENCODE, reason, message, doc, doc_id=doc.id, status=status, attempts=attempts)
         )
 
-    def process(self, batch: Sequence[Document]) -> Iterable[Any]:
-        yield from self._outputs(batch)
+    def process(self, batch: Any) -> Iterable[Any]:
+        if not self.lists:
+            yield from self._outputs(batch)
+            return
+        docs: list[Any] = []
+        for out in self._outputs(batch):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield out
+            else:
+                docs.append(out)
+        if docs:
+            yield docs
 
     def _encode(self, batch: Sequence[Document]) -> list[Any]:
         """The batch's vectors, in order (EncodeWindowFn encodes from the tokens its sort already took)."""
@@ -109,24 +121,30 @@ class EncodeBatchFn(beam.DoFn):
 
 
 class EncodeDocuments(beam.PTransform):
-    """Documents -> {"documents": encoded Documents, "dead_letter": DeadLetters}."""
+    """Documents -> {"documents": encoded Documents, "dead_letter": DeadLetters}. ``chunked``: the input may
+    hold lists of Documents; ``lists``: the encoded ones leave as lists (a batch or window each)."""
 
-    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, truncation_limit: int | None = None):
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, truncation_limit: int | None = None,
+                 chunked: bool = False, lists: bool = False):
         super().__init__()
         self.encoder = encoder
         self.field = field
         self.progress_every = progress_every
         self.truncation_limit = truncation_limit  # count the documents over it (truncate mode; batching.counts_tokens)
+        self.chunked = chunked
+        self.lists = lists
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         from neural_ingest.transforms.batching import batching_for
 
         # Windows encoded in length-sorted batches (encoder config `batching`, the default), or fixed-size
         # batches in arrival order; either way documents leave in arrival order (transforms/batching.py).
-        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every, self.truncation_limit)
+        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every, self.truncation_limit, self.chunked, self.lists)
         out = (
             docs
             | "Batch" >> batch
-            | "Encode" >> beam.ParDo(encode_fn).with_outputs(DEAD_LETTER, main="documents")
+            | "Encode" >> (beam.ParDo(encode_fn).with_output_types(Chunk) if self.lists else beam.ParDo(encode_fn)).with_outputs(
+                DEAD_LETTER, main="documents"
+            )
         )
         return {"documents": out.documents, DEAD_LETTER: out[DEAD_LETTER]}

@@ -70,3 +70,31 @@ class ReadLinesWithOffsets(textio.ReadFromText):
     """Like ReadFromTextWithFilename (splittable), yielding ``(file, byte offset, line)``."""
 
     _source_class = _TextSourceWithOffsets
+
+
+CHUNK_LINES = 1000  # lines per element of ReadLineChunksWithOffsets
+
+
+class _TextSourceChunks(textio._TextSource):
+    def read_records(self, file_name: str, range_tracker: iobase.RangeTracker) -> Iterable[tuple[str, list[tuple[int, Any]]]]:
+        """Each line is claimed as Beam's reader claims it (splits stay exact); the claimed lines are handed
+        on ``CHUNK_LINES`` at a time."""
+        spy = _ClaimSpy(range_tracker)
+        chunk: list[tuple[int, Any]] = []
+        for record in super().read_records(file_name, spy):
+            chunk.append((spy.last, record))
+            if len(chunk) >= CHUNK_LINES:
+                yield file_name, chunk
+                chunk = []
+        if chunk:
+            yield file_name, chunk
+
+    def output_type_hint(self) -> Any:
+        return typehints.Tuple[str, typehints.List[typehints.Tuple[int, super().output_type_hint()]]]
+
+
+class ReadLineChunksWithOffsets(textio.ReadFromText):
+    """``(file, [(byte offset, line), ...])``: ReadLinesWithOffsets' lines, up to ``CHUNK_LINES`` an element,
+    so what follows handles lists, not one Beam element a line."""
+
+    _source_class = _TextSourceChunks

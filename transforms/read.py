@@ -18,8 +18,9 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
-from neural_ingest.transforms.positions import ReadLinesWithOffsets, with_position
+from neural_ingest.transforms.positions import ReadLineChunksWithOffsets, ReadLinesWithOffsets, with_position
 
 
 def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
@@ -61,6 +62,49 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
             yield _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
             return
         yield with_position(obj, filename, offset)
+
+
+class ParseJsonChunk(ParseJsonLine):
+    """(file, [(byte offset, line), ...]) -> one list of records (ParseJsonLine's rules for each line; its
+    dead letters one a line, as they come): one Beam element a chunk instead of one a line."""
+
+    def process(self, item: tuple[str, list[tuple[int, bytes]]]) -> Iterable[Any]:
+        filename, lines = item
+        records: list[Any] = []
+        keep = records.append
+        for offset, line in lines:
+            for out in self._outputs((filename, offset, line)):
+                if type(out) is dict:
+                    keep(out)
+                else:
+                    yield out
+        if records:
+            yield records
+
+
+class ToChunks(beam.DoFn):
+    """Elements -> lists of up to ``size`` of them, per window and bundle (nothing held across bundles)."""
+
+    def __init__(self, size: int = 1000):
+        self.size = size
+
+    def start_bundle(self) -> None:
+        self._buffers: dict[Any, list[Any]] = {}
+
+    def process(self, element: Any, window=beam.DoFn.WindowParam) -> Iterable[Any]:
+        buf = self._buffers.setdefault(window, [])
+        buf.append(element)
+        if len(buf) >= self.size:
+            del self._buffers[window]
+            yield buf
+
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for window, buf in self._buffers.items():
+            if buf:
+                yield WindowedValue(buf, window.max_timestamp(), (window,))
+        self._buffers = {}
 
 
 class ParseCsvFile(beam.DoFn):
@@ -213,13 +257,29 @@ def source_columns(cfg: SourceConfig) -> list[str]:
 
 
 class ReadRecords(beam.PTransform):
-    """Source config -> {"records": dicts, "dead_letter": DeadLetters}."""
+    """Source config -> {"records": dicts, "dead_letter": DeadLetters}. ``chunked`` (file sources): "records"
+    holds lists of dicts (JSONL: a chunk of lines parsed at once), so the steps after it handle one Beam
+    element per list, not per record; dead letters stay one per record."""
 
-    def __init__(self, cfg: SourceConfig):
+    def __init__(self, cfg: SourceConfig, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.chunked = chunked and cfg.type != "opensearch"
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        c = self.cfg
+        if self.chunked and c.type == "jsonl":
+            lines = pbegin | "ReadLineChunks" >> ReadLineChunksWithOffsets(c.path, coder=coders.BytesCoder())
+            parsed = lines | "ParseJsonChunks" >> beam.ParDo(ParseJsonChunk(c.encoding)).with_output_types(Chunk).with_outputs(
+                DEAD_LETTER, main="records"
+            )
+            return {"records": parsed.records, DEAD_LETTER: parsed[DEAD_LETTER]}
+        out = self._records(pbegin)
+        if self.chunked:
+            out["records"] = out["records"] | "ToChunks" >> beam.ParDo(ToChunks()).with_output_types(Chunk)
+        return out
+
+    def _records(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         c = self.cfg
         if c.type == "opensearch":  # an existing index: point in time + slices + search_after
             from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
