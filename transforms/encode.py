@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 def dense_batch_valid(vectors: Sequence[Any], info: Any) -> bool:
     """True when every vector of a dense batch is a finite 1-D numpy array of the model's size: what
     ``vector_problem`` checks one by one, in one numpy call. False sends the batch to the per-vector checks."""
-    if info.kind != "dense" or not vectors or info.dimension is None:
+    if info.kind != "dense" or len(vectors) == 0 or info.dimension is None:
         return False
     dim = info.dimension
+    if type(vectors) is np.ndarray:  # one (n, dim) array (the hash encoder's, sentence-transformers'): no stacking
+        return vectors.ndim == 2 and vectors.shape[1] == dim and bool(np.isfinite(vectors).all())
     if not all(type(v) is np.ndarray and v.shape == (dim,) for v in vectors):
         return False
     return bool(np.isfinite(np.stack(vectors)).all())

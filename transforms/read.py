@@ -20,7 +20,11 @@ from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
-from neural_ingest.transforms.positions import ReadLineChunksWithOffsets, ReadLinesWithOffsets, with_position
+from neural_ingest.transforms.positions import (
+    ReadLineChunksWithOffsets,
+    ReadLinesWithOffsets,
+    with_position,
+)
 
 
 def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
