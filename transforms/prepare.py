@@ -43,6 +43,9 @@ class PrepareFn(counters.Tallied, beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(PREPARE, reason, message, record, doc_id=doc_id))
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        yield self._prepare(record)
+
+    def _prepare(self, record: dict[str, Any]) -> Any:
         record, position = pop_position(record)  # (file, n) from the reader, for keep-the-last deduplication
         try:
             out = self._output(record)
@@ -50,7 +53,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             out = self._dead("prepare_error", f"{type(e).__name__}: {str(e)[:2000]}", record)
         if self.cfg.deduplicate and type(out) is Document:
             out.position = position
-        yield out
+        return out
 
     def _output(self, record: dict[str, Any]) -> Any:
         """The record's one outcome: a Document, a dead letter or a skip (one pass over the text fields)."""
@@ -68,7 +71,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             present.append(f)
             self.count(counter)  # the summary's text_fields: a field no record has is warned about
             if type(value) is str:
-                if lone_surrogate(value):
+                if not value.isascii() and lone_surrogate(value):  # isascii: O(1), no UTF-8 encoding of the text
                     not_unicode.append(f)
                 elif not value.isspace() and value:
                     parts.append(value)
@@ -103,7 +106,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
                 return self._dead("invalid_id", f"id field {c.id_field!r} holds a lone surrogate, which is not Unicode", record)
             if len(doc_id) > 128 and len(doc_id.encode("utf-8")) > 512:  # 4 bytes a character at most
                 return self._dead("invalid_id", "id is longer than OpenSearch's 512-byte _id limit", record)
-        if not text.strip():
+        if not parts:  # every present text field empty or whitespace (a part holds more): nothing to embed
             return counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
         return Document(id=doc_id, text=text, metadata=metadata, source=record)
 
@@ -115,13 +118,13 @@ class PrepareChunkFn(PrepareFn):
     def process(self, records: Any) -> Iterable[Any]:
         docs: list[Document] = []
         keep = docs.append
-        one = super().process
+        one = self._prepare
         for record in records:
-            for out in one(record):
-                if type(out) is Document:
-                    keep(out)
-                else:
-                    yield out
+            out = one(record)
+            if type(out) is Document:
+                keep(out)
+            else:
+                yield out
         if docs:
             yield docs
 
@@ -198,13 +201,13 @@ class IdAndPositionChunkFn(PrepareFn):
 
     def process(self, records: Any) -> Iterable[Any]:
         buckets: dict[int, dict[str, tuple[int, Any]]] = {}
-        one = super().process
+        one = self._prepare
         for record in records:
-            for out in one(record):
-                if type(out) is Document:
-                    acc = buckets.setdefault(id_bucket(out.id), {})
-                    seen = acc.get(out.id)
-                    acc[out.id] = (1, out.position) if seen is None else (seen[0] + 1, _later(seen[1], out.position))
+            out = one(record)
+            if type(out) is Document:
+                acc = buckets.setdefault(id_bucket(out.id), {})
+                seen = acc.get(out.id)
+                acc[out.id] = (1, out.position) if seen is None else (seen[0] + 1, _later(seen[1], out.position))
         yield from buckets.items()
 
 

@@ -43,29 +43,30 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
         yield from self._outputs(item)
 
     def _outputs(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
-        filename, offset, line = item
+        out = self._parse(*item)
+        if out is not None:
+            yield out
+
+    def _parse(self, filename: str, offset: int, line: bytes) -> Any:
+        """The line's one outcome: its record (a dict), its dead letter, or None (a blank line)."""
         if not line or line.isspace():
-            return  # blank lines separate nothing in JSONL: not a record
+            return None  # blank lines separate nothing in JSONL: not a record
         self.count("read")
         try:
             text = line.decode(self.encoding)
         except UnicodeDecodeError as e:
-            yield _dead("invalid_encoding", f"not valid {self.encoding}: {e}", {"file": filename, "line": line})
-            return
+            return _dead("invalid_encoding", f"not valid {self.encoding}: {e}", {"file": filename, "line": line})
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer past 4300 digits, nesting too deep
-            yield _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", {"file": filename, "line": line})
-            return
+            return _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", {"file": filename, "line": line})
         if type(obj) is not dict:
-            yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", {"file": filename, "line": line})
-            return
+            return _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", {"file": filename, "line": line})
         problem = record_problem(obj)
         if problem is not None:
             reason, message = problem
-            yield _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
-            return
-        yield with_position(obj, filename, offset)
+            return _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
+        return with_position(obj, filename, offset)
 
 
 class ParseJsonChunk(ParseJsonLine):
@@ -76,12 +77,13 @@ class ParseJsonChunk(ParseJsonLine):
         filename, lines = item
         records: list[Any] = []
         keep = records.append
+        parse = self._parse
         for offset, line in lines:
-            for out in self._outputs((filename, offset, line)):
-                if type(out) is dict:
-                    keep(out)
-                else:
-                    yield out
+            out = parse(filename, offset, line)
+            if type(out) is dict:
+                keep(out)
+            elif out is not None:
+                yield out
         if records:
             yield records
 
