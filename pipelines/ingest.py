@@ -23,7 +23,7 @@ from neural_ingest.chunking import plan_chunking
 from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
-from neural_ingest.local_runner import runner_for
+from neural_ingest.local_runner import LocalRunner, runner_for
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
@@ -232,7 +232,10 @@ def run_ingest(
         Progress.begin(expected_records(cfg.source))
         try:
             with fewer_gc_passes():
-                result = p.run()
+                # Beam's default for a runner it does not know as FnAPI-ready (ours, a SwitchingDirectRunner by
+                # another name) first round-trips the pipeline through its protos as a check: ~0.1 s of every run,
+                # and the FnApiRunner converts it again anyway.
+                result = p.run(test_runner_api=False) if isinstance(p.runner, LocalRunner) else p.run()
                 result.wait_until_finish()
         except BaseException:
             Progress.end()
