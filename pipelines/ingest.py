@@ -27,7 +27,7 @@ from neural_ingest.local_runner import LocalRunner, runner_for
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
-from neural_ingest.transforms import dofn_specs
+from neural_ingest.transforms import dofn_specs, option_views
 from neural_ingest.transforms.batching import Unchunk
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
@@ -38,6 +38,7 @@ from neural_ingest.transforms.read import ReadRecords
 
 log = logging.getLogger(__name__)
 dofn_specs.install()  # Beam's per-DoFn signature inspection, once a class: ~0.3 s of a run's fixed cost
+option_views.install()  # one PipelineOptions view per options object and class, not an argparse parser per call
 
 
 def new_run_id() -> str:
