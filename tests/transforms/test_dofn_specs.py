@@ -9,10 +9,12 @@ from neural_ingest.transforms import dofn_specs
 
 COUNT = userstate.ReadModifyWriteStateSpec("count", VarIntCoder())
 TIMER = userstate.TimerSpec("t", userstate.TimeDomain.WATERMARK)
+COUNT_PARAM = beam.DoFn.StateParam(COUNT)
+TIMER_PARAM = beam.DoFn.TimerParam(TIMER)
 
 
 class Stateful(beam.DoFn):
-    def process(self, kv, count=beam.DoFn.StateParam(COUNT), t=beam.DoFn.TimerParam(TIMER)):
+    def process(self, kv, count=COUNT_PARAM, t=TIMER_PARAM):
         yield kv
 
     @userstate.on_timer(TIMER)
@@ -26,7 +28,7 @@ class Plain(beam.DoFn):
 
 
 class Holder:
-    def step(self, x, count=beam.DoFn.StateParam(COUNT)):
+    def step(self, x, count=COUNT_PARAM):
         return [x]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 
 from apache_beam import coders
 from apache_beam.io.range_trackers import OffsetRangeTracker
@@ -16,7 +17,7 @@ pieces = st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b"x", b'{"id": 1}', b"
 def _lines(source_class, path: str, cuts: list[int]) -> list[tuple[int, bytes]]:
     src = source_class(path, 1, "auto", True, coders.BytesCoder())
     out: list[tuple[int, bytes]] = []
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         for rec in src.read_records(path, OffsetRangeTracker(a, b)):
             out += [(rec[1], rec[2])] if len(rec) == 3 else rec[1]
     return out
