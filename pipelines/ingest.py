@@ -6,10 +6,13 @@ summarise.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +23,12 @@ from neural_ingest.chunking import plan_chunking
 from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
-from neural_ingest.local_runner import portable_defaults, runner_for
+from neural_ingest.local_runner import LocalRunner, portable_defaults, runner_for
 from neural_ingest.sinks import REPLACE, Sink, make_sink
 from neural_ingest.sinks.recall import LOW_RECALL
 from neural_ingest.summary import RunSummary, counter_totals
+from neural_ingest.transforms import dofn_specs, option_views
+from neural_ingest.transforms.batching import Unchunk
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
 from neural_ingest.transforms.dead_letters import WriteDeadLetters
@@ -32,6 +37,8 @@ from neural_ingest.transforms.prepare import PrepareDocuments
 from neural_ingest.transforms.read import ReadRecords
 
 log = logging.getLogger(__name__)
+dofn_specs.install()  # Beam's per-DoFn signature inspection, once a class: ~0.3 s of a run's fixed cost
+option_views.install()  # one PipelineOptions view per options object and class, not an argparse parser per call
 
 
 def new_run_id() -> str:
@@ -73,6 +80,7 @@ def build_ingest(
     ``reads_source`` instead replaces the read and prepare: PBegin -> the same plus "dead_letter" and "skipped"."""
     every = cfg.run.progress_every_seconds
     ready = []
+    chunked = False  # docs' elements are lists of Documents (file sources: one Beam element a chunk, read to write)
     if getattr(before_encode, "reads_source", False):
         # reindex's incremental night of a file source (transforms/reuse.py CloneChanges) reads and prepares the
         # source itself: only the documents to write come out (truncation is counted for those it encodes)
@@ -80,26 +88,35 @@ def build_ingest(
         docs, ready, dead, skipped = pre["documents"], [pre["ready"]], [pre[DEAD_LETTER]], pre[SKIPPED]
         before_encode = None
     else:
-        read = p | "Read" >> ReadRecords(cfg.source, getattr(before_encode, "line_digests", False))
-        reread = None if cfg.source.type == "opensearch" else ReadRecords(cfg.source)  # files: ids found by a light second read
-        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread)
+        files = cfg.source.type != "opensearch"
+        read = p | "Read" >> ReadRecords(cfg.source, getattr(before_encode, "line_digests", False), chunked=files)
+        reread = ReadRecords(cfg.source, chunked=True) if files else None  # files: ids found by a light second read
+        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)
         docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
+        chunked = files
     _ = skipped | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
     counted = truncation_counted_by_encode(prep.chunking, prep.encoders, before_encode)
-    if prep.chunking is not None and not counted:  # chunks (chunking.mode: chunk) and truncation counts
-        chunked = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
-        docs = chunked["documents"]
-        dead.append(chunked[DEAD_LETTER])
+    chunk_step = prep.chunking is not None and not counted
+    if chunked and (chunk_step or before_encode is not None):  # these take one Document an element
+        docs, chunked = docs | "Unchunk" >> Unchunk(), False
+    if chunk_step:  # chunks (chunking.mode: chunk) and truncation counts
+        chunked_docs = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
+        docs = chunked_docs["documents"]
+        dead.append(chunked_docs[DEAD_LETTER])
     if before_encode is not None:
         pre = docs | "BeforeEncode" >> before_encode
         docs = pre["documents"]
         ready = [pre["ready"]] if "ready" in pre else []
         dead += [pre[DEAD_LETTER]] if DEAD_LETTER in pre else []
-    enc = docs | "Encode" >> EncodeAll(prep.encoders, every, counted)  # the encode step of neural_ingest.beam.EmbedAndIndex
-    docs = enc["documents"]
+    lists = prep.sink.chunking is None  # the sinks' own writers take lists of Documents; the chunk writers one each
+    # the encode step of neural_ingest.beam.EmbedAndIndex
+    enc = docs | "Encode" >> EncodeAll(prep.encoders, every, counted, chunked=chunked, lists=lists)
+    docs, chunked = enc["documents"], lists if prep.encoders else chunked
     dead.append(enc[DEAD_LETTER])
     if ready:
         docs = (docs, *ready) | "WithReady" >> beam.Flatten()
+    if chunked and not lists:
+        docs = docs | "UnchunkForWrite" >> Unchunk()
     written = docs | "Write" >> prep.sink.write(run_id, prep.fields, every)
     if DEAD_LETTER in written:
         dead.append(written[DEAD_LETTER])
@@ -216,8 +233,12 @@ def run_ingest(
         started = True
         Progress.begin(expected_records(cfg.source))
         try:
-            result = p.run()
-            result.wait_until_finish()
+            with fewer_gc_passes():
+                # Beam's default for a runner it does not know as FnAPI-ready (ours, a SwitchingDirectRunner by
+                # another name) first round-trips the pipeline through its protos as a check: ~0.1 s of every run,
+                # and the FnApiRunner converts it again anyway.
+                result = p.run(test_runner_api=False) if isinstance(p.runner, LocalRunner) else p.run()
+                result.wait_until_finish()
         except BaseException:
             Progress.end()
             prep.sink.finalize(run_id, success=False)
@@ -264,6 +285,22 @@ def run_ingest(
     if summary_path:
         summary.write(summary_path)
     return summary
+
+
+@contextlib.contextmanager
+def fewer_gc_passes(gen0: int = 50_000) -> Iterator[None]:
+    """Python's cyclic garbage collector less often while the pipeline runs in this process: what is alive
+    before (modules, the pipeline, loaded models) is frozen out of its scans, and a collection starts after
+    ``gen0`` allocations instead of 700. The documents are freed by reference counting as they leave; the
+    collector's passes over the live objects cost ~10% of a hash-encoder run's CPU (profiled)."""
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(gen0, old[0]), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def _failed_summary(meta: dict[str, Any], error: BaseException, seconds: float) -> RunSummary:

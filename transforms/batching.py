@@ -30,6 +30,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from neural_ingest.encoders.base import Tokenized
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.encode import EncodeBatchFn
 
 # Tokens per character of English prose for BERT-style WordPiece vocabularies (about 4 characters a
@@ -111,10 +112,14 @@ def cut_batches(
 
 
 class _WindowFn(beam.DoFn):
-    """Buffer up to ``window_docs`` documents per Beam window; emit them as one list, in arrival order."""
+    """Buffer up to ``window_docs`` documents per Beam window; emit them as one list, in arrival order.
+    An element that is a list of documents (a chunk: ``ReadRecords(chunked=True)`` on) adds all of them.
+    ``exact``: lists of exactly ``window_docs`` (the rest at the bundle's end), as ``BatchElements`` of
+    that fixed size cuts them."""
 
-    def __init__(self, window_docs: int):
+    def __init__(self, window_docs: int, exact: bool = False):
         self.window_docs = window_docs
+        self.exact = exact
         self._buffers: dict[Any, list[Any]] = {}
 
     def start_bundle(self) -> None:
@@ -122,10 +127,21 @@ class _WindowFn(beam.DoFn):
 
     def process(self, element: Any, window=beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
         buf = self._buffers.setdefault(window, [])
-        buf.append(element)
-        if len(buf) >= self.window_docs:
+        if type(element) is list:
+            buf.extend(element)
+        else:
+            buf.append(element)
+        n = self.window_docs
+        if len(buf) >= n:
             del self._buffers[window]
-            yield WindowedValue(buf, window.max_timestamp(), (window,))
+            if not self.exact:
+                yield WindowedValue(buf, window.max_timestamp(), (window,))
+                return
+            full = len(buf) - len(buf) % n
+            for i in range(0, full, n):
+                yield WindowedValue(buf[i:i + n], window.max_timestamp(), (window,))
+            if full < len(buf):
+                self._buffers[window] = buf[full:]
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
         for window, buf in self._buffers.items():
@@ -139,8 +155,9 @@ class EncodeWindowFn(EncodeBatchFn):
     window of documents, encodes it in length-sorted batches, and emits the encoded documents in the
     window's order (dead letters as they come)."""
 
-    def __init__(self, encoder: Any, field: str, progress_every: float, plan: BatchPlan, truncation_limit: int | None = None):
-        super().__init__(encoder, field, progress_every)
+    def __init__(self, encoder: Any, field: str, progress_every: float, plan: BatchPlan, truncation_limit: int | None = None,
+                 lists: bool = False):
+        super().__init__(encoder, field, progress_every, lists)
         self.plan = plan
         # Truncate mode (chunking.py): the documents over this many tokens are counted here, from the counts
         # the sort takes anyway, instead of by a ChunkFn that tokenized each document once more.
@@ -209,7 +226,7 @@ class EncodeWindowFn(EncodeBatchFn):
             return self.encoder.encode_tokenized(self._loaded, [tokens[id(d)] for d in batch])
         return super()._encode(batch)
 
-    def process(self, window: Sequence[Any]) -> Iterable[Any]:
+    def process(self, window: Any) -> Iterable[Any]:
         docs = list(window)
         if not docs:
             return
@@ -229,6 +246,10 @@ class EncodeWindowFn(EncodeBatchFn):
             for doc, enc in zip((d for d in batch if id(d) not in failed), encoded):
                 done[pos[id(doc)]] = enc
         self._tokens = {}
+        if self.lists:
+            if done:
+                yield [done[i] for i in sorted(done)]
+            return
         for i in sorted(done):
             yield done[i]
 
@@ -240,16 +261,30 @@ def counts_tokens(encoder: Any) -> bool:
 
 
 def batching_for(
-    encoder: Any, field: str, progress_every: float, truncation_limit: int | None = None
+    encoder: Any, field: str, progress_every: float, truncation_limit: int | None = None, chunked: bool = False, lists: bool = False
 ) -> tuple[beam.PTransform, beam.DoFn]:
     """(batching transform, encode DoFn) for an encoder's ``batching`` config: windows encoded in
     length-sorted batches (sorted, the default), or ``BatchElements`` of ``batch_size`` units in
     arrival order and the plain ``EncodeBatchFn`` (fixed). ``truncation_limit``: the window counts the
-    documents over it (only where ``counts_tokens``)."""
+    documents over it (only where ``counts_tokens``). ``chunked``: elements may be lists of documents (fixed:
+    cut into lists of ``batch_size`` by ``_WindowFn(exact=True)``); ``lists``: the encoded documents leave as
+    one list a batch or window instead of one element each."""
     plan = plan_for(encoder)
     if plan.mode == "fixed":
-        return (
-            beam.BatchElements(min_batch_size=plan.batch_size, max_batch_size=plan.batch_size, element_size_fn=_units),
-            EncodeBatchFn(encoder, field, progress_every),
+        batch = (
+            beam.ParDo(_WindowFn(plan.batch_size, exact=True)).with_output_types(Chunk) if chunked
+            else beam.BatchElements(min_batch_size=plan.batch_size, max_batch_size=plan.batch_size, element_size_fn=_units)
         )
-    return beam.ParDo(_WindowFn(plan.window_docs)), EncodeWindowFn(encoder, field, progress_every, plan, truncation_limit)
+        return batch, EncodeBatchFn(encoder, field, progress_every, lists)
+    return beam.ParDo(_WindowFn(plan.window_docs)).with_output_types(Chunk), EncodeWindowFn(encoder, field, progress_every, plan, truncation_limit, lists)
+
+
+class Unchunk(beam.PTransform):
+    """Lists of documents (and single ones) -> one element a document, for steps that take them one by one."""
+
+    def expand(self, docs: beam.PCollection) -> beam.PCollection:
+        return docs | "Unchunk" >> beam.FlatMap(_each)
+
+
+def _each(element: Any) -> Iterable[Any]:
+    return element if type(element) is list else (element,)

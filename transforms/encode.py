@@ -11,6 +11,7 @@ from neural_ingest.encoders.base import EncodeError, Encoder, vector_problem
 from neural_ingest.encoders.sparse_weights import drop_absent
 from neural_ingest.records import ENCODE, DeadLetter, Document
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
 
 log = logging.getLogger(__name__)
@@ -19,9 +20,11 @@ log = logging.getLogger(__name__)
 def dense_batch_valid(vectors: Sequence[Any], info: Any) -> bool:
     """True when every vector of a dense batch is a finite 1-D numpy array of the model's size: what
     ``vector_problem`` checks one by one, in one numpy call. False sends the batch to the per-vector checks."""
-    if info.kind != "dense" or not vectors or info.dimension is None:
+    if info.kind != "dense" or len(vectors) == 0 or info.dimension is None:
         return False
     dim = info.dimension
+    if type(vectors) is np.ndarray:  # one (n, dim) array (the hash encoder's, sentence-transformers'): no stacking
+        return vectors.ndim == 2 and vectors.shape[1] == dim and bool(np.isfinite(vectors).all())
     if not all(type(v) is np.ndarray and v.shape == (dim,) for v in vectors):
         return False
     return bool(np.isfinite(np.stack(vectors)).all())
@@ -44,10 +47,11 @@ class EncodeBatchFn(beam.DoFn):
     so that only the documents that really fail become dead letters.
     """
 
-    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0):
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, lists: bool = False):
         self.encoder = encoder
         self.field = field
         self.progress_every = progress_every
+        self.lists = lists  # the encoded documents of a batch leave as one list (dead letters one a document)
         self._loaded = None
 
     def setup(self) -> None:
@@ -61,8 +65,18 @@ class EncodeBatchFn(beam.DoFn):
             DEAD_LETTER, DeadLetter(ENCODE, reason, message, doc, doc_id=doc.id, status=status, attempts=attempts)
         )
 
-    def process(self, batch: Sequence[Document]) -> Iterable[Any]:
-        yield from self._outputs(batch)
+    def process(self, batch: Any) -> Iterable[Any]:
+        if not self.lists:
+            yield from self._outputs(batch)
+            return
+        docs: list[Any] = []
+        for out in self._outputs(batch):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield out
+            else:
+                docs.append(out)
+        if docs:
+            yield docs
 
     def _encode(self, batch: Sequence[Document]) -> list[Any]:
         """The batch's vectors, in order (EncodeWindowFn encodes from the tokens its sort already took)."""
@@ -109,25 +123,31 @@ class EncodeBatchFn(beam.DoFn):
 
 
 class EncodeDocuments(beam.PTransform):
-    """Documents -> {"documents": encoded Documents, "dead_letter": DeadLetters}."""
+    """Documents -> {"documents": encoded Documents, "dead_letter": DeadLetters}. ``chunked``: the input may
+    hold lists of Documents; ``lists``: the encoded ones leave as lists (a batch or window each)."""
 
-    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, truncation_limit: int | None = None):
+    def __init__(self, encoder: Encoder, field: str, progress_every: float = 10.0, truncation_limit: int | None = None,
+                 chunked: bool = False, lists: bool = False):
         super().__init__()
         self.encoder = encoder
         self.field = field
         self.progress_every = progress_every
         self.truncation_limit = truncation_limit  # count the documents over it (truncate mode; batching.counts_tokens)
+        self.chunked = chunked
+        self.lists = lists
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         from neural_ingest.transforms.batching import batching_for
 
         # Windows encoded in length-sorted batches (encoder config `batching`, the default), or fixed-size
         # batches in arrival order; either way documents leave in arrival order (transforms/batching.py).
-        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every, self.truncation_limit)
+        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every, self.truncation_limit, self.chunked, self.lists)
         out = (
             docs
             | "Batch" >> batch
-            | "Encode" >> beam.ParDo(encode_fn).with_outputs(DEAD_LETTER, main="documents")
+            | "Encode" >> (beam.ParDo(encode_fn).with_output_types(Chunk) if self.lists else beam.ParDo(encode_fn)).with_outputs(
+                DEAD_LETTER, main="documents"
+            )
         )
         return {"documents": out.documents, DEAD_LETTER: out[DEAD_LETTER]}
 
@@ -138,17 +158,21 @@ class EncodeAll(beam.PTransform):
     :class:`neural_ingest.beam.EmbedAndIndex` both encode through this)."""
 
     def __init__(self, encoders: Sequence[tuple[str, Encoder]], progress_every: float = 10.0,
-                 truncation_limits: dict[str, int] | None = None):
+                 truncation_limits: dict[str, int] | None = None, chunked: bool = False, lists: bool = False):
         super().__init__()
         self.encoders = list(encoders)
         self.progress_every = progress_every
         self.truncation_limits = truncation_limits or {}
+        self.chunked = chunked  # the documents come as lists (chunks), not one an element
+        self.lists = lists  # the encoded documents leave as lists (the next encoder then takes lists)
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         dead = []
+        chunked = self.chunked
         for field, encoder in self.encoders:
-            enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, self.progress_every, self.truncation_limits.get(field))
-            docs = enc["documents"]
+            enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, self.progress_every, self.truncation_limits.get(field),
+                                                              chunked=chunked, lists=self.lists)
+            docs, chunked = enc["documents"], self.lists
             dead.append(enc[DEAD_LETTER])
         failed = tuple(dead) | "DeadLetters" >> beam.Flatten(pipeline=docs.pipeline)
         return {"documents": docs, DEAD_LETTER: failed}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from apache_beam import typehints
+from apache_beam import coders, typehints
 from apache_beam.io import iobase, textio
 
 POSITION = "__neural_ingest_position__"
@@ -70,3 +70,97 @@ class ReadLinesWithOffsets(textio.ReadFromText):
     """Like ReadFromTextWithFilename (splittable), yielding ``(file, byte offset, line)``."""
 
     _source_class = _TextSourceWithOffsets
+
+
+CHUNK_LINES = 1000  # lines per element of ReadLineChunksWithOffsets
+
+
+BLOCK_BYTES = 1 << 20  # bytes read at once by the chunked reader's fast path
+
+
+class _TextSourceChunks(textio._TextSource):
+    def read_records(self, file_name: str, range_tracker: iobase.RangeTracker) -> Iterable[tuple[str, list[tuple[int, Any]]]]:
+        """``(file, [(offset, line), ...])``, ``CHUNK_LINES`` lines an element: the lines and offsets of Beam's
+        reader (lines end at ``\n`` or ``\r\n``, a last line without one counts, an empty one does not; a
+        split's lines are those that start in it). JSONL's plain case (bytes, no header, no custom delimiter)
+        is read in 1 MiB blocks and split at newlines at once (a line is still claimed before it is handed on);
+        anything else goes through Beam's own reader."""
+        if self._delimiter is not None or self._escapechar is not None or self._skip_header_lines or not self._strip_trailing_newlines \
+                or not isinstance(self._coder, coders.BytesCoder):
+            yield from self._read_by_line(file_name, range_tracker)
+            return
+        start = range_tracker.start_position()
+        next_start = start
+
+        def unclaimed(stop_position: int) -> int:
+            return 0 if stop_position <= next_start else iobase.RangeTracker.SPLIT_POINTS_UNKNOWN
+
+        range_tracker.set_split_points_unclaimed_callback(unclaimed)
+        with self.open_file(file_name) as f:
+            pos = 0
+            data = b""
+            if start > 0:  # the line that holds byte start-1 belongs to the split before: skip past its end
+                f.seek(start - 1)
+                pos = start - 1
+                while True:
+                    block = f.read(BLOCK_BYTES)
+                    if not block:
+                        return
+                    i = block.find(b"\n")
+                    if i >= 0:
+                        data, pos = block[i + 1:], pos + i + 1
+                        break
+                    pos += len(block)
+            chunk: list[tuple[int, Any]] = []  # lines read, not yet claimed
+            eof = False
+            while not eof:
+                block = f.read(BLOCK_BYTES)
+                eof = not block
+                lines = (data + block).split(b"\n")
+                data = lines.pop()  # no newline after it yet: it waits for the next block
+                for line in lines:
+                    chunk.append((pos, line[:-1] if line[-1:] == b"\r" else line))
+                    pos += len(line) + 1
+                    if len(chunk) >= CHUNK_LINES:
+                        claimed = self._claim(range_tracker, chunk)
+                        if claimed:
+                            yield file_name, claimed
+                        if len(claimed) < len(chunk):
+                            return  # the rest starts past this split's end
+                        next_start, chunk = pos, []
+            if data:  # the last line, without a newline after it (as Beam's reader: its "\r" kept)
+                chunk.append((pos, data))
+            claimed = self._claim(range_tracker, chunk) if chunk else []
+            if claimed:
+                yield file_name, claimed
+
+    @staticmethod
+    def _claim(range_tracker: iobase.RangeTracker, chunk: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        """The chunk's lines this split emits: each claimed as Beam's reader claims it, up to the first
+        refused (it starts past the split's end, or a dynamic split took it)."""
+        claim = range_tracker.try_claim
+        for i, (offset, _line) in enumerate(chunk):
+            if not claim(offset):
+                return chunk[:i]
+        return chunk
+
+    def _read_by_line(self, file_name: str, range_tracker: iobase.RangeTracker) -> Iterable[tuple[str, list[tuple[int, Any]]]]:
+        spy = _ClaimSpy(range_tracker)
+        chunk: list[tuple[int, Any]] = []
+        for record in super().read_records(file_name, spy):
+            chunk.append((spy.last, record))
+            if len(chunk) >= CHUNK_LINES:
+                yield file_name, chunk
+                chunk = []
+        if chunk:
+            yield file_name, chunk
+
+    def output_type_hint(self) -> Any:
+        return typehints.Tuple[str, typehints.List[typehints.Tuple[int, super().output_type_hint()]]]
+
+
+class ReadLineChunksWithOffsets(textio.ReadFromText):
+    """``(file, [(byte offset, line), ...])``: ReadLinesWithOffsets' lines, up to ``CHUNK_LINES`` an element,
+    so what follows handles lists, not one Beam element a line."""
+
+    _source_class = _TextSourceChunks

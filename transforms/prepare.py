@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import sys
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,7 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.metadata import MetadataError, json_value, lone_surrogate
 from neural_ingest.records import PREPARE, DeadLetter, Document, content_id
 from neural_ingest.transforms import counters, positions
+from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
 from neural_ingest.transforms.positions import pop_position
 
@@ -56,6 +58,9 @@ class PrepareFn(counters.Tallied, beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(PREPARE, reason, message, record, doc_id=doc_id))
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        yield self._prepare(record)
+
+    def _prepare(self, record: dict[str, Any]) -> Any:
         record, position = pop_position(record)  # (file, n) from the reader, for keep-the-last deduplication
         try:
             out = self._output(record)
@@ -63,7 +68,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             out = self._dead("prepare_error", f"{type(e).__name__}: {str(e)[:2000]}", record)
         if self.cfg.deduplicate and type(out) is Document:
             out.position = position
-        yield out
+        return out
 
     def _output(self, record: dict[str, Any]) -> Any:
         """The record's one outcome: a Document, a dead letter or a skip (one pass over the text fields)."""
@@ -81,7 +86,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             present.append(f)
             self.count(counter)  # the summary's text_fields: a field no record has is warned about
             if type(value) is str:
-                if lone_surrogate(value):
+                if not value.isascii() and lone_surrogate(value):  # isascii: O(1), no UTF-8 encoding of the text
                     not_unicode.append(f)
                 elif not value.isspace() and value:
                     parts.append(value)
@@ -111,9 +116,27 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             doc_id, problem = record_id(record, c.id_field)
             if problem:
                 return self._dead(*problem, record)
-        if not text.strip():
+        if not parts:  # every present text field empty or whitespace (a part holds more): nothing to embed
             return counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
         return Document(id=doc_id, text=text, metadata=metadata, source=record)
+
+
+class PrepareChunkFn(PrepareFn):
+    """A list of records -> one list of their Documents (PrepareFn's rules for each; dead letters and skips
+    one a record, as they come): one Beam element a chunk."""
+
+    def process(self, records: Any) -> Iterable[Any]:
+        docs: list[Document] = []
+        keep = docs.append
+        one = self._prepare
+        for record in records:
+            out = one(record)
+            if type(out) is Document:
+                keep(out)
+            else:
+                yield out
+        if docs:
+            yield docs
 
 
 class PrepareDocuments(beam.PTransform):
@@ -121,21 +144,27 @@ class PrepareDocuments(beam.PTransform):
 
     ``reread``: the source's reader once more (a fresh ``ReadRecords``), so duplicate ids are found from
     (id, position) pairs of a second, uncounted read and the documents stream on without being held;
-    without it the documents are grouped by id (a source without positions: an index, a test's Create)."""
+    without it the documents are grouped by id (a source without positions: an index, a test's Create).
+    ``chunked``: the records come as lists (``ReadRecords(chunked=True)``, the reread too) and the documents
+    leave as lists, one Beam element a chunk; the rules, dead letters and counts are the same."""
 
-    def __init__(self, cfg: SourceConfig, reread: beam.PTransform | None = None):
+    def __init__(self, cfg: SourceConfig, reread: beam.PTransform | None = None, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.reread = reread
+        self.chunked = chunked
 
     def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = records | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        prep = beam.ParDo(PrepareChunkFn(self.cfg)).with_output_types(Chunk) if self.chunked else beam.ParDo(PrepareFn(self.cfg))
+        out = records | "Prepare" >> prep.with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         docs, skipped = out.documents, [out[SKIPPED]]
         if self.cfg.deduplicate:
             pairs = None
             if self.reread is not None:
-                pairs = records.pipeline | counters.UNCOUNTED >> IdPositions(self.cfg, self.reread)
-            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type, pairs)
+                pairs = records.pipeline | counters.UNCOUNTED >> IdPositions(self.cfg, self.reread, self.chunked)
+            elif self.chunked:  # no positions: the documents are grouped by id, one a Beam element
+                docs = docs | "Unchunk" >> beam.FlatMap(lambda chunk: chunk)
+            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type, pairs, chunked=self.chunked and pairs is not None)
             docs = dedup["documents"]
             skipped.append(dedup[SKIPPED])
         return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
@@ -146,14 +175,16 @@ class IdPositions(beam.PTransform):
     record, the ids the documents will have (PrepareFn's own rules). Its dead letters and counts are the
     first read's, so here they are dropped (and its steps left out of the summary: counters.UNCOUNTED)."""
 
-    def __init__(self, cfg: SourceConfig, reread: beam.PTransform):
+    def __init__(self, cfg: SourceConfig, reread: beam.PTransform, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.reread = reread
+        self.chunked = chunked  # lists of records in; (bucket, {id: (count, last position)}) out, one a bucket and chunk
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         records = (pbegin | "Read" >> self.reread)["records"]
-        return records | "IdAndPosition" >> beam.ParDo(IdAndPositionFn(self.cfg))
+        fn = IdAndPositionChunkFn(self.cfg) if self.chunked else IdAndPositionFn(self.cfg)
+        return records | "IdAndPosition" >> beam.ParDo(fn)
 
 
 class IdAndPositionFn(PrepareFn):
@@ -164,6 +195,30 @@ class IdAndPositionFn(PrepareFn):
         for out in super().process(record):
             if type(out) is Document:
                 yield out.id, out.position
+
+
+ID_BUCKETS = 32  # keys of the chunked id pass: (bucket, pairs of a chunk) elements, a few a chunk, not one an id
+
+
+def id_bucket(doc_id: str) -> int:
+    """The same bucket for an id in every process (crc32, not ``hash``: that is seeded per process)."""
+    return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % ID_BUCKETS
+
+
+class IdAndPositionChunkFn(PrepareFn):
+    """A list of records -> (bucket, {id: (count, last position)}) for the chunk's Documents (PrepareFn's
+    rules), combined within the chunk: a few elements a chunk for CountAndLastPositions to merge."""
+
+    def process(self, records: Any) -> Iterable[Any]:
+        buckets: dict[int, dict[str, tuple[int, Any]]] = {}
+        one = self._prepare
+        for record in records:
+            out = one(record)
+            if type(out) is Document:
+                acc = buckets.setdefault(id_bucket(out.id), {})
+                seen = acc.get(out.id)
+                acc[out.id] = (1, out.position) if seen is None else (seen[0] + 1, _later(seen[1], out.position))
+        yield from buckets.items()
 
 
 class KeepOneFn(beam.DoFn):
@@ -241,6 +296,56 @@ class CountAndLastPosition(beam.CombineFn):
         return _CountLastCoder()
 
 
+class _CountsLastCoder(beam.coders.Coder):
+    """{id: (count, (file, n))} as FastPrimitivesCoder writes it, file paths interned when read back."""
+
+    _inner = beam.coders.FastPrimitivesCoder()
+
+    def encode(self, value: Any) -> bytes:
+        return self._inner.encode(value)
+
+    def decode(self, encoded: bytes) -> Any:
+        return {k: (c, None if w is None else (sys.intern(w[0]), w[1])) for k, (c, w) in self._inner.decode(encoded).items()}
+
+    def is_deterministic(self) -> bool:
+        return True
+
+    def to_type_hint(self) -> Any:
+        return Any
+
+
+class CountAndLastPositions(beam.CombineFn):
+    """CountAndLastPosition for a bucket of ids at once: {id: (count, last position)} maps (IdAndPositionChunkFn's,
+    one a chunk) merged into one; the output keeps only the ids seen more than once. One small entry an id,
+    as CountAndLastPosition keeps one accumulator an id."""
+
+    def create_accumulator(self) -> dict[str, tuple[int, Any]]:
+        return {}
+
+    def add_input(self, acc: dict[str, tuple[int, Any]], counts: dict[str, tuple[int, Any]]) -> dict[str, tuple[int, Any]]:
+        for doc_id, (n, last) in counts.items():
+            seen = acc.get(doc_id)
+            acc[doc_id] = (n, last) if seen is None else (seen[0] + n, _later(seen[1], None if last is None else tuple(last)))
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[dict[str, tuple[int, Any]]]) -> dict[str, tuple[int, Any]]:
+        it = iter(accs)
+        merged = next(it, None)
+        if merged is None:
+            return {}
+        for acc in it:
+            if len(acc) > len(merged):
+                merged, acc = acc, merged
+            self.add_input(merged, acc)
+        return merged
+
+    def extract_output(self, acc: dict[str, tuple[int, Any]]) -> dict[str, tuple[int, Any]]:
+        return {doc_id: v for doc_id, v in acc.items() if v[0] > 1}
+
+    def get_accumulator_coder(self) -> beam.coders.Coder:
+        return _CountsLastCoder()
+
+
 class KeepLastFn(beam.DoFn):
     """Streams the documents: one whose id is in ``duplicates`` (id -> (count, last position)) and is not
     at the last position is skipped, as KeepOneFn would; every other one goes on, never held nor copied
@@ -249,7 +354,24 @@ class KeepLastFn(beam.DoFn):
     def __init__(self, source_type: str = "jsonl"):
         self.source_type = source_type
 
-    def process(self, doc: Document, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
+    def process(self, doc: Any, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
+        if type(doc) is not list:
+            yield from self._one(doc, duplicates)
+            return
+        if not duplicates or not any(d.id in duplicates for d in doc):
+            yield doc  # a chunk without duplicate ids goes on as it is
+            return
+        kept: list[Document] = []
+        for d in doc:
+            for out in self._one(d, duplicates):
+                if type(out) is Document:
+                    kept.append(out)
+                else:
+                    yield out
+        if kept:
+            yield kept
+
+    def _one(self, doc: Document, duplicates: dict[str, tuple[int, Any]]) -> Iterable[Any]:
         dup = duplicates.get(doc.id)
         if dup is None or dup[1] == _where(doc.position):
             yield doc  # as is: a copy per document only to clear its (small) position would cost more than it saves
@@ -273,19 +395,28 @@ class DropDuplicateIds(beam.PTransform):
     accumulator each), not the corpus. Without:
     one shuffle of the documents keyed by id (KeepOneFn), which holds them all on the local runner."""
 
-    def __init__(self, source_type: str = "jsonl", positions: beam.PCollection | None = None):
+    def __init__(self, source_type: str = "jsonl", positions: beam.PCollection | None = None, chunked: bool = False):
         super().__init__()
         self.source_type = source_type
         self.positions = positions
+        self.chunked = chunked  # lists of Documents, and positions as (bucket, {id: (count, last)}) (IdAndPositionChunkFn)
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        if self.positions is not None:
+        if self.positions is not None and self.chunked:
+            dups = (
+                self.positions
+                | "CountAndLastPositionById" >> beam.CombinePerKey(CountAndLastPositions())
+                | "Duplicates" >> beam.FlatMap(lambda kv: kv[1].items())
+            )
+        elif self.positions is not None:
             dups = (
                 self.positions
                 | "CountAndLastPositionById" >> beam.CombinePerKey(CountAndLastPosition())
                 | "Duplicates" >> beam.Filter(lambda kv: kv[1][0] > 1)
             )
-            out = docs | "KeepLast" >> beam.ParDo(KeepLastFn(self.source_type), beam.pvalue.AsDict(dups)).with_outputs(
+        if self.positions is not None:
+            keep = beam.ParDo(KeepLastFn(self.source_type), beam.pvalue.AsDict(dups))
+            out = docs | "KeepLast" >> (keep.with_output_types(Chunk) if self.chunked else keep).with_outputs(
                 SKIPPED, main="documents"
             )
             return {"documents": out.documents, SKIPPED: out[SKIPPED]}

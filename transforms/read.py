@@ -19,9 +19,11 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ, DeadLetter
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
 from neural_ingest.transforms.positions import (
     POSITION,
+    ReadLineChunksWithOffsets,
     ReadLinesWithOffsets,
     with_position,
 )
@@ -44,35 +46,79 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
         yield from self._outputs(item)
 
     def _outputs(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
-        filename, offset, line = item
+        out = self._parse(*item)
+        if out is not None:
+            yield out
+
+    def _parse(self, filename: str, offset: int, line: bytes) -> Any:
+        """The line's one outcome: its record (a dict), its dead letter, or None (a blank line)."""
         if not line or line.isspace():
-            return  # blank lines separate nothing in JSONL: not a record
+            return None  # blank lines separate nothing in JSONL: not a record
         self.count("read")
         try:
             text = line.decode(self.encoding)
         except UnicodeDecodeError as e:
-            yield _dead("invalid_encoding", f"not valid {self.encoding}: {e}", {"file": filename, "line": line})
-            return
+            return _dead("invalid_encoding", f"not valid {self.encoding}: {e}", {"file": filename, "line": line})
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer past 4300 digits, nesting too deep
-            yield _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", {"file": filename, "line": line})
-            return
+            return _dead("malformed_json", f"malformed JSON: {str(e)[:500]}", {"file": filename, "line": line})
         if type(obj) is not dict:
-            yield _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", {"file": filename, "line": line})
-            return
+            return _dead("not_an_object", f"expected a JSON object, got {type(obj).__name__}", {"file": filename, "line": line})
         problem = record_problem(obj)
         if problem is not None:
             reason, message = problem
-            yield _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
-            return
+            return _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
         if self.line_digests:
             from neural_ingest.transforms.manifest import line_digest
 
             obj[POSITION] = (filename, offset, line_digest(line))
-            yield obj
-            return
-        yield with_position(obj, filename, offset)
+            return obj
+        return with_position(obj, filename, offset)
+
+
+class ParseJsonChunk(ParseJsonLine):
+    """(file, [(byte offset, line), ...]) -> one list of records (ParseJsonLine's rules for each line; its
+    dead letters one a line, as they come): one Beam element a chunk instead of one a line."""
+
+    def process(self, item: tuple[str, list[tuple[int, bytes]]]) -> Iterable[Any]:
+        filename, lines = item
+        records: list[Any] = []
+        keep = records.append
+        parse = self._parse
+        for offset, line in lines:
+            out = parse(filename, offset, line)
+            if type(out) is dict:
+                keep(out)
+            elif out is not None:
+                yield out
+        if records:
+            yield records
+
+
+class ToChunks(beam.DoFn):
+    """Elements -> lists of up to ``size`` of them, per window and bundle (nothing held across bundles)."""
+
+    def __init__(self, size: int = 1000):
+        self.size = size
+
+    def start_bundle(self) -> None:
+        self._buffers: dict[Any, list[Any]] = {}
+
+    def process(self, element: Any, window=beam.DoFn.WindowParam) -> Iterable[Any]:
+        buf = self._buffers.setdefault(window, [])
+        buf.append(element)
+        if len(buf) >= self.size:
+            del self._buffers[window]
+            yield buf
+
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for window, buf in self._buffers.items():
+            if buf:
+                yield WindowedValue(buf, window.max_timestamp(), (window,))
+        self._buffers = {}
 
 
 class ParseCsvFile(beam.DoFn):
@@ -225,14 +271,30 @@ def source_columns(cfg: SourceConfig) -> list[str]:
 
 
 class ReadRecords(beam.PTransform):
-    """Source config -> {"records": dicts, "dead_letter": DeadLetters}."""
+    """Source config -> {"records": dicts, "dead_letter": DeadLetters}. ``chunked`` (file sources): "records"
+    holds lists of dicts (JSONL: a chunk of lines parsed at once), so the steps after it handle one Beam
+    element per list, not per record; dead letters stay one per record."""
 
-    def __init__(self, cfg: SourceConfig, line_digests: bool = False):
+    def __init__(self, cfg: SourceConfig, line_digests: bool = False, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.line_digests = line_digests  # JSONL: each position carries its raw line's digest (reindex's manifest)
+        self.chunked = chunked and cfg.type != "opensearch"
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        c = self.cfg
+        if self.chunked and c.type == "jsonl":
+            lines = pbegin | "ReadLineChunks" >> ReadLineChunksWithOffsets(c.path, coder=coders.BytesCoder())
+            parsed = lines | "ParseJsonChunks" >> beam.ParDo(ParseJsonChunk(c.encoding, self.line_digests)).with_output_types(Chunk).with_outputs(
+                DEAD_LETTER, main="records"
+            )
+            return {"records": parsed.records, DEAD_LETTER: parsed[DEAD_LETTER]}
+        out = self._records(pbegin)
+        if self.chunked:
+            out["records"] = out["records"] | "ToChunks" >> beam.ParDo(ToChunks()).with_output_types(Chunk)
+        return out
+
+    def _records(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         c = self.cfg
         if c.type == "opensearch":  # an existing index: point in time + slices + search_after
             from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch

@@ -60,7 +60,7 @@ class BulkIndexFn(beam.DoFn):
     def _dead(self, doc: Document, reason: str, message: str, status: int | None = None, attempts: int = 1):
         return dead_letter(doc, reason, message, doc.id, status, attempts)
 
-    def process(self, batch: Sequence[Document]) -> Iterable[Any]:
+    def process(self, batch: Any) -> Iterable[Any]:
         yield from self._outputs(batch)
 
     def _outputs(self, batch: Sequence[Document]) -> Iterable[Any]:
@@ -101,12 +101,15 @@ class WriteToOpenSearch(beam.PTransform):
         self.emit_ids = emit_ids
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        from neural_ingest.transforms.batching import _WindowFn
+        from neural_ingest.transforms.chunks import Chunk
+
         n = self.cfg.bulk.max_docs
         out = (
             docs
             # Full requests from the start, as helpers.bulk sends them (the adaptive ramp-up from 50 sent 28
-            # requests instead of 6 for 3000 documents).
-            | "BatchForBulk" >> beam.BatchElements(min_batch_size=n, max_batch_size=n)
+            # requests instead of 6 for 3000 documents); Documents or lists of them (chunks) in, lists of n out.
+            | "BatchForBulk" >> beam.ParDo(_WindowFn(n, exact=True)).with_output_types(Chunk)
             | "Bulk" >> beam.ParDo(_bulk_fn(self.cfg, self.progress_every, self.emit_ids)).with_outputs(DEAD_LETTER, main="ok")
         )
         return {DEAD_LETTER: out[DEAD_LETTER], **({"indexed": out.ok} if self.emit_ids else {})}

@@ -106,7 +106,7 @@ class OverlappedBulkIndexFn(BulkIndexFn):
         while self._pending and (len(self._pending) > keep or self._pending[0][0].done()):
             yield from self._report(*self._pending.popleft())
 
-    def process(self, batch: Sequence[Document], window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+    def process(self, batch: Any, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
         limit = max(1, self.cfg.bulk.in_flight)
         yield from self._drain(keep=limit - 1)  # room for this batch
         self._pending.append((self._pool.submit(self._build_and_write, list(batch)), window, timestamp))

@@ -17,6 +17,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from neural_ingest.metadata import MetadataError, metadata_json
 from neural_ingest.records import INDEX, DeadLetter, Document
 from neural_ingest.transforms import counters
+from neural_ingest.transforms.chunks import ArrowTable
 from neural_ingest.transforms.counters import DEAD_LETTER
 
 ROW_GROUP_BYTES = 64 << 20  # Beam's WriteToParquet default row_group_buffer_size: rows buffered per row group
@@ -70,17 +71,20 @@ class ToArrowFn(beam.DoFn):
         self._batches: dict[Any, list[pa.RecordBatch]] = {}
         self._bytes: dict[Any, int] = {}  # per window: the buffered batches' nbytes, kept as they come (not summed again per batch)
 
-    def process(self, doc: Document, window=beam.DoFn.WindowParam) -> Iterable[Any]:
-        meta = metadata_or_dead(doc)
-        if not isinstance(meta, str):
-            yield meta
-            return
+    def process(self, doc: Any, window=beam.DoFn.WindowParam) -> Iterable[Any]:
+        """A Document, or a list of them (a chunk: ``ReadRecords(chunked=True)``), each its own row or dead letter."""
         rows = self._rows.setdefault(window, [])
-        rows.append((doc, meta))
-        if len(rows) >= self.batch_rows:
-            table = self._add_batch(window)
-            if table is not None:
-                yield table
+        for d in doc if type(doc) is list else (doc,):
+            meta = metadata_or_dead(d)
+            if type(meta) is not str:
+                yield meta
+                continue
+            rows.append((d, meta))
+            if len(rows) >= self.batch_rows:
+                table = self._add_batch(window)
+                rows = self._rows.setdefault(window, [])
+                if table is not None:
+                    yield table
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
         for window in {*self._rows, *self._batches}:
@@ -122,7 +126,8 @@ class WriteParquetDataset(beam.PTransform):
         self.progress_every = progress_every
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        tables = docs | "ToArrow" >> beam.ParDo(ToArrowFn(self.schema, self.text_field, self.fields, self.progress_every)).with_outputs(
+        to_arrow = beam.ParDo(ToArrowFn(self.schema, self.text_field, self.fields, self.progress_every)).with_output_types(ArrowTable)
+        tables = docs | "ToArrow" >> to_arrow.with_outputs(
             DEAD_LETTER, main="tables"
         )
         _ = tables.tables | "WriteParquet" >> beam.io.WriteToParquetBatched(self.prefix, self.schema, file_name_suffix=".parquet")

@@ -69,3 +69,12 @@ def test_batch_check_agrees_with_the_per_vector_rule():
     assert not dense_batch_valid([ones, np.ones(4, dtype=np.float32)], INFO)
     assert not dense_batch_valid([ones, [1.0, 1.0, 1.0]], INFO)  # not an array: checked one by one
     assert not dense_batch_valid([{"a": 1.0}], ModelInfo(name="s", kind="sparse"))
+
+
+def test_dense_batch_check_takes_one_array_of_the_batch():
+    """An encoder's (n, dim) array is checked as it is (no stacking), with the same verdicts."""
+    ones = np.ones((2, 3), dtype=np.float32)
+    assert dense_batch_valid(ones, INFO)
+    assert not dense_batch_valid(np.array([[1, 0, 0], [np.nan, 0, 0]], dtype=np.float32), INFO)
+    assert not dense_batch_valid(np.ones((2, 4), dtype=np.float32), INFO)
+    assert not dense_batch_valid(np.ones((0, 3), dtype=np.float32), INFO)
