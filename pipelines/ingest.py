@@ -37,8 +37,6 @@ from neural_ingest.transforms.prepare import PrepareDocuments
 from neural_ingest.transforms.read import ReadRecords
 
 log = logging.getLogger(__name__)
-dofn_specs.install()  # Beam's per-DoFn signature inspection, once a class: ~0.3 s of a run's fixed cost
-option_views.install()  # one PipelineOptions view per options object and class, not an argparse parser per call
 
 
 def new_run_id() -> str:
@@ -216,6 +214,7 @@ def run_ingest(
     meta: dict[str, Any] = {"run_id": run_id, "name": cfg.run.name, "started_at": started_at, "version": __version__,
                             "config_path": config_path, "dead_letter_path": f"{cfg.dead_letter.path.rstrip('/')}/{run_id}"}
     started = False
+    stack = contextlib.ExitStack()
     try:
         check_source(cfg.source)
         cfg = absolute_paths(cfg)  # workers of a distributed runner run in another directory
@@ -223,6 +222,10 @@ def run_ingest(
         meta["dead_letter_path"] = f"{cfg.dead_letter.path.rstrip('/')}/{run_id}"
         prep = prepare(cfg, write_mode)
         prep.sink.prepare(prep.fields, run_id)  # pre-flight: fails before any encoding
+        # Beam's per-DoFn signature inspection once a class (~0.3 s of a run's fixed cost), and one PipelineOptions
+        # view per options object and class (not an argparse parser per call), for this run's build and run only
+        stack.enter_context(dofn_specs.installed())
+        stack.enter_context(option_views.installed())
         options = PipelineOptions([*cfg.beam_args, *(beam_args or [])])
         std = options.view_as(StandardOptions)
         std.runner = std.runner or "DirectRunner"
@@ -250,7 +253,9 @@ def run_ingest(
         recall = known_recall() if known_recall is not None else None
         if recall is None and write_mode == REPLACE:
             recall = prep.sink.measure_recall(prep.encoders, prep.fields)
+        stack.close()
     except BaseException as e:
+        stack.close()
         summary = _failed_summary(meta, e, time.monotonic() - t0)
         if summary_path:
             summary.write(summary_path)

@@ -12,8 +12,10 @@ inspect: its result is its class's.)
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from apache_beam.transforms import userstate
@@ -37,7 +39,14 @@ def cached_dofn_specs(dofn: Any) -> tuple[set, set]:
     return set(hit[0]), set(hit[1])
 
 
-def install() -> None:
-    """Route Beam's calls (``userstate.get_dofn_specs`` is looked up on the module at each call) to the cache."""
-    if userstate.get_dofn_specs is not cached_dofn_specs:
-        userstate.get_dofn_specs = cached_dofn_specs
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """Beam's calls (``userstate.get_dofn_specs`` is looked up on the module at each call) routed to the cache
+    while the block runs (neural-ingest's own build and run), Beam's own function again after it: a user's
+    pipeline in the same process (the Python API) is never run with a patched Beam."""
+    previous = userstate.get_dofn_specs
+    userstate.get_dofn_specs = cached_dofn_specs
+    try:
+        yield
+    finally:
+        userstate.get_dofn_specs = previous

@@ -8,7 +8,9 @@ parsed from the same flags, so the view made by the first call for a class serve
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -31,6 +33,13 @@ def cached_view_as(self: Any, cls: type) -> Any:
     return view
 
 
-def install() -> None:
-    if PipelineOptions.view_as is not cached_view_as:
-        PipelineOptions.view_as = cached_view_as
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """``PipelineOptions.view_as`` cached while the block runs (neural-ingest's own build and run), Beam's own
+    method again after it: a user's pipeline in the same process is never run with a patched Beam."""
+    previous = PipelineOptions.view_as
+    PipelineOptions.view_as = cached_view_as  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        PipelineOptions.view_as = previous  # type: ignore[method-assign]
