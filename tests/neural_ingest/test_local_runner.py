@@ -87,6 +87,6 @@ def test_on_flink_documents_go_from_read_to_sink_inside_one_sdk_stage(make_confi
             stages.append({payload.components.transforms[x].unique_name for x in payload.transforms})
     doc_path = [s for s in stages if any("KeepLast" in n for n in s)]
     assert len(doc_path) == 1, stages
-    assert any(n.startswith("Read/ReadLines") for n in doc_path[0])
+    assert any(n.startswith("Read/ReadLine") for n in doc_path[0])  # ReadLines, or ReadLineChunks (chunks of lines)
     assert any("Encode[embedding]" in n for n in doc_path[0])  # Encode/Encode[embedding]: the EncodeAll composite
     assert any(n.startswith("Write/") for n in doc_path[0])
