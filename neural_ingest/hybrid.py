@@ -13,7 +13,7 @@ Each sub-query contributes its own top ``k`` (the hybrid query's per-shard windo
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -107,7 +107,7 @@ class RunSummary:
     @classmethod
     def from_counters(
         cls, totals: dict[str, int], *, fields: list[str], seconds: float, text_fields: list[str] = (), **kw: Any  # type: ignore[assignment]
-    ) -> "RunSummary":
+    ) -> RunSummary:
         failed = {k.removeprefix("failed."): v for k, v in totals.items() if k.startswith("failed.")}
         skipped = {k.removeprefix("skipped."): v for k, v in totals.items() if k.startswith("skipped.")}
         encoded = {f: totals.get(f"encoded.{f}", 0) for f in fields}

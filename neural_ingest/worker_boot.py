@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     if extra:
         log.warning("staged artifacts %s are not installed by this boot: the worker uses %s as it is", extra, sys.executable)
     env = worker_environment(args, info, dict(os.environ))
-    log.info("starting SDK worker %s (control %s) with %s", args.id, env["CONTROL_API_SERVICE_DESCRIPTOR"].strip(), sys.executable)
+    log.info(
+        "starting SDK worker %s (control %s) with %s", args.id, env["CONTROL_API_SERVICE_DESCRIPTOR"].strip(), sys.executable
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "apache_beam.runners.worker.sdk_worker_main"], env)

@@ -17,9 +17,10 @@ import glob
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from neural_ingest.config import PipelineConfig
 from neural_ingest.metadata import lone_surrogate

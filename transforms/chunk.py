@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 
@@ -50,7 +51,9 @@ class ChunkFn(beam.DoFn):
                 self._counters.append((field, toks[field], self.plan.max_lengths[field]))
         p = self.plan
         if p.chunking and p.algorithm == "fixed_token_length":
-            self._tok = toks[p.tokenizer_field] if p.tokenizer_field else ChunkTokenizer.from_model(p.tokenizer_model, p.models_dir)
+            self._tok = (
+                toks[p.tokenizer_field] if p.tokenizer_field else ChunkTokenizer.from_model(p.tokenizer_model, p.models_dir)
+            )
 
     def process(self, doc: Document) -> Iterable[Any]:
         units = [doc.text]
@@ -119,9 +122,8 @@ def encode_chunked(fn: Any, batch: Sequence[Document]) -> Iterable[Any]:
         vecs = vectors[pos : pos + len(doc.chunks)]
         pos += len(doc.chunks)
         clean, problem = [], None
-        for i, vec in enumerate(vecs):
-            if info.kind == "sparse" and isinstance(vec, dict):
-                vec = drop_absent(vec)
+        for i, raw in enumerate(vecs):
+            vec = drop_absent(raw) if info.kind == "sparse" and isinstance(raw, dict) else raw
             problem = vector_problem(vec, info)
             if problem:
                 problem = f"chunk {i}: {problem}"

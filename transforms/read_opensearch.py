@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import apache_beam as beam
 
@@ -267,7 +268,9 @@ class ReadFromOpenSearch(beam.PTransform):
             opened.slices
             | "SpreadSlices" >> beam.Reshuffle()
             | "ReadSlices"
-            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read, self.page_fn)).with_outputs(DONE, DEAD_LETTER, main="records")
+            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read, self.page_fn)).with_outputs(
+                DONE, DEAD_LETTER, main="records"
+            )
         )
         _ = opened[PITS] | "ClosePits" >> beam.ParDo(ClosePitFn(self.cfg), done=beam.pvalue.AsList(read[DONE]))
         return {"records": read.records, DEAD_LETTER: read[DEAD_LETTER]}

@@ -17,8 +17,9 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue

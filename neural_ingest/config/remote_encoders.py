@@ -1,7 +1,7 @@
 """Encoders behind an HTTP service (openai, tei, opensearch_ml, http), and EncoderConfig: the union of every kind."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -156,14 +156,12 @@ class HttpEncoderConfig(_RemoteEncoderBase):
 
 # Every encoder config class is a member of this union, keyed by its `type` literal.
 EncoderConfig = Annotated[
-    Union[
-        SentenceTransformersEncoderConfig,
-        NeuralSparseEncoderConfig,
-        OpenSearchMLEncoderConfig,
-        OpenAIEncoderConfig,
-        TEIEncoderConfig,
-        HttpEncoderConfig,
-        HashEncoderConfig,
-    ],
+    SentenceTransformersEncoderConfig
+    | NeuralSparseEncoderConfig
+    | OpenSearchMLEncoderConfig
+    | OpenAIEncoderConfig
+    | TEIEncoderConfig
+    | HttpEncoderConfig
+    | HashEncoderConfig,
     Field(discriminator="type"),
 ]

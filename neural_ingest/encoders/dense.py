@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from neural_ingest.model_resolve import resolve_model_dir
 log = logging.getLogger(__name__)
 
 
-class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 - imported lazily
+class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):
     kind = "dense"
 
     def __init__(self, cfg: SentenceTransformersEncoderConfig):

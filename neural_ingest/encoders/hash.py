@@ -14,8 +14,8 @@ computation (a few microseconds a document at dimension 384).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from hashlib import blake2b
-from typing import Sequence
 
 import numpy as np
 

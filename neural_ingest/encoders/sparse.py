@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,8 @@ def _catalogue_facts(name: str) -> tuple[str | None, str | None, str | None]:
 
 
 def _query_model_idf(query_model: str, models_dir: str | None) -> Path | None:
-    """The idf.json of a document-only model's query tokenizer (e.g. opensearch-neural-sparse-tokenizer-v1), if present locally."""
+    """The idf.json of a document-only model's query tokenizer (e.g. opensearch-neural-sparse-tokenizer-v1),
+    if present locally."""
     from neural_ingest import model_resolve as mr
 
     short = short_name(query_model)
@@ -271,7 +273,13 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
         )
         log.info(
             "loaded sparse model %s from %s on %s (vocab=%d, activation=%s from %s, queries via %s)",
-            c.model, path, device, dim, activation, why, query_mode,
+            c.model,
+            path,
+            device,
+            dim,
+            activation,
+            why,
+            query_mode,
         )
         return Loaded(model, info)
 
@@ -326,9 +334,7 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
         idf = sm.idf or {}
         special = set(sm.special_ids.tolist())
         with loaded.lock:
-            ids = sm.tokenizer(
-                list(texts), add_special_tokens=False, truncation=True, max_length=sm.max_seq_length
-            )["input_ids"]
+            ids = sm.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=sm.max_seq_length)["input_ids"]
         out = []
         for row in ids:
             m: dict[str, float] = {}

@@ -21,8 +21,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from opensearchpy import exceptions as os_exc
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
@@ -174,7 +175,9 @@ class BulkWriter:
                 for it in chunk:
                     it.attempts += 1
                 self._sent_at = time.monotonic()
-                resp = self.client.bulk(body=body, params={"timeout": f"{int(self.cfg.timeout)}s"}, request_timeout=self.cfg.timeout)
+                resp = self.client.bulk(
+                    body=body, params={"timeout": f"{int(self.cfg.timeout)}s"}, request_timeout=self.cfg.timeout
+                )
                 self._outage_started = self._busy_started = None
                 return resp
         raise AssertionError("unreachable")  # pragma: no cover

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from neural_ingest.config import ConfigError
 from neural_ingest.encoders.remote.client import RemoteSetupError
@@ -232,7 +233,11 @@ class OpenSearchMLAdapter(Adapter):
         url = f"{self.cfg.url.rstrip('/')}/_plugins/_ml/models/{self.cfg.model_id}"
         try:
             resp = client.session.get(
-                url, headers=self.headers(), auth=self.auth(), timeout=(self.cfg.connect_timeout, self.cfg.timeout), verify=client.verify
+                url,
+                headers=self.headers(),
+                auth=self.auth(),
+                timeout=(self.cfg.connect_timeout, self.cfg.timeout),
+                verify=client.verify,
             )
         except Exception as e:  # noqa: BLE001
             from neural_ingest.tls import plain_http_problem
@@ -247,7 +252,9 @@ class OpenSearchMLAdapter(Adapter):
                 "check model_id (GET /_plugins/_ml/models/_search lists them)"
             )
         if resp.status_code >= 400:
-            raise RemoteSetupError(self.redact(f"opensearch_ml: GET model {self.cfg.model_id}: HTTP {resp.status_code}: {resp.text[:300]}"))
+            raise RemoteSetupError(
+                self.redact(f"opensearch_ml: GET model {self.cfg.model_id}: HTTP {resp.status_code}: {resp.text[:300]}")
+            )
         meta = resp.json()
         self.algorithm = str(meta.get("algorithm") or "").upper() or None
         info: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from neural_ingest.redact import MASK, scrub_auth_headers  # noqa: F401  (re-exported)
