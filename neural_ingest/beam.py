@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -56,9 +56,9 @@ class WriteResult(NamedTuple):
         result.failed | beam.Map(lambda d: d.to_json("run-1")) | beam.io.WriteToText("dead-letters")
     """
 
-    indexed: beam.PCollection
-    failed: beam.PCollection
-    skipped: beam.PCollection
+    indexed: beam.PCollection[Any]
+    failed: beam.PCollection[Any]
+    skipped: beam.PCollection[Any]
 
 
 def _config(cls: type, where: str, **fields: Any) -> Any:
@@ -73,7 +73,7 @@ def _config(cls: type, where: str, **fields: Any) -> Any:
         raise ConfigError(f"{where}: argument {loc}: {e['msg']}") from None
 
 
-class WriteToOpenSearch(beam.PTransform):
+class WriteToOpenSearch(beam.PTransform[Any, Any]):
     """Write dicts (or neural-ingest ``Document`` records) to an OpenSearch index with neural-ingest's bulk writer.
 
     A dict is indexed as it is, with ``_id`` = its ``id_field`` value; one without an id (or whose id or values
@@ -140,7 +140,7 @@ class WriteToOpenSearch(beam.PTransform):
         self.id_field = id_field
         self.progress_every = progress_every
 
-    def expand(self, records: beam.PCollection) -> WriteResult:
+    def expand(self, records: beam.PCollection[Any]) -> WriteResult:
         from neural_ingest.transforms.counters import DEAD_LETTER
         from neural_ingest.transforms.write_opensearch import WriteToOpenSearch as _Write
 
@@ -174,7 +174,7 @@ class _RecordToDocumentFn(beam.DoFn):
         yield Document(id=doc_id, text=None, metadata=record, source=record)  # type: ignore[arg-type]
 
 
-class _EncoderModelHandler(ModelHandler):
+class _EncoderModelHandler(ModelHandler[Any, Any, Any]):
     """A neural-ingest encoder as a Beam ModelHandler: str -> PredictionResult(text, vector, model name)."""
 
     def __init__(
@@ -318,7 +318,7 @@ class NeuralSparseModelHandler(_EncoderModelHandler):
 _LOADED: dict[str, Any] = {}  # models EmbedAndIndex loaded on the driver, held so in-process workers reuse them
 
 
-class EmbedAndIndex(beam.PTransform):
+class EmbedAndIndex(beam.PTransform[Any, Any]):
     """Encode dicts (or ``Document`` records) with one or more encoders and index them: the CLI's encode and
     write steps as one composite for your own pipeline.
 
@@ -351,7 +351,9 @@ class EmbedAndIndex(beam.PTransform):
         progress_every: float = 10.0,
     ):
         super().__init__()
-        self.encoder_configs = list(encoders) if isinstance(encoders, (list, tuple)) else [encoders]
+        self.encoder_configs: list[EncoderConfig] = (
+            list(encoders) if isinstance(encoders, (list, tuple)) else [cast("EncoderConfig", encoders)]
+        )
         if not self.encoder_configs:
             raise ConfigError("EmbedAndIndex: encoders: give at least one encoder config")
         fields = [encoder_field(c) for c in self.encoder_configs]
@@ -393,7 +395,7 @@ class EmbedAndIndex(beam.PTransform):
         sink.prepare(fields, run_id="")
         return sink.cfg
 
-    def expand(self, records: beam.PCollection) -> WriteResult:
+    def expand(self, records: beam.PCollection[Any]) -> WriteResult:
         from neural_ingest.encoders import make_encoder
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
         from neural_ingest.transforms.encode import EncodeAll

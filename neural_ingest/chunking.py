@@ -268,7 +268,7 @@ def plan_chunking(cfg: Any, encoders: Sequence[tuple[str, Any]], loaded: Sequenc
             tok = (
                 ChunkTokenizer.from_loaded(dict(local)[tok_field], tok_field)
                 if tok_field
-                else ChunkTokenizer.from_model(tok_model, c.models_dir)
+                else ChunkTokenizer.from_model(str(tok_model), c.models_dir)
             )
         except (OSError, ValueError) as e:
             raise ConfigError(f"chunking.tokenizer: {e}") from None

@@ -21,6 +21,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from neural_ingest.catalogue import CatalogueEntry
 from neural_ingest.model_resolve import resolve_model_dir
@@ -50,7 +51,7 @@ def export_torchscript(
     from neural_ingest.model_resolve import short_name
 
     src = resolve_model_dir(entry.name, model_path, models_dir)
-    model = SentenceTransformer(str(src), device="cpu", local_files_only=True)
+    model: Any = SentenceTransformer(str(src), device="cpu", local_files_only=True)  # loaded: its dimension is known
     verify_loaded(
         entry.name,
         dimension=int(model.get_embedding_dimension()),
@@ -150,7 +151,7 @@ def export_sparse_tokenizer(
     return out
 
 
-def export_artifact(entry: CatalogueEntry, out: str | Path, **kwargs) -> Path:
+def export_artifact(entry: CatalogueEntry, out: str | Path, **kwargs: Any) -> Path:
     """The ML Commons zip for ``entry`` from local files: dense models are traced, the sparse query
     tokenizer is packed; sparse encoders are not built here (use OpenSearch's artifact)."""
     if entry.kind == "dense":

@@ -77,7 +77,7 @@ def skipped(reason: str, n: int = 1) -> None:
     inc(f"skipped.{reason}", n)
 
 
-def skip_record(stage: str, reason: str, message: str, record, doc_id: str | None = None):
+def skip_record(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None) -> Any:
     """Count a skipped record and return it as a tagged output, so skips are listed, never silent."""
     import apache_beam as beam
 
@@ -197,7 +197,7 @@ def _rate_column() -> Any:
     class RateColumn(ProgressColumn):
         """Documents per second, blank until a second has passed (no "32000000000.0/s")."""
 
-        def render(self, task) -> Text:
+        def render(self, task: Any) -> Text:
             elapsed = task.elapsed or 0.0
             return Text(f"{task.completed / elapsed:,.1f}/s" if elapsed >= 1.0 else "-/s")
 

@@ -22,7 +22,7 @@ _SOURCE_TYPES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv"
 def _yaml(value: str) -> str:
     """A string as a YAML scalar: plain when YAML reads it back unchanged (a model name, a path), else double-quoted
     by YAML itself: `0`, `null`, `yes`, `: `, ` #`, newlines and any other character stay text."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     if re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./~@+:-]*", value):
         try:
@@ -30,7 +30,7 @@ def _yaml(value: str) -> str:
                 return value
         except yaml.YAMLError:
             pass
-    return yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30).rstrip("\n")  # YAML's own escapes
+    return str(yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30)).rstrip("\n")  # YAML's own escapes
 
 
 def _source_type(path: str) -> str:
@@ -146,7 +146,7 @@ dead_letter:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(sink: str, model: str, sparse_model: str, source: str, index: str, output: str, force: bool) -> None:
     """Write a commented starter config for SINK and MODEL, valid as written (then: neural-ingest validate)."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     from neural_ingest.config import ConfigError, interpolate_env, parse_config
 

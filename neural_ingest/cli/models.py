@@ -73,7 +73,7 @@ def show_model(name: str, as_json: bool) -> None:
     click.echo(f"{'mapping':>14}: {json.dumps(_mapping(entry))}")
 
 
-def _mapping(entry) -> dict:
+def _mapping(entry: Any) -> dict[str, Any]:
     from neural_ingest.config import OpenSearchSinkConfig
     from neural_ingest.sinks.mapping import field_mapping
 
@@ -313,7 +313,7 @@ def _print_registration(
     click.echo(f"recorded in {registry.path}")
 
 
-def _artifact_map(values: tuple[str, ...], names: list[str], lookup) -> dict[str, Path]:
+def _artifact_map(values: tuple[str, ...], names: list[str], lookup: Any) -> dict[str, Path]:
     """``--artifact`` values -> {catalogue name: zip}; a bare ZIP needs exactly one model to register."""
     out: dict[str, Path] = {}
     for v in values:

@@ -84,6 +84,8 @@ def reindex(
     if result.status == "dry_run":
         return
     summary = result.summary
+    if summary is None:  # only a dry run has none
+        raise RuntimeError(f"reindex ended {result.status} without a run summary")
     summary.render()
     for check in result.validation.checks if result.validation else []:
         click.echo(f"validation {check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")

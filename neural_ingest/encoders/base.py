@@ -120,7 +120,8 @@ class Encoder(ABC, Generic[M]):
 
     def acquire(self) -> Loaded[M]:
         """The process-wide shared model for this encoder, loading it on first use."""
-        return acquire_shared(self.share_key(), self.load_model)
+        loaded: Loaded[M] = acquire_shared(self.share_key(), self.load_model)
+        return loaded
 
 
 _HANDLES: dict[str, shared.Shared] = {}

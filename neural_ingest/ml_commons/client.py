@@ -122,7 +122,7 @@ class MLCommons:
         """Poll a task until it is done; return it when COMPLETED, raise with the explained error otherwise."""
         deadline = time.monotonic() + self.timeout
         while True:
-            task = self.request("GET", f"{ML}/tasks/{task_id}", what=f"{what}: reading task {task_id}")
+            task: dict[str, Any] = self.request("GET", f"{ML}/tasks/{task_id}", what=f"{what}: reading task {task_id}")
             state = task.get("state")
             if state in _DONE:
                 break
@@ -146,7 +146,8 @@ class MLCommons:
         from opensearchpy import exceptions as os_exc
 
         try:
-            return self.client.transport.perform_request("GET", f"{ML}/models/{model_id}")
+            model: dict[str, Any] = self.client.transport.perform_request("GET", f"{ML}/models/{model_id}")
+            return model
         except os_exc.NotFoundError:
             return None
 
@@ -163,7 +164,7 @@ class MLCommons:
             model_id = task.get("model_id") or model_id
         if not model_id:
             raise MLCommonsError(f"{what}: ML Commons answered without a model id: {resp}")
-        return model_id
+        return str(model_id)
 
     def register_artifact(
         self,
@@ -187,7 +188,7 @@ class MLCommons:
             body["total_chunks"],
         )
         resp = self.request("POST", f"{ML}/models/_register_meta", body, what=what)
-        model_id = resp.get("model_id")
+        model_id: str = resp.get("model_id")
         if not model_id:
             raise MLCommonsError(f"{what}: ML Commons answered without a model id: {resp}")
         total = body["total_chunks"]

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import cosine, hold_model
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.sinks.base import SinkError
+from support import hold_model, cosine
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,9 @@ def os_run(opensearch_url, tmp_path_factory, knn_engine):
     import uuid
 
     from opensearchpy import OpenSearch
-    from support import MINILM, SAMPLE
 
     from neural_ingest.config import parse_config
+    from support import MINILM, SAMPLE
 
     tmp = tmp_path_factory.mktemp("os")
     index = f"t-dense-{knn_engine}-{uuid.uuid4().hex[:6]}"

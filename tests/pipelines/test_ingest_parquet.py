@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from support import ROOT, SAMPLE, cosine, hold_model, write_jsonl
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
+from support import hold_model, ROOT, SAMPLE, cosine, write_jsonl
 
 
 @pytest.fixture(scope="module")

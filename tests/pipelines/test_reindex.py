@@ -17,11 +17,11 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import EncodeGate, synthetic_docs, write_jsonl
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.reindex import reindex, rollback
 from neural_ingest.sinks import aliases
+from support import EncodeGate, synthetic_docs, write_jsonl
 
 _HELD: list = []  # loaded models kept for the session, so each in-process run reuses them
 

@@ -9,13 +9,13 @@ import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that
-from support import MINILM
 
 from neural_ingest.config import BatchingConfig, SentenceTransformersEncoderConfig
 from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo
 from neural_ingest.encoders.dense import SentenceTransformerEncoder
 from neural_ingest.records import Document
 from neural_ingest.transforms.batching import EncodeWindowFn, batching_for, cut_batches, plan_for
+from support import MINILM
 
 
 def docs(n: int, seed: int = 0) -> list[Document]:

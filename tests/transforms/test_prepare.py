@@ -50,10 +50,9 @@ def _dedupe(request):
     the documents grouped by id."""
 
     def run(cfg):
-        from support import collect, collected
-
         from neural_ingest.transforms.prepare import PrepareDocuments
         from neural_ingest.transforms.read import ReadRecords
+        from support import collect, collected
 
         reread = ReadRecords(cfg) if request.param == "streamed" else None
         with beam.Pipeline("DirectRunner") as p:
@@ -97,9 +96,8 @@ def test_duplicate_ids_keep_the_last_row_of_csv_and_parquet(tmp_path, _dedupe):
 
 
 def test_duplicates_without_a_position_keep_one_deterministically():
-    from support import collect, collected
-
     from neural_ingest.transforms.prepare import PrepareDocuments
+    from support import collect, collected
 
     rows = [{"id": "a", "text": "second"}, {"id": "b", "text": "x"}, {"id": "a", "text": "first"}]
     for _ in range(2):
@@ -119,11 +117,10 @@ def test_content_hash_id_is_deterministic():
 def test_deduplication_groups_only_id_position_pairs_never_the_documents(tmp_path):
     """Memory that does not grow with the corpus on the local runner: the only shuffle under Prepare is
     the (id, position) pairs of the second, uncounted read; the documents stream past the duplicates."""
-    from support import write_jsonl
-
     from neural_ingest.transforms.counters import UNCOUNTED
     from neural_ingest.transforms.prepare import PrepareDocuments
     from neural_ingest.transforms.read import ReadRecords
+    from support import write_jsonl
 
     write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "x"}])
     cfg = SourceConfig(type="jsonl", path=str(tmp_path / "a.jsonl"))

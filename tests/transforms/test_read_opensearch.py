@@ -6,10 +6,10 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 from opensearchpy import helpers
-from support import collect, collected, synthetic_docs
 
 from neural_ingest.config import OpenSearchSourceConfig
 from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch, plan_slices
+from support import collect, collected, synthetic_docs
 
 
 def _source(url: str, index: str, **kw) -> OpenSearchSourceConfig:

@@ -16,21 +16,8 @@ from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
 from neural_ingest.transforms.positions import ReadLinesWithOffsets
 from neural_ingest.transforms.reuse import (
-    CHANGED,
-    DUPLICATES,
-    FETCH,
-    GONE,
-    LIVE,
-    NEW,
-    SRC,
-    Change,
-    FetchLinesFn,
-    JoinStampsFn,
-    doc_digest,
-    join_stamps,
-    jsonl_ranges,
-    lines_of,
-    partition,
+    CHANGED, DUPLICATES, FETCH, GONE, LIVE, NEW, SRC, Change, FetchLinesFn, JoinStampsFn, doc_digest, join_stamps,
+    jsonl_ranges, lines_of, partition,
 )
 
 

@@ -108,7 +108,7 @@ class OpenAIAdapter(Adapter):
 class TEIAdapter(Adapter):
     """text-embeddings-inference: ``POST /embed`` (dense) and ``POST /embed_sparse`` (sparse)."""
 
-    def __init__(self, cfg, redactor):
+    def __init__(self, cfg: Any, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         self._vocab: dict[int, str] | None = None
         if cfg.output == "sparse" and cfg.vocab_path:
@@ -157,7 +157,7 @@ class OpenSearchMLAdapter(Adapter):
     maps, or what a post_process_function returns), unless ``response_path`` says otherwise.
     """
 
-    def __init__(self, cfg, redactor):
+    def __init__(self, cfg: Any, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         self.algorithm: str | None = None  # learnt in setup(): REMOTE, TEXT_EMBEDDING, SPARSE_ENCODING...
 
@@ -294,12 +294,13 @@ class HttpTemplateAdapter(Adapter):
     ``request_body`` with ``${parameters.X}`` / ``${credential.X}`` placeholders, the texts going into
     ``${parameters.<input>}``; the result read with ``response_path`` (or a post_process_function)."""
 
-    def __init__(self, cfg, redactor):
+    def __init__(self, cfg: Any, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         pre = PRE_PROCESS.get(cfg.pre_process_function or "", (None, None))
         self.input_name = cfg.input_parameter or pre[0] or "input"
         self._max_batch = pre[1]
-        self.response_path = cfg.response_path or POST_PROCESS.get(cfg.post_process_function or "")
+        # the config guarantees one of the two (HttpEncoderConfig / OpenSearchMLEncoderConfig validators)
+        self.response_path: str = cfg.response_path or POST_PROCESS[cfg.post_process_function or ""]
         self.method = cfg.method
 
     def max_batch(self):

@@ -86,7 +86,7 @@ class RemoteError(EncodeError):
         self.bisect = bisect and not fatal
         self.attempts = attempts
 
-    def __reduce__(self):  # picklable with its attributes (Beam may pickle exceptions)
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its attributes (Beam may pickle exceptions)
         return (_rebuild_error, (str(self), self.__dict__.copy()))
 
 
@@ -137,7 +137,7 @@ def error_text(body: str) -> str:
                         and root[0].get("reason") not in (None, err[key])
                     ):
                         extra = f" ({root[0].get('reason')})"
-                    return err[key] + extra
+                    return str(err[key]) + extra
         if isinstance(err, list) and err:
             return json.dumps(err)[:500]
     return body.strip()

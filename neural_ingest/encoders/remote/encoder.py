@@ -86,7 +86,7 @@ class RemoteEncoder(Encoder[RemoteClient]):
         return f"remote:{self.cfg.type}:{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
     def batch_size(self) -> int:
-        return self.cfg.batch_size
+        return int(self.cfg.batch_size)
 
     # -- loading
     def load_model(self) -> Loaded[RemoteClient]:
