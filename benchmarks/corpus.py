@@ -20,9 +20,9 @@ import re
 import statistics
 import sys
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 MIN_WORDS = 20
 MAX_WORDS = 600

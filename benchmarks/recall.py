@@ -77,14 +77,27 @@ def build(url: str, records_path: str, vec_path: str, knn: dict[str, Any], info:
     sink.chunking = None
     sink.prepare(fields, "bench")
     p = beam.Pipeline(options=PipelineOptions(["--runner", "DirectRunner"]))
-    _ = p | beam.Create([(records_path, vec_path)], reshuffle=False) | beam.FlatMap(_encoded_documents) | sink.write("bench", fields, 3600)
+    _ = (
+        p
+        | beam.Create([(records_path, vec_path)], reshuffle=False)
+        | beam.FlatMap(_encoded_documents)
+        | sink.write("bench", fields, 3600)
+    )
     p.run().wait_until_finish()
     sink.finalize("bench", True)
     return cfg.index, time.perf_counter() - t0
 
 
-def measure_grid(url: str, corpus: Any, records: list[dict], held: Any, cache: Path, queries_n: int = 300, k: int = 10,
-                 only: list[str] | None = None) -> list[dict[str, Any]]:
+def measure_grid(
+    url: str,
+    corpus: Any,
+    records: list[dict],
+    held: Any,
+    cache: Path,
+    queries_n: int = 300,
+    k: int = 10,
+    only: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """One row per GRID configuration (benchmarks/run.py calls this too). faiss rows are skipped, saying so,
     on a node without the faiss libraries: a faiss write would crash it."""
     import random
@@ -143,7 +156,11 @@ def measure_grid(url: str, corpus: Any, records: list[dict], held: Any, cache: P
             client.indices.refresh(index=index)
             merged = rc._msearch_ids(client, index, [rc.plain_query("embedding", q, k) for q in queries])
             row = {
-                "config": label, "knn": knn, "opensearch": version, "docs": len(records), "queries": len(qtexts),
+                "config": label,
+                "knn": knn,
+                "opensearch": version,
+                "docs": len(records),
+                "queries": len(qtexts),
                 "recall_at_10": round(rc.recall_at_k(approx, exact_np, k), 3),
                 "recall_at_10_one_segment": round(rc.recall_at_k(merged, exact_np, k), 3),
                 "recall_at_10_rescore_false": None if no_rescore is None else round(no_rescore, 3),
@@ -167,10 +184,15 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
         if "recall_at_10" not in r:
             print(f"| {r['config']} | {r.get('skipped') or 'rejected: ' + r.get('error', '')[:120]} | | | | |")
             continue
-        rescore = ("" if r["recall_at_10_rescore_false"] is None
-                   else f"{r['recall_at_10_rescore_false']:.3f} / {r['recall_at_10_oversample_3']:.3f}")
-        print(f"| {r['config']} | {r['recall_at_10']:.3f} | {r['recall_at_10_one_segment']:.3f} | {rescore} | "
-              f"{r['build_seconds']} | {r['size_mib']} |")
+        rescore = (
+            ""
+            if r["recall_at_10_rescore_false"] is None
+            else f"{r['recall_at_10_rescore_false']:.3f} / {r['recall_at_10_oversample_3']:.3f}"
+        )
+        print(
+            f"| {r['config']} | {r['recall_at_10']:.3f} | {r['recall_at_10_one_segment']:.3f} | {rescore} | "
+            f"{r['build_seconds']} | {r['size_mib']} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -194,12 +216,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     corpus = build_corpus(args.docs, cache)
     records = load_texts(corpus.path)
     held = SentenceTransformerEncoder(SentenceTransformersEncoderConfig(model=MODEL, device="cpu")).acquire()
-    rows = measure_grid(args.opensearch_url, corpus, records, held, cache, args.queries, args.k,
-                        [s for s in args.only.split(",") if s])
+    rows = measure_grid(
+        args.opensearch_url, corpus, records, held, cache, args.queries, args.k, [s for s in args.only.split(",") if s]
+    )
     print_rows(rows)
     if args.out:
-        Path(args.out).write_text(json.dumps({"command": " ".join(["python -m benchmarks.recall", *sys.argv[1:]]),
-                                              "rows": rows}, indent=2) + "\n")
+        Path(args.out).write_text(
+            json.dumps({"command": " ".join(["python -m benchmarks.recall", *sys.argv[1:]]), "rows": rows}, indent=2) + "\n"
+        )
     return rows
 
 

@@ -39,8 +39,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -83,7 +84,16 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for pkg in ("torch", "sentence-transformers", "transformers", "apache-beam", "opensearch-py", "onnxruntime", "openvino", "nncf"):
+    for pkg in (
+        "torch",
+        "sentence-transformers",
+        "transformers",
+        "apache-beam",
+        "opensearch-py",
+        "onnxruntime",
+        "openvino",
+        "nncf",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -135,7 +145,10 @@ class Bench:
             **extra,
         }
         self.runs.append(r)
-        log(f"{name:<28} B={batch_size!s:<4} {r['docs_per_second']!s:>8} docs/s  ({seconds:.1f} s){'  ' + json.dumps(extra) if extra else ''}")
+        log(
+            f"{name:<28} B={batch_size!s:<4} {r['docs_per_second']!s:>8} docs/s  ({seconds:.1f} s)"
+            f"{'  ' + json.dumps(extra) if extra else ''}"
+        )
         return r
 
     def get(self, name: str, batch_size: int | None = None) -> dict[str, Any] | None:
@@ -172,7 +185,10 @@ class Bench:
             "truncated_docs": sum(len(x) > self.max_seq_length for x in full),
         }
         self.st.encode(self.texts[:64], batch_size=32, show_progress_bar=False)  # warm-up (kernels, allocator)
-        log(f"corpus {self.corpus.documents} docs {self.token_stats}; model loaded in {self.model_load_seconds:.1f}s; threads {self.threads}")
+        log(
+            f"corpus {self.corpus.documents} docs {self.token_stats}; "
+            f"model loaded in {self.model_load_seconds:.1f}s; threads {self.threads}"
+        )
 
     # ------------------------------------------------------------------ 1. raw encode
     def raw_encode(self, b: int, name: str = "raw_encode", model: Any = None, **extra: Any) -> Any:
@@ -191,14 +207,25 @@ class Bench:
         enc.update(encoder or {})
         data: dict[str, Any] = {
             "run": {"name": f"bench-{tag}", "progress_every_seconds": 3600},
-            "source": {"type": "jsonl", "path": self.corpus.path, "id_field": "id", "text_fields": ["text"], "metadata_fields": ["source"]},
+            "source": {
+                "type": "jsonl",
+                "path": self.corpus.path,
+                "id_field": "id",
+                "text_fields": ["text"],
+                "metadata_fields": ["source"],
+            },
             "encoder": enc,
             "dead_letter": {"path": str(self.work / "dlq")},
         }
         if sink == "parquet":
             data["sink"] = {"type": "parquet", "path": str(self.work / f"ds-{tag}")}
         else:
-            data["sink"] = {"type": "opensearch", "hosts": [self.os_url], "index": f"bench-{tag}-{uuid.uuid4().hex[:6]}", "knn": {"engine": "lucene"}}
+            data["sink"] = {
+                "type": "opensearch",
+                "hosts": [self.os_url],
+                "index": f"bench-{tag}-{uuid.uuid4().hex[:6]}",
+                "knn": {"engine": "lucene"},
+            }
             data["sink"].update(sink_extra or {})
         return parse_config(data)
 
@@ -237,26 +264,34 @@ class Bench:
             return
         script = ROOT / "scripts" / "opensearch-local.sh"
         name, port = "bench", str(self.args.opensearch_port)
-        status = subprocess.run(["bash", str(script), "status", "--name", name], capture_output=True, text=True)
+        status = subprocess.run(["bash", str(script), "status", "--name", name], capture_output=True, text=True, check=False)
         if status.returncode != 0:
             log(f"starting OpenSearch instance {name} on port {port} (scripts/opensearch-local.sh)")
             r = subprocess.run(
                 ["bash", str(script), "start", "--name", name, "--port", port, "--plugins", "knn", "--heap", "1g"],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if r.returncode != 0:
                 self.skipped["opensearch"] = f"could not start OpenSearch: {(r.stderr or r.stdout)[-500:]}"
                 log(self.skipped["opensearch"])
                 return
             self.os_started = True
-        self.os_url = subprocess.run(["bash", str(script), "url", "--name", name], capture_output=True, text=True).stdout.strip()
+        self.os_url = subprocess.run(
+            ["bash", str(script), "url", "--name", name], capture_output=True, text=True, check=False
+        ).stdout.strip()
         # opensearch-py 3 reads an API call's `timeout` as the client's request timeout (a number), so the
         # server-side wait keeps its default (30 s) and the client waits a little longer.
         self.os_client().cluster.health(wait_for_status="yellow", request_timeout=60)
 
     def stop_opensearch(self) -> None:
         if self.os_started and not self.args.keep_opensearch:
-            subprocess.run(["bash", str(ROOT / "scripts" / "opensearch-local.sh"), "stop", "--name", "bench"], capture_output=True)
+            subprocess.run(
+                ["bash", str(ROOT / "scripts" / "opensearch-local.sh"), "stop", "--name", "bench"],
+                capture_output=True,
+                check=False,
+            )
 
     def _sink_cfg(self, index: str, **extra: Any):
         from neural_ingest.config import OpenSearchSinkConfig
@@ -275,10 +310,16 @@ class Bench:
         def go() -> None:
             client.indices.create(index=cfg.index, body=index_body(cfg, fields))
             actions = (
-                {"_index": cfg.index, "_id": r["id"], "_source": {"source": r["source"], "text": r["text"], "embedding": v.tolist()}}
+                {
+                    "_index": cfg.index,
+                    "_id": r["id"],
+                    "_source": {"source": r["source"], "text": r["text"], "embedding": v.tolist()},
+                }
                 for r, v in zip(self.records, vectors)
             )
-            ok, errors = helpers.bulk(client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes, request_timeout=120)
+            ok, errors = helpers.bulk(
+                client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes, request_timeout=120
+            )
             if errors or ok != len(self.records):
                 raise RuntimeError(f"raw bulk: {ok} ok, errors {errors[:3]}")
             client.indices.refresh(index=cfg.index)
@@ -290,11 +331,10 @@ class Bench:
 
     def indexing_stage(self, vectors: Any, name: str = "indexing_stage", **sink_extra: Any) -> None:
         import apache_beam as beam
+        import numpy as np
         from apache_beam.options.pipeline_options import PipelineOptions
 
         from neural_ingest.sinks.opensearch import OpenSearchSink
-
-        import numpy as np
 
         # The stage reads what the encoder would hand it from disk: a Create of 3000 vectors would
         # instead pickle and bz2-compress them all into the pipeline definition (seconds, not indexing).
@@ -322,7 +362,14 @@ class Bench:
         client = self.os_client()
         count = client.count(index=cfg.index)["count"]
         client.indices.delete(index=cfg.index, ignore=[404])
-        self.record(name, None, secs, n_docs, count_in_index=count, **{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in sink_extra.items()})
+        self.record(
+            name,
+            None,
+            secs,
+            n_docs,
+            count_in_index=count,
+            **{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in sink_extra.items()},
+        )
 
     # ------------------------------------------------------------------ 5. MLTransform
     def mltransform(self, b: int) -> None:
@@ -338,8 +385,12 @@ class Bench:
         out = self.work / f"mlt-{b}"
         schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("embedding", pa.list_(pa.float32()))])
         embed = SentenceTransformerEmbeddings(
-            model_name=self.model_dir, columns=["embedding"], max_seq_length=self.max_seq_length,
-            min_batch_size=b, max_batch_size=b, inference_args={"batch_size": b, "show_progress_bar": False},
+            model_name=self.model_dir,
+            columns=["embedding"],
+            max_seq_length=self.max_seq_length,
+            min_batch_size=b,
+            max_batch_size=b,
+            inference_args={"batch_size": b, "show_progress_bar": False},
             load_model_args={"device": "cpu"},
         )
 
@@ -389,7 +440,11 @@ class Bench:
             try:
                 enc = SentenceTransformerEncoder(
                     SentenceTransformersEncoderConfig(
-                        model=MODEL, device="cpu", threads=self.threads, backend=backend, quantize=quant,
+                        model=MODEL,
+                        device="cpu",
+                        threads=self.threads,
+                        backend=backend,
+                        quantize=quant,
                         backend_cache_dir=str(self.cache / "backends"),
                     )
                 )
@@ -403,10 +458,14 @@ class Bench:
             cos = (vecs * ref).sum(1) / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(ref, axis=1))
             r = self.get(name, b)
             row = {
-                "backend": backend, "quantize": quant, "docs_per_second": r["docs_per_second"],
+                "backend": backend,
+                "quantize": quant,
+                "docs_per_second": r["docs_per_second"],
                 "speedup_vs_torch_fp32": round(r["docs_per_second"] / base, 3),
-                "min_cosine": round(float(cos.min()), 5), "mean_cosine": round(float(cos.mean()), 6),
-                "load_or_export_seconds": round(load_s, 1), "graph": loaded.info.extra.get("graph"),
+                "min_cosine": round(float(cos.min()), 5),
+                "mean_cosine": round(float(cos.mean()), 6),
+                "load_or_export_seconds": round(load_s, 1),
+                "graph": loaded.info.extra.get("graph"),
                 "run": name,
             }
             r.update({k: row[k] for k in ("speedup_vs_torch_fp32", "min_cosine")})
@@ -427,9 +486,13 @@ class Bench:
         secs, _ = timed(lambda: m.encode(self.texts, batch_size=b, show_progress_bar=False))
         raw = self.record("raw_encode_cuda", b, secs, len(self.texts), device=torch.cuda.get_device_name(0))
         pipe = self.pipeline("parquet", b, "pipeline_parquet_cuda", encoder={"device": "cuda"})
-        return {"available": True, "device": torch.cuda.get_device_name(0), "raw_encode_docs_per_second": raw["docs_per_second"],
-                "pipeline_parquet_docs_per_second": pipe["docs_per_second"],
-                "ratio": round(pipe["docs_per_second"] / raw["docs_per_second"], 3)}
+        return {
+            "available": True,
+            "device": torch.cuda.get_device_name(0),
+            "raw_encode_docs_per_second": raw["docs_per_second"],
+            "pipeline_parquet_docs_per_second": pipe["docs_per_second"],
+            "ratio": round(pipe["docs_per_second"] / raw["docs_per_second"], 3),
+        }
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> dict[str, Any]:
@@ -465,13 +528,29 @@ class Bench:
             self.backend_rows = []
             if "backends" not in self.skip:
                 self.backends(ref)
-                best = max((r for r in self.backend_rows if r["quantize"] and r["min_cosine"] >= TARGETS["fast_backend_int8_min_cosine"]),
-                           key=lambda r: r["docs_per_second"], default=None)
+                best = max(
+                    (
+                        r
+                        for r in self.backend_rows
+                        if r["quantize"] and r["min_cosine"] >= TARGETS["fast_backend_int8_min_cosine"]
+                    ),
+                    key=lambda r: r["docs_per_second"],
+                    default=None,
+                )
                 if best:
-                    self.pipeline("parquet", self.b0, "pipeline_parquet_fast",
-                                  encoder={"backend": best["backend"], "quantize": best["quantize"],
-                                           "backend_cache_dir": str(self.cache / "backends")},
-                                  backend=best["backend"], quantize=best["quantize"], raw_run=best["run"])
+                    self.pipeline(
+                        "parquet",
+                        self.b0,
+                        "pipeline_parquet_fast",
+                        encoder={
+                            "backend": best["backend"],
+                            "quantize": best["quantize"],
+                            "backend_cache_dir": str(self.cache / "backends"),
+                        },
+                        backend=best["backend"],
+                        quantize=best["quantize"],
+                        raw_run=best["run"],
+                    )
             else:
                 self.skipped["backends"] = "--skip backends"
             gpu = self.gpu() if "gpu" not in self.skip else {"available": False, "reason": "--skip gpu"}
@@ -486,8 +565,13 @@ class Bench:
             "machine": machine,
             "corpus": {**self.corpus.as_dict(), "tokens": self.token_stats},
             "settings": {
-                "model": MODEL, "model_dir": self.model_dir, "max_seq_length": self.max_seq_length, "threads": self.threads,
-                "batch_sizes": self.batch_sizes, "reference_batch_size": self.b0, "opensearch": self.os_url,
+                "model": MODEL,
+                "model_dir": self.model_dir,
+                "max_seq_length": self.max_seq_length,
+                "threads": self.threads,
+                "batch_sizes": self.batch_sizes,
+                "reference_batch_size": self.b0,
+                "opensearch": self.os_url,
                 "model_load_seconds": round(self.model_load_seconds, 2),
                 "notes": [
                     "raw_encode is one SentenceTransformer.encode call over all texts in corpus order: it sorts them "
@@ -512,12 +596,16 @@ class Bench:
 
         b = self.b0
         self.pipeline("parquet", b, "ablation_fixed_batches", encoder={"batching": {"mode": "fixed"}}, batching="fixed")
-        self.pipeline("parquet", b, "ablation_sorted_by_chars", encoder={"batching": {"length": "chars"}}, batching="sorted/chars")
+        self.pipeline(
+            "parquet", b, "ablation_sorted_by_chars", encoder={"batching": {"length": "chars"}}, batching="sorted/chars"
+        )
         if self.os_url:
             self.pipeline("opensearch", b, "ablation_os_no_overlap", sink_extra={"bulk": {"in_flight": 0}}, in_flight=0)
             self.pipeline("opensearch", b, "ablation_os_in_flight_1", sink_extra={"bulk": {"in_flight": 1}}, in_flight=1)
             self.indexing_stage(ref, name="ablation_stage_no_overlap", bulk={"in_flight": 0})
-            self.pipeline("opensearch", b, "ablation_os_refresh_disabled", sink_extra={"bulk_refresh": "disable"}, bulk_refresh="disable")
+            self.pipeline(
+                "opensearch", b, "ablation_os_refresh_disabled", sink_extra={"bulk_refresh": "disable"}, bulk_refresh="disable"
+            )
             self.indexing_stage(ref, name="ablation_stage_refresh_disabled", bulk_refresh="disable")
         if self.threads > 1 and "threads" not in self.skip:
             torch.set_num_threads(1)
@@ -546,18 +634,53 @@ class Bench:
             raw = rate("raw_encode", b)
             add("pipeline_parquet/raw_encode", f"B={b}", rate("pipeline_parquet", b), raw)
             add("pipeline_opensearch/raw_encode", f"B={b}", rate("pipeline_opensearch", b), raw)
-            add("pipeline_parquet/mltransform", f"B={b}", rate("pipeline_parquet", b), rate("mltransform", b, "docs_per_second_excl_load"))
+            add(
+                "pipeline_parquet/mltransform",
+                f"B={b}",
+                rate("pipeline_parquet", b),
+                rate("mltransform", b, "docs_per_second_excl_load"),
+            )
             add("pipeline_parquet/mltransform_incl_load", f"B={b}", rate("pipeline_parquet", b), rate("mltransform", b))
         add("indexing_stage/raw_bulk", "once", rate("indexing_stage", None), rate("raw_bulk", None))
         b = self.b0
         raw = rate("raw_encode", b)
         add("ablation_fixed_batches/pipeline_parquet", f"B={b}", rate("ablation_fixed_batches", b), rate("pipeline_parquet", b))
-        add("ablation_sorted_by_chars/pipeline_parquet", f"B={b}", rate("ablation_sorted_by_chars", b), rate("pipeline_parquet", b))
-        add("ablation_os_no_overlap/pipeline_opensearch", f"B={b}", rate("ablation_os_no_overlap", b), rate("pipeline_opensearch", b))
-        add("ablation_os_in_flight_1/pipeline_opensearch", f"B={b}", rate("ablation_os_in_flight_1", b), rate("pipeline_opensearch", b))
-        add("ablation_stage_no_overlap/indexing_stage", "once", rate("ablation_stage_no_overlap", None), rate("indexing_stage", None))
-        add("ablation_os_refresh_disabled/pipeline_opensearch", f"B={b}", rate("ablation_os_refresh_disabled", b), rate("pipeline_opensearch", b))
-        add("ablation_stage_refresh_disabled/indexing_stage", "once", rate("ablation_stage_refresh_disabled", None), rate("indexing_stage", None))
+        add(
+            "ablation_sorted_by_chars/pipeline_parquet",
+            f"B={b}",
+            rate("ablation_sorted_by_chars", b),
+            rate("pipeline_parquet", b),
+        )
+        add(
+            "ablation_os_no_overlap/pipeline_opensearch",
+            f"B={b}",
+            rate("ablation_os_no_overlap", b),
+            rate("pipeline_opensearch", b),
+        )
+        add(
+            "ablation_os_in_flight_1/pipeline_opensearch",
+            f"B={b}",
+            rate("ablation_os_in_flight_1", b),
+            rate("pipeline_opensearch", b),
+        )
+        add(
+            "ablation_stage_no_overlap/indexing_stage",
+            "once",
+            rate("ablation_stage_no_overlap", None),
+            rate("indexing_stage", None),
+        )
+        add(
+            "ablation_os_refresh_disabled/pipeline_opensearch",
+            f"B={b}",
+            rate("ablation_os_refresh_disabled", b),
+            rate("pipeline_opensearch", b),
+        )
+        add(
+            "ablation_stage_refresh_disabled/indexing_stage",
+            "once",
+            rate("ablation_stage_refresh_disabled", None),
+            rate("indexing_stage", None),
+        )
         add("ablation_raw_encode_1_thread/raw_encode", f"B={b}", rate("ablation_raw_encode_1_thread", b), raw)
         for row in getattr(self, "backend_rows", []):
             label = f"{row['backend']}{'+' + row['quantize'] if row['quantize'] else ''}"
@@ -565,8 +688,15 @@ class Bench:
             if row["quantize"]:
                 add("fast_backend_int8/raw_encode", label, row["docs_per_second"], raw)
                 ratios.setdefault("fast_backend_int8_min_cosine", {})[label] = row["min_cosine"]
-                targets.append({"ratio": "fast_backend_int8_min_cosine", "at": label, "value": row["min_cosine"],
-                                "target": TARGETS["fast_backend_int8_min_cosine"], "met": row["min_cosine"] >= TARGETS["fast_backend_int8_min_cosine"]})
+                targets.append(
+                    {
+                        "ratio": "fast_backend_int8_min_cosine",
+                        "at": label,
+                        "value": row["min_cosine"],
+                        "target": TARGETS["fast_backend_int8_min_cosine"],
+                        "met": row["min_cosine"] >= TARGETS["fast_backend_int8_min_cosine"],
+                    }
+                )
         fast = self.get("pipeline_parquet_fast", b)
         if fast:
             add("pipeline_parquet_fast/raw_encode_fast", f"B={b}", fast["docs_per_second"], rate(fast["raw_run"], b))
@@ -592,14 +722,21 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    t = Table(title=f"neural-ingest benchmark: {result['corpus']['documents']} docs, {result['machine']['cores']} cores, "
-                    f"{result['machine']['cpu']}")
+    t = Table(
+        title=f"neural-ingest benchmark: {result['corpus']['documents']} docs, {result['machine']['cores']} cores, "
+        f"{result['machine']['cpu']}"
+    )
     for col in ("run", "B", "docs/s", "seconds", "notes"):
         t.add_column(col, justify="right" if col in ("B", "docs/s", "seconds") else "left")
     for r in result["runs"]:
         notes = {k: v for k, v in r.items() if k not in ("name", "batch_size", "docs", "seconds", "docs_per_second")}
-        t.add_row(r["name"], str(r["batch_size"] or "-"), f"{r['docs_per_second']:.1f}", f"{r['seconds']:.1f}",
-                  ", ".join(f"{k}={v}" for k, v in notes.items()))
+        t.add_row(
+            r["name"],
+            str(r["batch_size"] or "-"),
+            f"{r['docs_per_second']:.1f}",
+            f"{r['seconds']:.1f}",
+            ", ".join(f"{k}={v}" for k, v in notes.items()),
+        )
     console.print(t)
     rt = Table(title="ratios and targets")
     for col in ("ratio", "at", "value", "target", "met"):
@@ -623,8 +760,12 @@ def draw_chart(result: dict[str, Any], path: Path) -> None:
     runs = result["runs"]
     sizes = result["settings"]["batch_sizes"]
     b0 = result["settings"]["reference_batch_size"]
-    main = [("raw_encode", "raw encode"), ("pipeline_parquet", "pipeline -> Parquet"),
-            ("pipeline_opensearch", "pipeline -> OpenSearch"), ("mltransform", "Beam MLTransform")]
+    main = [
+        ("raw_encode", "raw encode"),
+        ("pipeline_parquet", "pipeline -> Parquet"),
+        ("pipeline_opensearch", "pipeline -> OpenSearch"),
+        ("mltransform", "Beam MLTransform"),
+    ]
 
     def rate(name: str, b: int | None) -> float:
         for r in runs:
@@ -646,8 +787,12 @@ def draw_chart(result: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
 
     ax = axes[1]
-    extra = [(r["name"].replace("ablation_", "").replace("pipeline_", "pipe_"), r["docs_per_second"]) for r in runs
-             if r["batch_size"] == b0 and (r["name"].startswith("ablation_") or r["name"] in ("pipeline_parquet", "pipeline_opensearch"))]
+    extra = [
+        (r["name"].replace("ablation_", "").replace("pipeline_", "pipe_"), r["docs_per_second"])
+        for r in runs
+        if r["batch_size"] == b0
+        and (r["name"].startswith("ablation_") or r["name"] in ("pipeline_parquet", "pipeline_opensearch"))
+    ]
     if extra:
         bars = ax.barh([n for n, _ in extra], [v for _, v in extra], color="tab:gray")
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
@@ -657,15 +802,19 @@ def draw_chart(result: dict[str, Any], path: Path) -> None:
 
     ax = axes[2]
     be = [("torch fp32", rate("raw_encode", b0), 1.0)] + [
-        (f"{r['backend']}{' int8' if r['quantize'] else ''}", r["docs_per_second"], r["min_cosine"]) for r in result.get("backends", [])
+        (f"{r['backend']}{' int8' if r['quantize'] else ''}", r["docs_per_second"], r["min_cosine"])
+        for r in result.get("backends", [])
     ]
     bars = ax.bar([n for n, _, _ in be], [v for _, v, _ in be], color="tab:green")
     ax.bar_label(bars, labels=[f"{v:.0f}\ncos>={c:.4f}" for _, v, c in be], fontsize=7)
     ax.set_title(f"Encoder backends, raw encode (batch {b0})")
     ax.set_ylabel("documents / second")
     ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"{result['corpus']['documents']} docs (Python docstrings), all-MiniLM-L6-v2, {result['machine']['cores']} cores, "
-                 f"{result['machine']['cpu']}", fontsize=10)
+    fig.suptitle(
+        f"{result['corpus']['documents']} docs (Python docstrings), all-MiniLM-L6-v2, {result['machine']['cores']} cores, "
+        f"{result['machine']['cpu']}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -681,7 +830,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--opensearch-url", default=None, help="use this OpenSearch instead of starting one")
     ap.add_argument("--opensearch-port", type=int, default=9270, help="port of the local instance started (name: bench)")
     ap.add_argument("--keep-opensearch", action="store_true", help="leave the started instance running")
-    ap.add_argument("--skip", default="", help="comma-separated: opensearch, mltransform, ablations, backends, threads, gpu, recall")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated: opensearch, mltransform, ablations, backends, threads, gpu, recall"
+    )
     ap.add_argument("--no-chart", action="store_true")
     args = ap.parse_args(argv)
     import logging

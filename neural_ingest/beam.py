@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -56,9 +56,9 @@ class WriteResult(NamedTuple):
         result.failed | beam.Map(lambda d: d.to_json("run-1")) | beam.io.WriteToText("dead-letters")
     """
 
-    indexed: beam.PCollection
-    failed: beam.PCollection
-    skipped: beam.PCollection
+    indexed: beam.PCollection[Any]
+    failed: beam.PCollection[Any]
+    skipped: beam.PCollection[Any]
 
 
 def _config(cls: type, where: str, **fields: Any) -> Any:
@@ -73,7 +73,7 @@ def _config(cls: type, where: str, **fields: Any) -> Any:
         raise ConfigError(f"{where}: argument {loc}: {e['msg']}") from None
 
 
-class WriteToOpenSearch(beam.PTransform):
+class WriteToOpenSearch(beam.PTransform[Any, Any]):
     """Write dicts (or neural-ingest ``Document`` records) to an OpenSearch index with neural-ingest's bulk writer.
 
     A dict is indexed as it is, with ``_id`` = its ``id_field`` value; one without an id (or whose id or values
@@ -140,11 +140,12 @@ class WriteToOpenSearch(beam.PTransform):
         self.id_field = id_field
         self.progress_every = progress_every
 
-    def expand(self, records: beam.PCollection) -> WriteResult:
+    def expand(self, records: beam.PCollection[Any]) -> WriteResult:
         from neural_ingest.transforms.counters import DEAD_LETTER
         from neural_ingest.transforms.write_opensearch import WriteToOpenSearch as _Write
 
-        docs = records | "ToDocuments" >> beam.ParDo(_RecordToDocumentFn(self.id_field)).with_outputs(DEAD_LETTER, main="documents")
+        to_documents = beam.ParDo(_RecordToDocumentFn(self.id_field)).with_outputs(DEAD_LETTER, main="documents")
+        docs = records | "ToDocuments" >> to_documents
         written = docs.documents | "Write" >> _Write(self.config, [], self.progress_every, emit_ids=True)
         failed = (docs[DEAD_LETTER], written[DEAD_LETTER]) | "Failed" >> beam.Flatten()
         return WriteResult(written["indexed"], failed, records.pipeline | "NoneSkipped" >> beam.Create([]))
@@ -173,18 +174,30 @@ class _RecordToDocumentFn(beam.DoFn):
         yield Document(id=doc_id, text=None, metadata=record, source=record)  # type: ignore[arg-type]
 
 
-class _EncoderModelHandler(ModelHandler):
+class _EncoderModelHandler(ModelHandler[Any, Any, Any]):
     """A neural-ingest encoder as a Beam ModelHandler: str -> PredictionResult(text, vector, model name)."""
 
-    def __init__(self, config: Any, *, min_batch_size: int | None = None, max_batch_size: int | None = None,
-                 max_batch_duration_secs: int | None = None, large_model: bool = False, model_copies: int | None = None):
+    def __init__(
+        self,
+        config: Any,
+        *,
+        min_batch_size: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_duration_secs: int | None = None,
+        large_model: bool = False,
+        model_copies: int | None = None,
+    ):
         from neural_ingest.encoders import make_encoder
 
         # RunInference batches in arrival order: the encoder's batch_size as a fixed batch, unless overridden.
         n = config.batch_size
-        super().__init__(min_batch_size=n if min_batch_size is None else min_batch_size,
-                         max_batch_size=n if max_batch_size is None else max_batch_size,
-                         max_batch_duration_secs=max_batch_duration_secs, large_model=large_model, model_copies=model_copies)
+        super().__init__(
+            min_batch_size=n if min_batch_size is None else min_batch_size,
+            max_batch_size=n if max_batch_size is None else max_batch_size,
+            max_batch_duration_secs=max_batch_duration_secs,
+            large_model=large_model,
+            model_copies=model_copies,
+        )
         self.config = config
         self._encoder = make_encoder(config)
 
@@ -195,12 +208,16 @@ class _EncoderModelHandler(ModelHandler):
     def _vectors(self, model: Any, texts: list[str]) -> list[Any]:
         return self._encoder.encode(model, texts)
 
-    def run_inference(self, batch: Sequence[str], model: Any, inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[str], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
         texts = list(batch)
         for t in texts:
             if not isinstance(t, str):
-                raise TypeError(f"{type(self).__name__} encodes str elements, got {type(t).__name__}: map your records to their text "
-                                "(or key them, with KeyedModelHandler)")
+                raise TypeError(
+                    f"{type(self).__name__} encodes str elements, got {type(t).__name__}: map your records to their text "
+                    "(or key them, with KeyedModelHandler)"
+                )
         vectors = self._vectors(model, texts) if texts else []
         return [PredictionResult(t, v, model_id=self.config.model) for t, v in zip(texts, vectors)]
 
@@ -212,7 +229,9 @@ class _EncoderModelHandler(ModelHandler):
 
     def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
         if inference_args:
-            raise ValueError(f"{type(self).__name__} takes no inference_args (got {sorted(inference_args)}): set options on its config")
+            raise ValueError(
+                f"{type(self).__name__} takes no inference_args (got {sorted(inference_args)}): set options on its config"
+            )
 
 
 class DenseModelHandler(_EncoderModelHandler):
@@ -229,12 +248,28 @@ class DenseModelHandler(_EncoderModelHandler):
         # each a PredictionResult: .example is the text, .inference its numpy vector
     """
 
-    def __init__(self, model: str | SentenceTransformersEncoderConfig, *, model_path: str | None = None,
-                 device: str | None = None, batch_size: int | None = None, normalize: bool | None = None,
-                 max_seq_length: int | None = None, **batching: Any):
+    def __init__(
+        self,
+        model: str | SentenceTransformersEncoderConfig,
+        *,
+        model_path: str | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+        normalize: bool | None = None,
+        max_seq_length: int | None = None,
+        **batching: Any,
+    ):
         if not isinstance(model, SentenceTransformersEncoderConfig):
-            model = _config(SentenceTransformersEncoderConfig, "DenseModelHandler", model=model, model_path=model_path,
-                            device=device, batch_size=batch_size, normalize=normalize, max_seq_length=max_seq_length)
+            model = _config(
+                SentenceTransformersEncoderConfig,
+                "DenseModelHandler",
+                model=model,
+                model_path=model_path,
+                device=device,
+                batch_size=batch_size,
+                normalize=normalize,
+                max_seq_length=max_seq_length,
+            )
         super().__init__(model, **batching)
 
 
@@ -247,14 +282,29 @@ class NeuralSparseModelHandler(_EncoderModelHandler):
                                                                 models_dir="/models"))
     """
 
-    def __init__(self, model: str | NeuralSparseEncoderConfig, *, model_path: str | None = None,
-                 models_dir: str | None = None, device: str | None = None, batch_size: int | None = None,
-                 task: str = "document", **batching: Any):
+    def __init__(
+        self,
+        model: str | NeuralSparseEncoderConfig,
+        *,
+        model_path: str | None = None,
+        models_dir: str | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+        task: str = "document",
+        **batching: Any,
+    ):
         if task not in ("document", "query"):
             raise ConfigError(f"NeuralSparseModelHandler: task {task!r}: use 'document' or 'query'")
         if not isinstance(model, NeuralSparseEncoderConfig):
-            model = _config(NeuralSparseEncoderConfig, "NeuralSparseModelHandler", model=model, model_path=model_path,
-                            models_dir=models_dir, device=device, batch_size=batch_size)
+            model = _config(
+                NeuralSparseEncoderConfig,
+                "NeuralSparseModelHandler",
+                model=model,
+                model_path=model_path,
+                models_dir=models_dir,
+                device=device,
+                batch_size=batch_size,
+            )
         super().__init__(model, **batching)
         self.task = task
 
@@ -268,7 +318,7 @@ class NeuralSparseModelHandler(_EncoderModelHandler):
 _LOADED: dict[str, Any] = {}  # models EmbedAndIndex loaded on the driver, held so in-process workers reuse them
 
 
-class EmbedAndIndex(beam.PTransform):
+class EmbedAndIndex(beam.PTransform[Any, Any]):
     """Encode dicts (or ``Document`` records) with one or more encoders and index them: the CLI's encode and
     write steps as one composite for your own pipeline.
 
@@ -301,7 +351,9 @@ class EmbedAndIndex(beam.PTransform):
         progress_every: float = 10.0,
     ):
         super().__init__()
-        self.encoder_configs = list(encoders) if isinstance(encoders, (list, tuple)) else [encoders]
+        self.encoder_configs: list[EncoderConfig] = (
+            list(encoders) if isinstance(encoders, (list, tuple)) else [cast("EncoderConfig", encoders)]
+        )
         if not self.encoder_configs:
             raise ConfigError("EmbedAndIndex: encoders: give at least one encoder config")
         fields = [encoder_field(c) for c in self.encoder_configs]
@@ -312,10 +364,20 @@ class EmbedAndIndex(beam.PTransform):
         elif isinstance(sink, OpenSearchSinkConfig):
             self.sink_config, default_id = sink, "id"
         else:
-            raise ConfigError(f"EmbedAndIndex: sink must be a WriteToOpenSearch or an OpenSearchSinkConfig, got {type(sink).__name__}")
-        self.source = _config(SourceConfig, "EmbedAndIndex", type="jsonl", path="<pcollection>", id_field=id_field or default_id,
-                              text_fields=list(text_fields), metadata_fields=list(metadata_fields),
-                              text_separator=text_separator, deduplicate=False)
+            raise ConfigError(
+                f"EmbedAndIndex: sink must be a WriteToOpenSearch or an OpenSearchSinkConfig, got {type(sink).__name__}"
+            )
+        self.source = _config(
+            SourceConfig,
+            "EmbedAndIndex",
+            type="jsonl",
+            path="<pcollection>",
+            id_field=id_field or default_id,
+            text_fields=list(text_fields),
+            metadata_fields=list(metadata_fields),
+            text_separator=text_separator,
+            deduplicate=False,
+        )
         self.create_index = create_index
         self.progress_every = progress_every
 
@@ -333,7 +395,7 @@ class EmbedAndIndex(beam.PTransform):
         sink.prepare(fields, run_id="")
         return sink.cfg
 
-    def expand(self, records: beam.PCollection) -> WriteResult:
+    def expand(self, records: beam.PCollection[Any]) -> WriteResult:
         from neural_ingest.encoders import make_encoder
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
         from neural_ingest.transforms.encode import EncodeAll
@@ -342,7 +404,9 @@ class EmbedAndIndex(beam.PTransform):
         encoders = [(encoder_field(c), make_encoder(c)) for c in self.encoder_configs]
         cfg = self._index_config(encoders)
         every = self.progress_every
-        prepared = records | "Prepare" >> beam.ParDo(_PrepareOrPassFn(self.source)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
+        prepared = records | "Prepare" >> beam.ParDo(_PrepareOrPassFn(self.source)).with_outputs(
+            DEAD_LETTER, SKIPPED, main="documents"
+        )
         encoded = prepared.documents | "Encode" >> EncodeAll(encoders, every)
         written = encoded["documents"] | "Write" >> _Write(cfg, [f for f, _ in encoders], every, emit_ids=True)
         failed = (prepared[DEAD_LETTER], encoded[DEAD_LETTER], written[DEAD_LETTER]) | "Failed" >> beam.Flatten()

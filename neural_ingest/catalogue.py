@@ -102,7 +102,7 @@ class CatalogueEntry:
         have = ", ".join(f.model_format for f in self.formats)
         raise ValueError(f"{self.name} is published as {have}, not {want}")
 
-    def model_info(self) -> "ModelInfo":
+    def model_info(self) -> ModelInfo:
         """What the mapping derivation needs, from the catalogue alone (no model is loaded)."""
         from neural_ingest.encoders.base import ModelInfo
 

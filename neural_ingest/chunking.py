@@ -31,9 +31,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class ChunkTokenizer:
         self.name = name
 
     @classmethod
-    def from_hf(cls, tok: Any, name: str = "") -> "ChunkTokenizer":
+    def from_hf(cls, tok: Any, name: str = "") -> ChunkTokenizer:
         backend = getattr(tok, "backend_tokenizer", None)
         if backend is None:
             raise ValueError(
@@ -83,7 +84,7 @@ class ChunkTokenizer:
         return cls(backend, int(tok.num_special_tokens_to_add(pair=False)), name)
 
     @classmethod
-    def from_loaded(cls, loaded: Any, name: str = "") -> "ChunkTokenizer":
+    def from_loaded(cls, loaded: Any, name: str = "") -> ChunkTokenizer:
         """From an encoder's shared loaded model (dense or sparse: ``loaded.model.tokenizer``)."""
         tok = getattr(loaded.model, "tokenizer", None)
         if tok is None:
@@ -92,7 +93,7 @@ class ChunkTokenizer:
             return cls.from_hf(tok, name)
 
     @classmethod
-    def from_model(cls, model: str, models_dir: str | None = None) -> "ChunkTokenizer":
+    def from_model(cls, model: str, models_dir: str | None = None) -> ChunkTokenizer:
         """From a catalogue name or a model directory (local files only)."""
         from transformers import AutoTokenizer
 
@@ -129,7 +130,7 @@ def fixed_token_length(
     n = len(offsets)
     if n == 0:
         return [_chunk(text, 0, len(text), 0)] if text.strip() else []
-    overlap = int(math.floor(token_limit * overlap_rate))
+    overlap = math.floor(token_limit * overlap_rate)
 
     def word_start(i: int, lo: int) -> int:
         """Token ``i`` moved back to the first token of its word, staying above ``lo`` (else ``i``)."""
@@ -238,8 +239,8 @@ def plan_chunking(cfg: Any, encoders: Sequence[tuple[str, Any]], loaded: Sequenc
     from neural_ingest.config import ConfigError
 
     c = cfg.chunking
-    local = [(f, l) for (f, e), l in zip(encoders, loaded) if callable(getattr(e, "token_lengths", None))]
-    max_lengths = {f: int(l.info.max_seq_length) for f, l in local if l.info.max_seq_length}
+    local = [(f, ld) for (f, e), ld in zip(encoders, loaded) if callable(getattr(e, "token_lengths", None))]
+    max_lengths = {f: int(ld.info.max_seq_length) for f, ld in local if ld.info.max_seq_length}
     if c.mode == "truncate":
         if not max_lengths:
             return None
@@ -267,7 +268,7 @@ def plan_chunking(cfg: Any, encoders: Sequence[tuple[str, Any]], loaded: Sequenc
             tok = (
                 ChunkTokenizer.from_loaded(dict(local)[tok_field], tok_field)
                 if tok_field
-                else ChunkTokenizer.from_model(tok_model, c.models_dir)
+                else ChunkTokenizer.from_model(str(tok_model), c.models_dir)
             )
         except (OSError, ValueError) as e:
             raise ConfigError(f"chunking.tokenizer: {e}") from None

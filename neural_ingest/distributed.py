@@ -12,15 +12,20 @@ PATH_FIELDS = ("path", "model_path", "models_dir", "idf_path", "vocab_path", "ca
 
 
 def _is_relative_local(value: Any) -> bool:
-    return isinstance(value, str) and bool(value) and "://" not in value and not os.path.isabs(value) and not value.startswith("~")
+    return (
+        isinstance(value, str) and bool(value) and "://" not in value and not os.path.isabs(value) and not value.startswith("~")
+    )
 
 
 def _absolute(block: Any, base: str) -> Any:
     fields = getattr(type(block), "model_fields", {})
-    update = {f: os.path.normpath(os.path.join(base, getattr(block, f))) for f in PATH_FIELDS
-              if f in fields and _is_relative_local(getattr(block, f))}
+    update = {
+        f: os.path.normpath(os.path.join(base, getattr(block, f)))
+        for f in PATH_FIELDS
+        if f in fields and _is_relative_local(getattr(block, f))
+    }
     # `model` is a catalogue name or a directory: only a directory that exists here is a path.
-    if "model" in fields and _is_relative_local(getattr(block, "model")) and os.path.isdir(os.path.join(base, block.model)):
+    if "model" in fields and _is_relative_local(block.model) and os.path.isdir(os.path.join(base, block.model)):
         update["model"] = os.path.normpath(os.path.join(base, block.model))
     return block.model_copy(update=update) if update else block
 

@@ -41,11 +41,11 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_FP_CACHE: dict[tuple, str] = {}
+_FP_CACHE: dict[tuple[Any, ...], str] = {}
 _FP_LOCK = threading.Lock()
 
 
-def weights_fingerprint(path: str | os.PathLike | None) -> str | None:
+def weights_fingerprint(path: str | os.PathLike[str] | None) -> str | None:
     """sha256 over a model directory's files (names and contents; READMEs, ONNX/OpenVINO exports and
     hidden files left out), cached per (name, size, mtime) listing. None without a local directory."""
     if not path or not Path(path).is_dir():

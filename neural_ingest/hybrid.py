@@ -13,7 +13,8 @@ Each sub-query contributes its own top ``k`` (the hybrid query's per-shard windo
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def fuse(results: Sequence[Sequence[Hit]], weights: Sequence[float] | None = Non
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(f"hybrid weights must be non-negative and not all zero, got {weights}")
     per_doc: dict[str, list[float]] = {}
-    sources: dict[str, dict] = {}
+    sources: dict[str, dict[str, Any]] = {}
     first_seen: dict[str, int] = {}
     for leg, hits in enumerate(results):
         for hit, norm in zip(hits, min_max([h.score for h in hits])):
@@ -61,7 +62,7 @@ def fuse(results: Sequence[Sequence[Hit]], weights: Sequence[float] | None = Non
     return [Hit(d, combined[d], sources[d]) for d in order[:k]]
 
 
-def search_pipeline_body(weights: Sequence[float]) -> dict:
+def search_pipeline_body(weights: Sequence[float]) -> dict[str, Any]:
     """The neural-search search pipeline equivalent to :func:`fuse`."""
     return {
         "description": "neural-ingest hybrid: min_max + arithmetic_mean",

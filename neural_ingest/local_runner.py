@@ -53,6 +53,10 @@ def portable_defaults(options: PipelineOptions) -> PipelineOptions:
     blocks on its send and the job hangs, idle. Streaming jobs are left alone (Beam does no pre-fusion there)."""
     name = str(options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1]
     debug = options.view_as(DebugOptions)
-    if name in PORTABLE_JAVA_NAMES and not options.view_as(StandardOptions).streaming and debug.lookup_experiment("pre_optimize") is None:
+    if (
+        name in PORTABLE_JAVA_NAMES
+        and not options.view_as(StandardOptions).streaming
+        and debug.lookup_experiment("pre_optimize") is None
+    ):
         debug.add_experiment(SDK_FUSION)
     return options

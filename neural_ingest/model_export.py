@@ -21,6 +21,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from neural_ingest.catalogue import CatalogueEntry
 from neural_ingest.model_resolve import resolve_model_dir
@@ -50,7 +51,7 @@ def export_torchscript(
     from neural_ingest.model_resolve import short_name
 
     src = resolve_model_dir(entry.name, model_path, models_dir)
-    model = SentenceTransformer(str(src), device="cpu", local_files_only=True)
+    model: Any = SentenceTransformer(str(src), device="cpu", local_files_only=True)  # loaded: its dimension is known
     verify_loaded(
         entry.name,
         dimension=int(model.get_embedding_dimension()),
@@ -61,7 +62,9 @@ def export_torchscript(
     model.eval()
     model.max_seq_length = entry.max_seq_length
     tok = model.tokenizer
-    sample = tok(["an example sentence to trace", "a second, longer example sentence for the trace"], padding=True, return_tensors="pt")
+    sample = tok(
+        ["an example sentence to trace", "a second, longer example sentence for the trace"], padding=True, return_tensors="pt"
+    )
     features = {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]}
     # Tracing touches deprecated attributes and turns transformers' shape checks into constants (they
     # hold for any single input): warnings that are not the user's concern.
@@ -117,12 +120,11 @@ def export_sparse_tokenizer(
     """
     if entry.function_name != "SPARSE_TOKENIZE":
         raise ValueError(f"{entry.name} is not a SPARSE_TOKENIZE model")
-    if model_path:
-        src = Path(model_path).expanduser()
-    else:
-        src = resolve_model_dir(entry.name, None, models_dir)
+    src = Path(model_path).expanduser() if model_path else resolve_model_dir(entry.name, None, models_dir)
     if not (src / "tokenizer.json").is_file():
-        raise ValueError(f"{src} has no tokenizer.json: point --model-path at the tokenizer's (or the document model's) directory")
+        raise ValueError(
+            f"{src} has no tokenizer.json: point --model-path at the tokenizer's (or the document model's) directory"
+        )
     idf_file = None
     if idf_path:
         idf_file = Path(idf_path) / "idf.json" if Path(idf_path).is_dir() else Path(idf_path)
@@ -131,7 +133,12 @@ def export_sparse_tokenizer(
     elif (src / "idf.json").is_file():
         idf_file = src / "idf.json"
     tokenizer_json = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
-    tokenizer_json["truncation"] = {"direction": "Right", "max_length": entry.max_seq_length, "strategy": "LongestFirst", "stride": 0}
+    tokenizer_json["truncation"] = {
+        "direction": "Right",
+        "max_length": entry.max_seq_length,
+        "strategy": "LongestFirst",
+        "stride": 0,
+    }
     tokenizer_json["padding"] = None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +151,7 @@ def export_sparse_tokenizer(
     return out
 
 
-def export_artifact(entry: CatalogueEntry, out: str | Path, **kwargs) -> Path:
+def export_artifact(entry: CatalogueEntry, out: str | Path, **kwargs: Any) -> Path:
     """The ML Commons zip for ``entry`` from local files: dense models are traced, the sparse query
     tokenizer is packed; sparse encoders are not built here (use OpenSearch's artifact)."""
     if entry.kind == "dense":

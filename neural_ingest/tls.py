@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from neural_ingest.redact import redact_url
@@ -60,9 +61,14 @@ def ssl_problem(where: str, host: str, err: Exception, ca_certs: str | None) -> 
     text = str(err)
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         if "match" in text.lower() or "mismatch" in text.lower():
-            return f"the TLS certificate of {host} is not issued for that name: connect with the name on the certificate ({where}.hosts)"
+            return (
+                f"the TLS certificate of {host} is not issued for that name: "
+                f"connect with the name on the certificate ({where}.hosts)"
+            )
         if ca_certs:
-            return f"the TLS certificate of {host} is not signed by {where}.ca_certs ({ca_certs}): give the CA bundle that signed it"
+            return (
+                f"the TLS certificate of {host} is not signed by {where}.ca_certs ({ca_certs}): give the CA bundle that signed it"
+            )
         return f"the TLS certificate of {host} is not trusted: set {where}.ca_certs to the CA bundle (PEM) that signed it"
     return f"TLS to {host} failed ({type(err).__name__}): check that the node serves TLS on that port and {where}.ca_certs"
 
@@ -73,7 +79,10 @@ def _unverified(where: str, block: Any) -> str | None:
     hosts = getattr(block, "hosts", None) or [getattr(block, "url", "")]
     shown = ", ".join(redact_url(h) for h in hosts)
     if not any(h.startswith("https://") for h in hosts):
-        return f"{where}.verify_certs is false, and {shown} is plain HTTP without TLS anyway: traffic and credentials can be read on the way"
+        return (
+            f"{where}.verify_certs is false, and {shown} is plain HTTP without TLS anyway: "
+            "traffic and credentials can be read on the way"
+        )
     return (
         f"{where}.verify_certs is false: the TLS certificate of {shown} is not checked "
         f"(traffic and credentials can be intercepted); give {where}.ca_certs instead"

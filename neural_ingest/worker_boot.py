@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import tempfile
+from typing import Any
 
 log = logging.getLogger("neural_ingest.worker_boot")
 
@@ -24,7 +25,7 @@ log = logging.getLogger("neural_ingest.worker_boot")
 _ALWAYS_STAGED = {"submission_environment_dependencies.txt"}
 
 
-def _provision_info(endpoint: str, worker_id: str, timeout: float = 60.0):
+def _provision_info(endpoint: str, worker_id: str, timeout: float = 60.0) -> Any:
     import grpc
     from apache_beam.portability.api import beam_provision_api_pb2, beam_provision_api_pb2_grpc
 
@@ -40,10 +41,10 @@ def _descriptor(url: str) -> str:
     from apache_beam.portability.api import endpoints_pb2
     from google.protobuf import text_format
 
-    return text_format.MessageToString(endpoints_pb2.ApiServiceDescriptor(url=url))
+    return str(text_format.MessageToString(endpoints_pb2.ApiServiceDescriptor(url=url)))
 
 
-def _staged_names(info) -> list[str]:
+def _staged_names(info: Any) -> list[str]:
     from apache_beam.portability.api import beam_runner_api_pb2
 
     names = []
@@ -53,7 +54,7 @@ def _staged_names(info) -> list[str]:
     return names
 
 
-def worker_environment(args: argparse.Namespace, info, base: dict[str, str]) -> dict[str, str]:
+def worker_environment(args: argparse.Namespace, info: Any, base: dict[str, str]) -> dict[str, str]:
     """The environment sdk_worker_main expects, as the SDK container's boot sets it."""
     from google.protobuf import json_format
 
@@ -100,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     if extra:
         log.warning("staged artifacts %s are not installed by this boot: the worker uses %s as it is", extra, sys.executable)
     env = worker_environment(args, info, dict(os.environ))
-    log.info("starting SDK worker %s (control %s) with %s", args.id, env["CONTROL_API_SERVICE_DESCRIPTOR"].strip(), sys.executable)
+    log.info(
+        "starting SDK worker %s (control %s) with %s", args.id, env["CONTROL_API_SERVICE_DESCRIPTOR"].strip(), sys.executable
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "apache_beam.runners.worker.sdk_worker_main"], env)

@@ -17,9 +17,10 @@ import glob
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from neural_ingest.config import PipelineConfig
 from neural_ingest.metadata import lone_surrogate
@@ -121,7 +122,7 @@ def _original(letter: dict[str, Any], headers: _Headers) -> str | DeadLetter:
     record = letter.get("record")
     if letter.get("stage") == READ and isinstance(record, dict):
         if isinstance(record.get("line"), str):
-            return record["line"].rstrip("\n")  # replay the raw line: it fails again unless it was fixed
+            return str(record["line"]).rstrip("\n")  # replay the raw line: it fails again unless it was fixed
         if "file" in record:  # CSV row {"file", "line", "header", "row"}, or a file that could not be read
             return _csv_record(letter, record, headers)
     if isinstance(record, dict) and "source" in record and isinstance(record.get("source"), dict):

@@ -2,7 +2,8 @@
 # The whole test suite against a real OpenSearch 2.19.6 on 127.0.0.1, then the k-NN tests (-m knn, each on
 # the lucene and the faiss engine) against OpenSearch 3.5.0 with the k-NN plugin only. Both nodes are
 # assembled from Maven Central by scripts/opensearch-local.sh, which builds the faiss libraries once from
-# ../shared/knn-natives and caches them. Extra arguments go to both pytest runs.
+# ../shared/knn-natives and caches them. `ruff check .` and `mypy` run first and fail the run fast.
+# Extra arguments go to both pytest runs.
 #   NEURAL_INGEST_TEST_3X=0           skip the 3.x run
 #   NEURAL_INGEST_TEST_3X_VERSION     3.5.0; NEURAL_INGEST_TEST_PORT_3X (9255); NEURAL_INGEST_OPENSEARCH_URL_3X: use that node
 # Under CI=true a node that does not start, or one without the faiss libraries, is a failure.
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Lint and types gate the run, before any node starts (configuration: pyproject.toml [tool.ruff], [tool.mypy]).
+ruff check . || { echo "test: ruff check failed (ruff check --fix fixes the [*] ones)" >&2; exit 1; }
+mypy || { echo "test: mypy failed (strict on neural_ingest; see [tool.mypy] in pyproject.toml)" >&2; exit 1; }
 ci() { [ "${CI:-}" = "true" ]; }
 STARTED=()
 trap 'for n in "${STARTED[@]}"; do bash scripts/opensearch-local.sh stop --name "$n" || true; done' EXIT

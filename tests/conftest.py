@@ -9,8 +9,9 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -198,7 +199,8 @@ class Node:
 
     def start(self, clean: bool = False) -> None:
         extra = [a for s in self.settings for a in ("--setting", s)]
-        r = self._script("start", "--name", self.name, "--port", str(self.port), "--heap", "512m", "--plugins", "knn", *extra, *(["--clean"] if clean else []))
+        extra += ["--clean"] if clean else []
+        r = self._script("start", "--name", self.name, "--port", str(self.port), "--heap", "512m", "--plugins", "knn", *extra)
         if r.returncode != 0:
             raise RuntimeError(f"could not start OpenSearch node {self.name}: {r.stderr[-3000:]}")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +177,12 @@ def config(tmp: Path, encoders: list[dict[str, Any]], sink: dict[str, Any], sour
     return parse_config(
         {
             "run": {"name": "sparse-test", "progress_every_seconds": 30},
-            "source": {"type": "jsonl", "path": str(source or corpus(tmp)), "text_fields": ["title", "body"], "metadata_fields": ["topic", "year"]},
+            "source": {
+                "type": "jsonl",
+                "path": str(source or corpus(tmp)),
+                "text_fields": ["title", "body"],
+                "metadata_fields": ["topic", "year"],
+            },
             "encoders": encoders,
             "sink": sink,
             "dead_letter": {"path": str(tmp / "dlq")},

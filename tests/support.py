@@ -23,7 +23,9 @@ def require_plugins(client, *names: str) -> None:
     if not missing:
         return
     version = client.info()["version"]["number"]
-    msg = f"the test OpenSearch {version} lacks the plugin(s) {', '.join(missing)} (scripts/opensearch-local.sh --plugins all, 2.x)"
+    msg = (
+        f"the test OpenSearch {version} lacks the plugin(s) {', '.join(missing)} (scripts/opensearch-local.sh --plugins all, 2.x)"
+    )
     if os.environ.get("CI", "").lower() == "true" and int(version.split(".")[0]) < 3:
         pytest.fail(msg)
     pytest.skip(msg)
@@ -70,16 +72,32 @@ def collected(key: str) -> list:
     return _COLLECTED.pop(key, [])
 
 
-_TOPICS = ["volcanoes", "sourdough bread", "binary search", "jazz harmony", "tidal energy", "honeybees",
-           "roman aqueducts", "photosynthesis", "chess openings", "glaciers", "credit scores", "lighthouses"]
+_TOPICS = [
+    "volcanoes",
+    "sourdough bread",
+    "binary search",
+    "jazz harmony",
+    "tidal energy",
+    "honeybees",
+    "roman aqueducts",
+    "photosynthesis",
+    "chess openings",
+    "glaciers",
+    "credit scores",
+    "lighthouses",
+]
 
 
 def synthetic_docs(n: int, prefix: str = "s") -> list[dict[str, Any]]:
     """Small, distinct documents for tests that exercise plumbing rather than relevance."""
     return [
-        {"id": f"{prefix}-{i:04d}", "title": f"Note {i} on {_TOPICS[i % len(_TOPICS)]}",
-         "body": f"This is note number {i}. It discusses {_TOPICS[i % len(_TOPICS)]} and item {i * 7 % 101}.",
-         "topic": _TOPICS[i % len(_TOPICS)], "year": 1990 + i % 30}
+        {
+            "id": f"{prefix}-{i:04d}",
+            "title": f"Note {i} on {_TOPICS[i % len(_TOPICS)]}",
+            "body": f"This is note number {i}. It discusses {_TOPICS[i % len(_TOPICS)]} and item {i * 7 % 101}.",
+            "topic": _TOPICS[i % len(_TOPICS)],
+            "year": 1990 + i % 30,
+        }
         for i in range(n)
     ]
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 
@@ -31,8 +32,15 @@ from neural_ingest.transforms.counters import DEAD_LETTER
 log = logging.getLogger(__name__)
 
 
+def _required(model: str | None) -> str:
+    """The plan's tokenizer model: plan_chunking sets it whenever it sets no tokenizer field."""
+    if model is None:
+        raise ValueError("chunk plan: fixed_token_length with neither a tokenizer field nor a tokenizer model")
+    return model
+
+
 class ChunkFn(beam.DoFn):
-    def __init__(self, plan: ChunkPlan, encoders: Sequence[tuple[str, Encoder]]):
+    def __init__(self, plan: ChunkPlan, encoders: Sequence[tuple[str, Encoder[Any]]]):
         self.plan = plan
         self.encoders = [(f, e) for f, e in encoders if f in plan.max_lengths or f == plan.tokenizer_field]
         self._counters: list[tuple[str, ChunkTokenizer, int]] = []
@@ -50,7 +58,11 @@ class ChunkFn(beam.DoFn):
                 self._counters.append((field, toks[field], self.plan.max_lengths[field]))
         p = self.plan
         if p.chunking and p.algorithm == "fixed_token_length":
-            self._tok = toks[p.tokenizer_field] if p.tokenizer_field else ChunkTokenizer.from_model(p.tokenizer_model, p.models_dir)
+            self._tok = (
+                toks[p.tokenizer_field]
+                if p.tokenizer_field
+                else ChunkTokenizer.from_model(_required(p.tokenizer_model), p.models_dir)
+            )
 
     def process(self, doc: Document) -> Iterable[Any]:
         units = [doc.text]
@@ -76,15 +88,15 @@ class ChunkFn(beam.DoFn):
         yield doc
 
 
-class ChunkDocuments(beam.PTransform):
+class ChunkDocuments(beam.PTransform[Any, Any]):
     """Documents -> {"documents": Documents (with chunks in chunk mode), "dead_letter": DeadLetters}."""
 
-    def __init__(self, plan: ChunkPlan, encoders: Sequence[tuple[str, Encoder]]):
+    def __init__(self, plan: ChunkPlan, encoders: Sequence[tuple[str, Encoder[Any]]]):
         super().__init__()
         self.plan = plan
         self.encoders = list(encoders)
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         out = docs | "Chunk" >> beam.ParDo(ChunkFn(self.plan, self.encoders)).with_outputs(DEAD_LETTER, main="documents")
         return {"documents": out.documents, DEAD_LETTER: out[DEAD_LETTER]}
 
@@ -94,7 +106,7 @@ def encode_chunked(fn: Any, batch: Sequence[Document]) -> Iterable[Any]:
     encode calls of ``batch_size`` texts, and the vectors go back to their documents in chunk order.
     A failing call is retried document by document; a document with any bad chunk vector is a dead
     letter as a whole (it is never indexed with chunks missing)."""
-    texts = [c["text"] for d in batch for c in d.chunks]
+    texts = [c["text"] for d in batch for c in d.chunks or ()]
     size = max(1, fn.encoder.batch_size())
     try:
         vectors: list[Any] = []
@@ -116,12 +128,12 @@ def encode_chunked(fn: Any, batch: Sequence[Document]) -> Iterable[Any]:
     info = fn._loaded.info
     ok = n_chunks = pos = 0
     for doc in batch:
-        vecs = vectors[pos : pos + len(doc.chunks)]
-        pos += len(doc.chunks)
+        n = len(doc.chunks or ())
+        vecs = vectors[pos : pos + n]
+        pos += n
         clean, problem = [], None
-        for i, vec in enumerate(vecs):
-            if info.kind == "sparse" and isinstance(vec, dict):
-                vec = drop_absent(vec)
+        for i, raw in enumerate(vecs):
+            vec = drop_absent(raw) if info.kind == "sparse" and isinstance(raw, dict) else raw
             problem = vector_problem(vec, info)
             if problem:
                 problem = f"chunk {i}: {problem}"

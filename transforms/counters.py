@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from apache_beam.metrics import Metrics
 
@@ -36,7 +36,7 @@ class Tallied:
     """DoFn mixin: ``self.count(name)`` adds to a per-bundle :class:`Tally` flushed in ``finish_bundle``;
     outside a bundle (a test calling ``process`` directly) it counts at once, as :func:`inc` does."""
 
-    _tally: "Tally | None" = None
+    _tally: Tally | None = None
 
     def start_bundle(self) -> None:
         self._tally = Tally()
@@ -77,7 +77,7 @@ def skipped(reason: str, n: int = 1) -> None:
     inc(f"skipped.{reason}", n)
 
 
-def skip_record(stage: str, reason: str, message: str, record, doc_id: str | None = None):
+def skip_record(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None) -> Any:
     """Count a skipped record and return it as a tagged output, so skips are listed, never silent."""
     import apache_beam as beam
 
@@ -96,13 +96,13 @@ class Progress:
     """
 
     _lock = threading.Lock()
-    _totals: dict[str, int] = {}
+    _totals: ClassVar[dict[str, int]] = {}
     _start: float | None = None
     _last: float = 0.0
     total: int | None = None  # records expected, when the source can tell cheaply (ETA)
     display: str = "log"  # "log" | "bar" | "off": the CLI picks it (-q: off; a terminal: bar)
     _bar: Any = None
-    _tasks: dict[str, Any] = {}
+    _tasks: ClassVar[dict[str, Any]] = {}
     clock: Callable[[], float] = time.monotonic
     console: Any = None  # the bar's rich Console (default: stderr)
 
@@ -149,8 +149,15 @@ class Progress:
             from rich.progress import Progress as Bar
 
             cls._bar = Bar(
-                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), _rate_column(), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=cls.console or Console(stderr=True), transient=False,
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _rate_column(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=cls.console or Console(stderr=True),
+                transient=False,
             )
             cls._bar.start()
 
@@ -190,7 +197,7 @@ def _rate_column() -> Any:
     class RateColumn(ProgressColumn):
         """Documents per second, blank until a second has passed (no "32000000000.0/s")."""
 
-        def render(self, task) -> Text:
+        def render(self, task: Any) -> Text:
             elapsed = task.elapsed or 0.0
             return Text(f"{task.completed / elapsed:,.1f}/s" if elapsed >= 1.0 else "-/s")
 

@@ -1,10 +1,12 @@
 """Collect every stage's dead letters into one JSONL output for the run."""
 from __future__ import annotations
 
+from typing import Any
+
 import apache_beam as beam
 
 
-class WriteDeadLetters(beam.PTransform):
+class WriteDeadLetters(beam.PTransform[Any, Any]):
     """DeadLetters -> JSONL files ``<dir>/<run_id>/<name>-*.jsonl`` (``dead-letters`` or ``skipped``)."""
 
     def __init__(self, directory: str, run_id: str, name: str = "dead-letters"):
@@ -13,7 +15,7 @@ class WriteDeadLetters(beam.PTransform):
         self.run_id = run_id
         self.name = name
 
-    def expand(self, dead: beam.PCollection):
+    def expand(self, dead: beam.PCollection[Any]) -> Any:
         run_id = self.run_id
         return (
             dead

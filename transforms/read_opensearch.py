@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, cast
 
 import apache_beam as beam
 
@@ -51,7 +52,7 @@ def source_includes(cfg: OpenSearchSourceConfig) -> list[str]:
     return list(dict.fromkeys(fields))
 
 
-def client_for(cfg: OpenSearchSourceConfig):
+def client_for(cfg: OpenSearchSourceConfig) -> Any:
     from neural_ingest.sinks.opensearch_client import make_client
 
     return make_client(cfg, timeout=cfg.timeout)  # the sink's connection settings: hosts, auth, TLS
@@ -113,13 +114,15 @@ def to_record(hit: dict[str, Any], includes: list[str] | None) -> dict[str, Any]
     return src
 
 
-def search_with_retries(client: Any, body: dict[str, Any], attempts: int = 6, sleep=time.sleep) -> dict[str, Any]:
+def search_with_retries(
+    client: Any, body: dict[str, Any], attempts: int = 6, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
     """One search, retried through connection errors and back-pressure (429/5xx)."""
     from opensearchpy import exceptions as os_exc
 
     for attempt in range(attempts):
         try:
-            return client.search(body=body)
+            return cast("dict[str, Any]", client.search(body=body))
         except os_exc.NotFoundError as e:
             raise SourceReadError(
                 f"the point in time is gone ({e.error}): it expired between pages; raise source.keep_alive"
@@ -240,7 +243,7 @@ class ClosePitFn(beam.DoFn):
         return []
 
 
-class ReadFromOpenSearch(beam.PTransform):
+class ReadFromOpenSearch(beam.PTransform[Any, Any]):
     """PBegin -> {"records": dicts (_source fields + _id), "dead_letter": documents no stage could carry}.
 
     ``includes``: the _source fields to fetch (default: the source config's text, metadata and id
@@ -257,7 +260,7 @@ class ReadFromOpenSearch(beam.PTransform):
         self.count_read = count_read
         self.page_fn = page_fn
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         opened = (
             pbegin
             | "Start" >> beam.Create([None])
@@ -267,7 +270,9 @@ class ReadFromOpenSearch(beam.PTransform):
             opened.slices
             | "SpreadSlices" >> beam.Reshuffle()
             | "ReadSlices"
-            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read, self.page_fn)).with_outputs(DONE, DEAD_LETTER, main="records")
+            >> beam.ParDo(ReadSliceFn(self.cfg, self.includes, self.count_read, self.page_fn)).with_outputs(
+                DONE, DEAD_LETTER, main="records"
+            )
         )
         _ = opened[PITS] | "ClosePits" >> beam.ParDo(ClosePitFn(self.cfg), done=beam.pvalue.AsList(read[DONE]))
         return {"records": read.records, DEAD_LETTER: read[DEAD_LETTER]}

@@ -10,7 +10,8 @@ Nested storage needs none of that: the document is replaced whole.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -80,7 +81,9 @@ class BulkIndexChunkedFn(BulkIndexFn):
             except Exception as e:  # noqa: BLE001 - the documents' state in the index is wrong: dead letters
                 log.warning("could not delete stale chunks of %d documents: %s", len(landed), e)
                 for doc in landed:
-                    yield self._dead(doc, "stale_chunks", f"new chunks written, old ones past {len(doc.chunks or [])} not deleted: {e}"[:2000])
+                    yield self._dead(
+                        doc, "stale_chunks", f"new chunks written, old ones past {len(doc.chunks or [])} not deleted: {e}"[:2000]
+                    )
                 landed = []
         counters.inc("indexed", len(landed))
         counters.inc("indexed_chunks", ok_chunks)
@@ -105,9 +108,8 @@ class WriteChunkedToOpenSearch(beam.PTransform):
         out = (
             docs
             | "BatchForBulk" >> beam.BatchElements(min_batch_size=min(n, 50), max_batch_size=n, element_size_fn=size)
-            | "BulkChunks" >> beam.ParDo(BulkIndexChunkedFn(self.cfg, self.plan, self.progress_every)).with_outputs(
-                DEAD_LETTER, main="ok"
-            )
+            | "BulkChunks"
+            >> beam.ParDo(BulkIndexChunkedFn(self.cfg, self.plan, self.progress_every)).with_outputs(DEAD_LETTER, main="ok")
         )
         return {DEAD_LETTER: out[DEAD_LETTER]}
 
@@ -153,4 +155,4 @@ class WriteChunkedParquet(beam.PTransform):
         return {DEAD_LETTER: rows[DEAD_LETTER]}
 
 
-__all__ = ["BulkIndexChunkedFn", "WriteChunkedToOpenSearch", "WriteChunkedParquet", "chunk_id"]
+__all__ = ["BulkIndexChunkedFn", "WriteChunkedParquet", "WriteChunkedToOpenSearch", "chunk_id"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
@@ -106,9 +107,11 @@ class OverlappedBulkIndexFn(BulkIndexFn):
         while self._pending and (len(self._pending) > keep or self._pending[0][0].done()):
             yield from self._report(*self._pending.popleft())
 
-    def process(self, batch: Any, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+    def process(self, batch: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam) -> Iterable[Any]:
         limit = max(1, self.cfg.bulk.in_flight)
         yield from self._drain(keep=limit - 1)  # room for this batch
+        if self._pool is None:
+            raise RuntimeError("process() before setup(): the bulk thread pool is not started")
         self._pending.append((self._pool.submit(self._build_and_write, list(batch)), window, timestamp))
 
     def finish_bundle(self) -> Iterable[Any]:

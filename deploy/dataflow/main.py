@@ -73,7 +73,15 @@ class FinishRun(beam.DoFn):
                        dead_letter_path=f"{self.cfg.dead_letter.path.rstrip('/')}/{self.run_id}")
         s.apply_error_budget(self.cfg.run.max_failed, self.cfg.run.max_failed_ratio)
         s.exit_code = exit_codes.ERROR_BUDGET if s.error_budget else exit_codes.OK
-        result = {"run_id": s.run_id, "status": s.status, "read": read, "failed": failed, "error_budget": s.error_budget, "exit_code": s.exit_code, "dead_letter_path": s.dead_letter_path}
+        result = {
+            "run_id": s.run_id,
+            "status": s.status,
+            "read": read,
+            "failed": failed,
+            "error_budget": s.error_budget,
+            "exit_code": s.exit_code,
+            "dead_letter_path": s.dead_letter_path,
+        }
         if self.summary_path:
             write_text(self.summary_path, json.dumps(result, indent=2))
         if s.error_budget:
@@ -126,16 +134,24 @@ def launch(cfg: Any, beam_args: list[str], summary_path: str = "") -> str:
     _ = (
         p
         | "FinishStart" >> beam.Create([None])
-        | "FinishRun" >> beam.ParDo(FinishRun(cfg, run_id, summary_path), read=_count(p, "Read", read),
-                                    failed=_count(p, "Failed", dead), written=_count(p, "Written", written))
+        | "FinishRun"
+        >> beam.ParDo(
+            FinishRun(cfg, run_id, summary_path),
+            read=_count(p, "Read", read),
+            failed=_count(p, "Failed", dead),
+            written=_count(p, "Written", written),
+        )
     )
     result = p.run()  # submitted: the job finishes (or fails its error budget) on its own
     try:
         job_id = result.job_id()  # DataflowPipelineResult; none for a template file or another runner
     except Exception:  # noqa: BLE001 - only for the log line
         job_id = None
-    log.info("launched run %s%s; the job makes the writes searchable and fails when the error budget is spent",
-             run_id, f" as Dataflow job {job_id}" if job_id else "")
+    log.info(
+        "launched run %s%s; the job makes the writes searchable and fails when the error budget is spent",
+        run_id,
+        f" as Dataflow job {job_id}" if job_id else "",
+    )
     return run_id
 
 

@@ -32,7 +32,9 @@ def finish(summary: Any) -> None:
     if not summary.reconciles:
         raise click.ClickException("counts do not reconcile (read != indexed + failed + skipped): please report this")
     if summary.error_budget:
-        click.echo(f"Error: the run failed its error budget: {summary.error_budget}. Dead letters: {summary.dead_letter_path}", err=True)
+        click.echo(
+            f"Error: the run failed its error budget: {summary.error_budget}. Dead letters: {summary.dead_letter_path}", err=True
+        )
         sys.exit(exit_codes.ERROR_BUDGET)
 
 
@@ -47,7 +49,9 @@ def dlq() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False))
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def dlq_replay(dlq_path: str, config: str, overrides: tuple[str, ...], summary_path: str | None, beam_args: tuple[str, ...]) -> None:
+def dlq_replay(
+    dlq_path: str, config: str, overrides: tuple[str, ...], summary_path: str | None, beam_args: tuple[str, ...]
+) -> None:
     """Re-run the records in DLQ_PATH (a run's dead-letter directory, a dead-letters*.jsonl file or a glob) with
     CONFIG, adding them to what the sink holds: a document with the same id is replaced, nothing is removed.
     Fix a record first by editing its dead letter ("line" for JSONL, "row" for CSV). Exit 0: replayed;

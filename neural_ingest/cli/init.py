@@ -22,7 +22,7 @@ _SOURCE_TYPES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv"
 def _yaml(value: str) -> str:
     """A string as a YAML scalar: plain when YAML reads it back unchanged (a model name, a path), else double-quoted
     by YAML itself: `0`, `null`, `yes`, `: `, ` #`, newlines and any other character stay text."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     if re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./~@+:-]*", value):
         try:
@@ -30,7 +30,7 @@ def _yaml(value: str) -> str:
                 return value
         except yaml.YAMLError:
             pass
-    return yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30).rstrip("\n")  # YAML's own escapes
+    return str(yaml.safe_dump(value, default_style='"', allow_unicode=True, width=1 << 30)).rstrip("\n")  # YAML's own escapes
 
 
 def _source_type(path: str) -> str:
@@ -61,9 +61,9 @@ def starter_config(sink: str, model: str = DEFAULT_MODEL, sparse_model: str = DE
 # neural-ingest starter config (`neural-ingest init --sink {sink}`). Every field is explained; see README.md,
 # "Configuration". ${{NAME}} and ${{NAME:-default}} are read from the environment when the file is loaded,
 # so hosts and secrets stay out of this file. Next:
-#   neural-ingest validate CONFIG                 # the config, the model{'' if sink == 'parquet' else ', the cluster'}; encodes nothing
+#   neural-ingest validate CONFIG                 # the config, the model{"" if sink == "parquet" else ", the cluster"}; encodes nothing
 #   neural-ingest run CONFIG --summary out/summary.json
-#   neural-ingest search CONFIG "a question"{' --mode hybrid' if sink == 'hybrid' else ''}
+#   neural-ingest search CONFIG "a question"{" --mode hybrid" if sink == "hybrid" else ""}
 run:
   name: starter                     # shown in the summary and in run ids
   max_failed_ratio: 0.01            # error budget: the run fails (exit 3) when more than 1% of records fail
@@ -94,7 +94,9 @@ encoders:                           # dense + sparse: one read of the source, bo
     prune: {{type: max_ratio, ratio: 0.1}}   # drop tokens below 10% of the top weight: none | top_k | max_ratio | alpha_mass | abs_value
 """
     else:
-        encoders = "encoder:                            # the model that embeds every document (and each query of `search`)\n" + dense
+        encoders = (
+            "encoder:                            # the model that embeds every document (and each query of `search`)\n" + dense
+        )
     if sink == "parquet":
         sink_text = """\
 sink:
@@ -121,18 +123,30 @@ dead_letter:
 
 
 @click.command("init")
-@click.option("--sink", "sink", type=click.Choice(SINKS), default="parquet", show_default=True,
-              help="parquet: a local dataset; opensearch: a k-NN index; hybrid: dense + neural sparse in one index.")
+@click.option(
+    "--sink",
+    "sink",
+    type=click.Choice(SINKS),
+    default="parquet",
+    show_default=True,
+    help="parquet: a local dataset; opensearch: a k-NN index; hybrid: dense + neural sparse in one index.",
+)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Dense model: a catalogue name or a directory.")
 @click.option("--sparse-model", default=DEFAULT_SPARSE_MODEL, show_default=True, help="Sparse model (--sink hybrid).")
 @click.option("--source", default=DEFAULT_SOURCE, show_default=True, help="Source file or glob; its extension gives the format.")
 @click.option("--index", default="docs", show_default=True, help="OpenSearch index (--sink opensearch / hybrid).")
-@click.option("-o", "--output", default="neural-ingest.yaml", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Where to write the config; - prints it.")
+@click.option(
+    "-o",
+    "--output",
+    default="neural-ingest.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to write the config; - prints it.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(sink: str, model: str, sparse_model: str, source: str, index: str, output: str, force: bool) -> None:
     """Write a commented starter config for SINK and MODEL, valid as written (then: neural-ingest validate)."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     from neural_ingest.config import ConfigError, interpolate_env, parse_config
 

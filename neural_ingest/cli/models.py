@@ -73,7 +73,7 @@ def show_model(name: str, as_json: bool) -> None:
     click.echo(f"{'mapping':>14}: {json.dumps(_mapping(entry))}")
 
 
-def _mapping(entry) -> dict:
+def _mapping(entry: Any) -> dict[str, Any]:
     from neural_ingest.config import OpenSearchSinkConfig
     from neural_ingest.sinks.mapping import field_mapping
 
@@ -114,10 +114,18 @@ def export_model(name: str, out: str, model_path: str | None, models_dir: str | 
     help="Build the artifacts from the pipeline's own local weights and upload them (offline clusters; dense models "
     "and the sparse query tokenizer; a sparse encoder needs --artifact).",
 )
-@click.option("--allow-local-upload", is_flag=True, help="Set plugins.ml_commons.allow_registering_model_via_local_file=true first.")
+@click.option(
+    "--allow-local-upload", is_flag=True, help="Set plugins.ml_commons.allow_registering_model_via_local_file=true first."
+)
 @click.option("--deploy/--no-deploy", default=True, show_default=True, help="Deploy after registering.")
-@click.option("--search-pipeline", metavar="NAME", help="Create a search pipeline NAME that fills in these model ids, and make it the index's default.")
-@click.option("--state", "state_path", type=click.Path(dir_okay=False), help="Where model ids are recorded [.neural-ingest/models.json].")
+@click.option(
+    "--search-pipeline",
+    metavar="NAME",
+    help="Create a search pipeline NAME that fills in these model ids, and make it the index's default.",
+)
+@click.option(
+    "--state", "state_path", type=click.Path(dir_okay=False), help="Where model ids are recorded [.neural-ingest/models.json]."
+)
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for each ML Commons task.")
 @click.option("--force", is_flag=True, help="Register again even if a recorded model id is still on the cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recorded models as JSON.")
@@ -148,12 +156,25 @@ def register(
         raise UserError("--from-local builds TorchScript zips: use --format torch_script, or give ONNX zips with --artifact")
     if search_pipeline and not sink:
         raise UserError("--search-pipeline sets the index's default pipeline: the config needs an OpenSearch sink")
-    echo = lambda m: click.echo(m, err=as_json)
+
+    def echo(m: str) -> None:
+        click.echo(m, err=as_json)
+
     with _cluster_errors(sink_cfg):
         planned, records, registry, pipeline = _register(
-            cfg, sink_cfg, sink.index if sink else None, model_format=model_format.upper(), artifacts=artifacts,
-            from_local=from_local, allow_local_upload=allow_local_upload, deploy=deploy, search_pipeline=search_pipeline,
-            state_path=state_path, timeout=timeout, force=force, echo=echo,
+            cfg,
+            sink_cfg,
+            sink.index if sink else None,
+            model_format=model_format.upper(),
+            artifacts=artifacts,
+            from_local=from_local,
+            allow_local_upload=allow_local_upload,
+            deploy=deploy,
+            search_pipeline=search_pipeline,
+            state_path=state_path,
+            timeout=timeout,
+            force=force,
+            echo=echo,
         )
     _print_registration(planned, records, registry, pipeline, sink_cfg, as_json)
     from neural_ingest.ml_commons import deploy_failures
@@ -188,12 +209,27 @@ def _cluster_errors(sink_cfg: Any) -> Iterator[None]:
     except (MLCommonsError, ValueError) as e:
         raise UserError(str(e)) from None
     except os_exc.OpenSearchException as e:  # a cluster error we did not anticipate: still one line, no traceback
-        raise UserError(f"OpenSearch at {redact_url(sink_cfg.hosts[0])}: {type(e).__name__}: {redact_text(str(e)[:500])}") from None
+        raise UserError(
+            f"OpenSearch at {redact_url(sink_cfg.hosts[0])}: {type(e).__name__}: {redact_text(str(e)[:500])}"
+        ) from None
 
 
-def _register(cfg: Any, sink_cfg: Any, index: str | None, *, model_format: str, artifacts: tuple[str, ...], from_local: bool,
-              allow_local_upload: bool, deploy: bool, search_pipeline: str | None, state_path: str | None, timeout: float,
-              force: bool, echo: Callable[[str], None]) -> tuple[list[Any], list[Any], Any, dict[str, Any] | None]:
+def _register(
+    cfg: Any,
+    sink_cfg: Any,
+    index: str | None,
+    *,
+    model_format: str,
+    artifacts: tuple[str, ...],
+    from_local: bool,
+    allow_local_upload: bool,
+    deploy: bool,
+    search_pipeline: str | None,
+    state_path: str | None,
+    timeout: float,
+    force: bool,
+    echo: Callable[[str], None],
+) -> tuple[list[Any], list[Any], Any, dict[str, Any] | None]:
     """Plan the models, build or take their artifacts, register (and deploy) each once, set the search pipeline."""
     import tempfile
 
@@ -225,8 +261,17 @@ def _register(cfg: Any, sink_cfg: Any, index: str | None, *, model_format: str, 
         if by_name and allow_local_upload:
             ml.allow_local_upload()
         registry = ModelRegistry(state_path)
-        records = register_models(ml, registry, redact_url(sink_cfg.hosts[0]), planned, model_format=model_format,
-                                  artifacts=by_name, deploy=deploy, force=force, echo=echo)
+        records = register_models(
+            ml,
+            registry,
+            redact_url(sink_cfg.hosts[0]),
+            planned,
+            model_format=model_format,
+            artifacts=by_name,
+            deploy=deploy,
+            force=force,
+            echo=echo,
+        )
     pipeline = None
     if search_pipeline and index:
         ids = {r.name: r.model_id for r in records}
@@ -237,15 +282,25 @@ def _register(cfg: Any, sink_cfg: Any, index: str | None, *, model_format: str, 
     return planned, records, registry, pipeline
 
 
-def _print_registration(planned: list[Any], records: list[Any], registry: Any, pipeline: dict[str, Any] | None,
-                        sink_cfg: Any, as_json: bool) -> None:
+def _print_registration(
+    planned: list[Any], records: list[Any], registry: Any, pipeline: dict[str, Any] | None, sink_cfg: Any, as_json: bool
+) -> None:
     from neural_ingest.redact import redact_url
 
     if as_json:
         from dataclasses import asdict
 
-        click.echo(json.dumps({"cluster": redact_url(sink_cfg.hosts[0]), "state_file": str(registry.path),
-                               "models": [asdict(r) for r in records], "search_pipeline": pipeline}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "cluster": redact_url(sink_cfg.hosts[0]),
+                    "state_file": str(registry.path),
+                    "models": [asdict(r) for r in records],
+                    "search_pipeline": pipeline,
+                },
+                indent=2,
+            )
+        )
         return
     ids = {r.name: r.model_id for r in records}
     for r in records:
@@ -258,7 +313,7 @@ def _print_registration(planned: list[Any], records: list[Any], registry: Any, p
     click.echo(f"recorded in {registry.path}")
 
 
-def _artifact_map(values: tuple[str, ...], names: list[str], lookup) -> dict[str, Path]:
+def _artifact_map(values: tuple[str, ...], names: list[str], lookup: Any) -> dict[str, Path]:
     """``--artifact`` values -> {catalogue name: zip}; a bare ZIP needs exactly one model to register."""
     out: dict[str, Path] = {}
     for v in values:

@@ -18,19 +18,44 @@ from neural_ingest.cli.errors import load_config
 @click.command("reindex", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value.")
-@click.option("--summary", "summary_path", type=click.Path(dir_okay=False), help="Also write the summary (with a reindex section) as JSON.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (alias, new index, reuse, validation, retention, lock); change nothing.")
-@click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
-              help="Wait this long for another run's lock; 0 exits at once (code 5).")
+@click.option(
+    "--summary", "summary_path", type=click.Path(dir_okay=False), help="Also write the summary (with a reindex section) as JSON."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan (alias, new index, reuse, validation, retention, lock); change nothing."
+)
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another run's lock; 0 exits at once (code 5).",
+)
 @click.option("--full", is_flag=True, help="Encode every document again (no vector reuse).")
-@click.option("--replace-index", is_flag=True,
-              help="The alias name is taken by a real index: reuse its vectors, then delete it in the swap request.")
-@click.option("--allow-shrink", is_flag=True,
-              help="A planned drop: swap even when the new index has fewer documents than reindex.validation."
-                   "max_deleted_ratio / min_documents allow against the live index.")
+@click.option(
+    "--replace-index",
+    is_flag=True,
+    help="The alias name is taken by a real index: reuse its vectors, then delete it in the swap request.",
+)
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="A planned drop: swap even when the new index has fewer documents than reindex.validation."
+    "max_deleted_ratio / min_documents allow against the live index.",
+)
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, dry_run: bool, wait: float, full: bool,
-            replace_index: bool, allow_shrink: bool, beam_args: tuple[str, ...]) -> None:
+def reindex(
+    config: str,
+    overrides: tuple[str, ...],
+    summary_path: str | None,
+    dry_run: bool,
+    wait: float,
+    full: bool,
+    replace_index: bool,
+    allow_shrink: bool,
+    beam_args: tuple[str, ...],
+) -> None:
     """Build <alias>-<UTC timestamp> from CONFIG's source, validate it, and swap the alias to it.
 
     Unchanged documents reuse the live index's vectors (reindex.incremental); documents gone from the
@@ -41,15 +66,26 @@ def reindex(config: str, overrides: tuple[str, ...], summary_path: str | None, d
 
     cfg = load_config(config, overrides)
     try:  # a held lock, and any other error, take the group's path (one line, its exit code)
-        result = do_reindex(cfg, list(beam_args), summary_path, dry_run=dry_run, wait=wait, full=full,
-                            replace_index=replace_index, allow_shrink=allow_shrink, echo=click.echo,
-                            config_path=config)
+        result = do_reindex(
+            cfg,
+            list(beam_args),
+            summary_path,
+            dry_run=dry_run,
+            wait=wait,
+            full=full,
+            replace_index=replace_index,
+            allow_shrink=allow_shrink,
+            echo=click.echo,
+            config_path=config,
+        )
     except LockLost as e:
         click.echo(f"Error: {e}; the alias was not touched", err=True)
         sys.exit(EXIT_LOCKED)
     if result.status == "dry_run":
         return
     summary = result.summary
+    if summary is None:  # only a dry run has none
+        raise RuntimeError(f"reindex ended {result.status} without a run summary")
     summary.render()
     for check in result.validation.checks if result.validation else []:
         click.echo(f"validation {check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
@@ -83,7 +119,9 @@ def rollback(config: str, overrides: tuple[str, ...], dry_run: bool, wait: float
 
     r = do_rollback(load_config(config, overrides), dry_run=dry_run, wait=wait)  # a held lock: the group's path, exit 5
     if as_json:
-        click.echo(json.dumps({"alias": r.alias, "from": r.from_index, "to": r.to_index, "actions": r.actions, "dry_run": r.dry_run}))
+        click.echo(
+            json.dumps({"alias": r.alias, "from": r.from_index, "to": r.to_index, "actions": r.actions, "dry_run": r.dry_run})
+        )
     elif dry_run:
         click.echo(f"would point {r.alias} from {r.from_index} back to {r.to_index}: {r.actions}")
     else:

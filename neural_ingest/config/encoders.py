@@ -61,7 +61,7 @@ class SentenceTransformersEncoderConfig(_LocalModelBase):
     )
 
     @model_validator(mode="after")
-    def _backend_fits(self) -> "SentenceTransformersEncoderConfig":
+    def _backend_fits(self) -> SentenceTransformersEncoderConfig:
         if self.quantize and self.backend == "torch":
             raise ValueError("quantize needs backend onnx or openvino")
         if self.backend != "torch" and self.device == "cuda":
@@ -98,7 +98,7 @@ class SparsePruneConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _ratio_fits(self) -> "SparsePruneConfig":
+    def _ratio_fits(self) -> SparsePruneConfig:
         # The same ranges neural-search accepts (PruneUtils.isValidPruneRatio).
         t, r = self.type, self.ratio
         if t == "none":

@@ -163,7 +163,9 @@ def _apply_one(data: dict[str, Any], item: str) -> None:
         raise ConfigError(f"--set {_key_of(item)}: expected key.path=value, e.g. --set encoders.0.batch_size=64")
     parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"--set {key}: the key path has an empty part (two dots, or a dot at an end): write it like sink.bulk.max_docs")
+        raise ConfigError(
+            f"--set {key}: the key path has an empty part (two dots, or a dot at an end): write it like sink.bulk.max_docs"
+        )
     value = _parse_value(key, parts, raw)
     node: Any = data
     for depth in range(len(parts) - 1):

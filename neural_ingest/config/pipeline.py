@@ -151,19 +151,22 @@ class PipelineConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _fields_unique(self) -> "PipelineConfig":
+    def _fields_unique(self) -> PipelineConfig:
         fields = [encoder_field(e) for e in self.encoders]
         if len(set(fields)) != len(fields):
             raise ValueError(f"encoders write to the same field {fields}: give each a distinct `field`")
         return self
 
     @model_validator(mode="after")
-    def _chunk_fields_free(self) -> "PipelineConfig":
+    def _chunk_fields_free(self) -> PipelineConfig:
         c = self.chunking
         if c.mode != "chunk":
             return self
-        taken = {*(encoder_field(e) for e in self.encoders), *self.source.metadata_fields, getattr(self.sink, "text_field", "text")}
+        text_field = getattr(self.sink, "text_field", "text")
+        taken = {*(encoder_field(e) for e in self.encoders), *self.source.metadata_fields, text_field}
         own = {c.field} if c.storage == "nested" else {"parent_id", "chunk_index", "chunk_start", "chunk_end"}
         if own & taken:
-            raise ValueError(f"chunking (storage {c.storage}) writes {sorted(own & taken)}, already an encoder, metadata or text field")
+            raise ValueError(
+                f"chunking (storage {c.storage}) writes {sorted(own & taken)}, already an encoder, metadata or text field"
+            )
         return self

@@ -1,7 +1,7 @@
 """Encoders behind an HTTP service (openai, tei, opensearch_ml, http), and EncoderConfig: the union of every kind."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -69,7 +69,7 @@ class _RemoteEncoderBase(_EncoderBase):
         return self.output
 
     @model_validator(mode="after")
-    def _dimension_known(self):
+    def _dimension_known(self) -> Self:
         if self.output == "dense" and self.dimension is None and not self.probe:
             raise ValueError("dimension is required when probe is false (the index mapping needs it)")
         return self
@@ -133,7 +133,7 @@ class HttpEncoderConfig(_RemoteEncoderBase):
     response_path: str | None = Field(None, description="JSONPath to the embeddings, e.g. $.data[*].embedding.")
 
     @model_validator(mode="after")
-    def _result_mapping(self):
+    def _result_mapping(self) -> Self:
         from neural_ingest.encoders.remote.adapters import POST_PROCESS, PRE_PROCESS
         from neural_ingest.encoders.remote.jsonpath import PathError, parse_path
 
@@ -156,14 +156,12 @@ class HttpEncoderConfig(_RemoteEncoderBase):
 
 # Every encoder config class is a member of this union, keyed by its `type` literal.
 EncoderConfig = Annotated[
-    Union[
-        SentenceTransformersEncoderConfig,
-        NeuralSparseEncoderConfig,
-        OpenSearchMLEncoderConfig,
-        OpenAIEncoderConfig,
-        TEIEncoderConfig,
-        HttpEncoderConfig,
-        HashEncoderConfig,
-    ],
+    SentenceTransformersEncoderConfig
+    | NeuralSparseEncoderConfig
+    | OpenSearchMLEncoderConfig
+    | OpenAIEncoderConfig
+    | TEIEncoderConfig
+    | HttpEncoderConfig
+    | HashEncoderConfig,
     Field(discriminator="type"),
 ]

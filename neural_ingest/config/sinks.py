@@ -1,7 +1,7 @@
 """Where embeddings go: an OpenSearch index (k-NN, bulk loading, auth) or the local Parquet dataset."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -44,7 +44,7 @@ class KnnConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _combinations(self) -> "KnnConfig":
+    def _combinations(self) -> KnnConfig:
         if self.encoder == "sq_fp16" and self.engine == "lucene":
             raise ValueError(f"sink.knn.encoder sq_fp16 is a faiss encoder: set sink.knn.engine: faiss (not {self.engine})")
         if self.encoder and self.compression_level not in (None, "1x", "2x"):
@@ -161,4 +161,4 @@ class ParquetSinkConfig(_Strict):
         return f"parquet {self.path}"
 
 
-SinkConfig = Annotated[Union[OpenSearchSinkConfig, ParquetSinkConfig], Field(discriminator="type")]
+SinkConfig = Annotated[OpenSearchSinkConfig | ParquetSinkConfig, Field(discriminator="type")]

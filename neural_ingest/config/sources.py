@@ -1,7 +1,7 @@
 """Where documents come from: files (jsonl, csv, parquet, text) or an existing OpenSearch index."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -22,7 +22,10 @@ class SourceConfig(_Strict):
     text_separator: str = "\n\n"
     metadata_fields: list[str] = Field(default_factory=list, description="Fields carried into the index as-is.")
     deduplicate: bool = Field(
-        True, description="Keep one document per id within a run: the last in source order, as an upsert would; list the others as skipped."
+        True,
+        description=(
+            "Keep one document per id within a run: the last in source order, as an upsert would; list the others as skipped."
+        ),
     )
     csv_delimiter: str = ","
     encoding: str = "utf-8"
@@ -45,7 +48,9 @@ class OpenSearchSourceConfig(_Strict):
     timeout: float = Field(60.0, gt=0, description="Seconds per search request.")
     query: dict[str, Any] | None = Field(None, description="Query selecting the documents; null: all of them.")
     id_field: str | None = Field("_id", description="_id: the document's own id; a _source field; null: a content hash.")
-    text_fields: list[str] = Field(["text"], min_length=1, description="_source fields joined to form the text (dots reach into objects).")
+    text_fields: list[str] = Field(
+        ["text"], min_length=1, description="_source fields joined to form the text (dots reach into objects)."
+    )
     text_separator: str = "\n\n"
     metadata_fields: list[str] = Field(default_factory=list, description="_source fields carried into the new index.")
     deduplicate: bool = Field(True, description="Keep one document per id (several indices may share ids).")
@@ -59,4 +64,4 @@ class OpenSearchSourceConfig(_Strict):
         return f"opensearch {redact_url(self.hosts[0])}/{self.index}"
 
 
-AnySourceConfig = Annotated[Union[SourceConfig, OpenSearchSourceConfig], Field(discriminator="type")]
+AnySourceConfig = Annotated[SourceConfig | OpenSearchSourceConfig, Field(discriminator="type")]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from neural_ingest.encoders.base import EncodeError, Encoder, Loaded, ModelInfo
 
@@ -17,14 +18,15 @@ ENCODERS: dict[str, str] = {
 }
 
 
-def make_encoder(cfg) -> Encoder:
+def make_encoder(cfg: Any) -> Encoder[Any]:
     """Build the encoder a config block describes."""
     try:
         target = ENCODERS[cfg.type]
     except KeyError:
         raise ValueError(f"unknown encoder type {cfg.type!r}; known: {sorted(ENCODERS)}") from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(cfg)
+    encoder: Encoder[Any] = getattr(importlib.import_module(module), cls)(cfg)
+    return encoder
 
 
 __all__ = ["ENCODERS", "EncodeError", "Encoder", "Loaded", "ModelInfo", "make_encoder"]

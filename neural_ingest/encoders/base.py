@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from apache_beam.utils import shared
 
@@ -119,7 +120,8 @@ class Encoder(ABC, Generic[M]):
 
     def acquire(self) -> Loaded[M]:
         """The process-wide shared model for this encoder, loading it on first use."""
-        return acquire_shared(self.share_key(), self.load_model)
+        loaded: Loaded[M] = acquire_shared(self.share_key(), self.load_model)
+        return loaded
 
 
 _HANDLES: dict[str, shared.Shared] = {}

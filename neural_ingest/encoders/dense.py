@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from neural_ingest.model_resolve import resolve_model_dir
 log = logging.getLogger(__name__)
 
 
-class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 - imported lazily
+class SentenceTransformerEncoder(Encoder[Any]):  # a SentenceTransformer, or a FastSentenceModel on onnx/openvino
     kind = "dense"
 
     def __init__(self, cfg: SentenceTransformersEncoderConfig):
@@ -31,7 +32,7 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
     def batch_size(self) -> int:
         return self.cfg.batch_size
 
-    def load_model(self) -> Loaded:
+    def load_model(self) -> Loaded[Any]:
         # Weights come from local disk only; never let a missing file turn into a hub download.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -47,7 +48,8 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
             import torch
 
             torch.set_num_threads(c.threads)
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        # a SentenceTransformer, or below a FastSentenceModel with the same surface (its dimension is known once loaded)
+        model: Any = SentenceTransformer(str(path), device=device, local_files_only=True)
         has_normalize = any(isinstance(m, Normalize) for m in model)
         # A catalogue name must get that model's weights: check them (as loaded, before the config's
         # overrides) before anything is encoded. Similarity only counts when the files declare one.
@@ -66,7 +68,7 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
             has_normalize = False
         if c.max_seq_length:
             model.max_seq_length = c.max_seq_length
-        extra = {"path": str(path), "device": device}
+        extra: dict[str, Any] = {"path": str(path), "device": device}
         tokens = None
         if getattr(c, "backend", "torch") == "torch":  # tokenize once per window, encode from tokens (pretokenized.py)
             from neural_ingest.encoders.pretokenized import token_path
@@ -90,7 +92,7 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
         log.info("loaded %s from %s on %s (dim=%s)", c.model, path, device, info.dimension)
         return Loaded(model, info, tokens)
 
-    def encode(self, loaded: Loaded, texts: Sequence[str]) -> list[Vector]:
+    def encode(self, loaded: Loaded[Any], texts: Sequence[str]) -> list[Vector]:
         with loaded.lock:
             arr = loaded.model.encode(
                 list(texts),
@@ -101,19 +103,20 @@ class SentenceTransformerEncoder(Encoder["SentenceTransformer"]):  # noqa: F821 
             )
         return list(np.asarray(arr, dtype=np.float32))
 
-    def tokenize(self, loaded: Loaded, texts: Sequence[str]) -> Tokenized | None:
+    def tokenize(self, loaded: Loaded[Any], texts: Sequence[str]) -> Tokenized | None:
         path = getattr(loaded, "tokens", None)
         if path is None:
             return None
         with loaded.lock:
-            return path.tokenize(texts)
+            tokenized: Tokenized = path.tokenize(texts)
+            return tokenized
 
-    def encode_tokenized(self, loaded: Loaded, tokens: Sequence[object]) -> list[Vector]:
+    def encode_tokenized(self, loaded: Loaded[Any], tokens: Sequence[object]) -> list[Vector]:
         with loaded.lock:
             arr = loaded.tokens.encode(loaded.model, tokens, bool(self.cfg.normalize))
         return list(np.asarray(arr, dtype=np.float32))
 
-    def token_lengths(self, loaded: Loaded, texts: Sequence[str]) -> list[int]:
+    def token_lengths(self, loaded: Loaded[Any], texts: Sequence[str]) -> list[int]:
         """Token counts after the model's truncation; used for batching and truncation counts."""
         tok = loaded.model.tokenizer
         with loaded.lock:

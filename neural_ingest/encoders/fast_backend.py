@@ -28,8 +28,9 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,9 @@ def export_onnx(model_dir: Path, out: Path, has_normalize: bool) -> Path:
             feats = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
             return self.inner(feats)["sentence_embedding"]
 
-    sample = st.tokenizer(["an example sentence", "a second, somewhat longer example sentence"], padding=True, return_tensors="pt")
+    sample = st.tokenizer(
+        ["an example sentence", "a second, somewhat longer example sentence"], padding=True, return_tensors="pt"
+    )
     args = tuple(sample[k] if k in sample else torch.zeros_like(sample["input_ids"]) for k in INPUTS)
     axes = {k: {0: "batch", 1: "sequence"} for k in INPUTS}
     axes["sentence_embedding"] = {0: "batch"}
@@ -100,8 +103,14 @@ def export_onnx(model_dir: Path, out: Path, has_normalize: bool) -> Path:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _Graph(st).eval(), args, str(tmp), input_names=list(INPUTS), output_names=["sentence_embedding"],
-                dynamic_axes=axes, opset_version=17, dynamo=False,
+                _Graph(st).eval(),
+                args,
+                str(tmp),
+                input_names=list(INPUTS),
+                output_names=["sentence_embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
             )
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,12 +138,20 @@ def _ort_model(onnx_path: Path, quantize: str | None, num_heads: int, hidden: in
         graph = onnx.load(str(fused))
         # Feed-forward output projections stay fp32: their inputs have outliers that per-tensor dynamic
         # activation scales cannot represent (min cosine to fp32 drops below 0.99 with them quantized).
-        keep = [n.name for n in graph.graph.node if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
+        keep = [
+            n.name
+            for n in graph.graph.node
+            if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name
+        ]
         return _atomic(
             out,
             lambda tmp: quantize_dynamic(
-                str(fused), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=keep,
+                str(fused),
+                str(tmp),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul", "Attention"],
+                nodes_to_exclude=keep,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             ),
         )
@@ -168,7 +185,15 @@ def _ov_model(onnx_path: Path, quantize: str | None) -> Path:
 class FastSentenceModel:
     """A SentenceTransformer look-alike running an exported graph on ONNX Runtime or OpenVINO."""
 
-    def __init__(self, st_model: Any, backend: str, quantize: str | None, threads: int | None, cache_dir: str | Path | None, model_dir: Path):
+    def __init__(
+        self,
+        st_model: Any,
+        backend: str,
+        quantize: str | None,
+        threads: int | None,
+        cache_dir: str | Path | None,
+        model_dir: Path,
+    ):
         from sentence_transformers.models import Normalize
 
         self.backend = backend
@@ -240,7 +265,9 @@ class FastSentenceModel:
         return out[0] if single else out
 
 
-def load_fast(st_model: Any, backend: str, quantize: str | None, threads: int | None, cache_dir: str | None, model_dir: Path) -> FastSentenceModel:
+def load_fast(
+    st_model: Any, backend: str, quantize: str | None, threads: int | None, cache_dir: str | None, model_dir: Path
+) -> FastSentenceModel:
     """Wrap a loaded (and configured) SentenceTransformer's graph in the faster runtime."""
     try:
         return FastSentenceModel(st_model, backend, quantize, threads, cache_dir, Path(model_dir))
@@ -253,6 +280,8 @@ def load_fast(st_model: Any, backend: str, quantize: str | None, threads: int | 
 
 
 def describe(model: Any) -> dict[str, Any]:
-    return {"backend": getattr(model, "backend", "torch"), "quantize": getattr(model, "quantize", None), "graph": getattr(model, "path", None)}
-
-
+    return {
+        "backend": getattr(model, "backend", "torch"),
+        "quantize": getattr(model, "quantize", None),
+        "graph": getattr(model, "path", None),
+    }

@@ -14,8 +14,8 @@ computation (a few microseconds a document at dimension 384).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from hashlib import blake2b
-from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +44,8 @@ def hash_vectors(texts: Sequence[str], dimension: int) -> np.ndarray:
         z ^= z >> np.uint64(31)
     v = (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / (1 << 23)) - np.float32(1.0)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return (v / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+    out: np.ndarray = (v / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+    return out
 
 
 class HashEncoder(Encoder[None]):

@@ -94,7 +94,8 @@ class TokenPath:
             emb = emb.cpu()
             if emb.dtype == torch.bfloat16:
                 emb = emb.float()
-        return emb.numpy()
+        out: np.ndarray = emb.numpy()
+        return out
 
 
 def token_path(model: Any) -> TokenPath | None:
@@ -103,7 +104,7 @@ def token_path(model: Any) -> TokenPath | None:
     if why is None:
         try:
             path = TokenPath(model)
-            if _same_features(path.features(path.tokenize(_PROBE).tokens), model.preprocess(_PROBE)):
+            if _same_features(path.features(path.tokenize(_PROBE).tokens or []), model.preprocess(_PROBE)):
                 return path
             why = "its tokens differ from the model's preprocess"
         except Exception as e:  # noqa: BLE001 - the check decides; encoding from texts always works

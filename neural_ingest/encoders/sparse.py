@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,7 +56,7 @@ SPARSE_MODELS: dict[str, tuple[str, str]] = {
 SPARSE_TOKENIZERS = {"opensearch-neural-sparse-tokenizer-v1"}
 
 # our activation name <-> SpladePooling.activation_function
-_TO_ST = {"log1p_relu": "relu", "log1p_log1p_relu": "log1p_relu"}
+_TO_ST: dict[str, Literal["relu", "log1p_relu"]] = {"log1p_relu": "relu", "log1p_log1p_relu": "log1p_relu"}
 _FROM_ST = {v: k for k, v in _TO_ST.items()}
 
 
@@ -108,7 +109,8 @@ def _catalogue_facts(name: str) -> tuple[str | None, str | None, str | None]:
 
 
 def _query_model_idf(query_model: str, models_dir: str | None) -> Path | None:
-    """The idf.json of a document-only model's query tokenizer (e.g. opensearch-neural-sparse-tokenizer-v1), if present locally."""
+    """The idf.json of a document-only model's query tokenizer (e.g. opensearch-neural-sparse-tokenizer-v1),
+    if present locally."""
     from neural_ingest import model_resolve as mr
 
     short = short_name(query_model)
@@ -174,6 +176,7 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
                 "(neural_sparse needs MLM logits -> activation -> max pooling)"
             )
         # Activation: config > the model's own files > catalogue > log1p_relu.
+        activation: str
         if c.activation:
             activation, why = c.activation, "config"
         elif st_native:
@@ -192,7 +195,7 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
         max_len = int(min((t.max_seq_length or 512) for t in transformers_)) if transformers_ else 512
 
         routers = [m for m in modules if isinstance(m, Router)]
-        query_route = routers[0].sub_modules["query"] if routers and "query" in routers[0].sub_modules else None
+        query_route: Any = routers[0].sub_modules["query"] if routers and "query" in routers[0].sub_modules else None
         static_query = query_route is not None and not any(isinstance(m, SpladePooling) for m in query_route)
         tokenizer = st.tokenizer
         if tokenizer is None and transformers_:
@@ -204,6 +207,7 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
             raise ValueError(f"model {c.model} at {path}: no tokenizer found")
 
         # Query mode: config > the model's own query route > catalogue > an idf.json beside the model > model.
+        query_mode: str
         if c.query_mode:
             query_mode = c.query_mode
         elif query_route is not None:
@@ -224,8 +228,8 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
                 idf, idf_source = load_idf(path)
             elif static_query:
                 idf_source = "model query route (SparseStaticEmbedding)"
-            elif query_model and _query_model_idf(query_model, c.models_dir) is not None:
-                idf, idf_source = load_idf(_query_model_idf(query_model, c.models_dir))
+            elif query_model and (query_idf := _query_model_idf(query_model, c.models_dir)) is not None:
+                idf, idf_source = load_idf(query_idf)
             else:
                 idf, idf_source = {}, "none (every token weighs 1.0)"
                 notes.append("no IDF table: query tokens all weigh 1.0; set idf_path to the model's idf.json")
@@ -271,7 +275,13 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
         )
         log.info(
             "loaded sparse model %s from %s on %s (vocab=%d, activation=%s from %s, queries via %s)",
-            c.model, path, device, dim, activation, why, query_mode,
+            c.model,
+            path,
+            device,
+            dim,
+            activation,
+            why,
+            query_mode,
         )
         return Loaded(model, info)
 
@@ -326,9 +336,7 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
         idf = sm.idf or {}
         special = set(sm.special_ids.tolist())
         with loaded.lock:
-            ids = sm.tokenizer(
-                list(texts), add_special_tokens=False, truncation=True, max_length=sm.max_seq_length
-            )["input_ids"]
+            ids = sm.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=sm.max_seq_length)["input_ids"]
         out = []
         for row in ids:
             m: dict[str, float] = {}

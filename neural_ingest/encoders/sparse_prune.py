@@ -43,9 +43,10 @@ def prune(vec: dict[str, float], prune_type: str, ratio: float | None) -> dict[s
         raise ValueError(problem)
     if prune_type == "none" or not vec:
         return dict(vec)
-    for tok, w in vec.items():
-        if not w > 0:
-            raise ValueError(f"pruning needs positive weights; token {tok!r} has {w!r}")
+    for tok, weight in vec.items():
+        if not weight > 0:
+            raise ValueError(f"pruning needs positive weights; token {tok!r} has {weight!r}")
+    assert ratio is not None  # ratio_problem: every prune type but "none" needs one
     tokens = list(vec)
     w = np.asarray([vec[t] for t in tokens], dtype=np.float32)
     r = np.float32(ratio)

@@ -96,7 +96,9 @@ class MLCommons:
         try:
             return self.client.transport.perform_request(method, path, body=body)
         except os_exc.ConnectionError as e:
-            raise MLCommonsError(f"{what}: cannot reach the cluster ({type(e).__name__}): check the host and that it is up") from None
+            raise MLCommonsError(
+                f"{what}: cannot reach the cluster ({type(e).__name__}): check the host and that it is up"
+            ) from None
         except os_exc.TransportError as e:
             reason = _error_reason(e)
             if "no handler found" in reason.lower():
@@ -120,14 +122,13 @@ class MLCommons:
         """Poll a task until it is done; return it when COMPLETED, raise with the explained error otherwise."""
         deadline = time.monotonic() + self.timeout
         while True:
-            task = self.request("GET", f"{ML}/tasks/{task_id}", what=f"{what}: reading task {task_id}")
+            task: dict[str, Any] = self.request("GET", f"{ML}/tasks/{task_id}", what=f"{what}: reading task {task_id}")
             state = task.get("state")
             if state in _DONE:
                 break
             if time.monotonic() > deadline:
                 raise MLCommonsError(
-                    f"{what}: task {task_id} is still {state} after {self.timeout:.0f}s; check it with "
-                    f"GET {ML}/tasks/{task_id}"
+                    f"{what}: task {task_id} is still {state} after {self.timeout:.0f}s; check it with GET {ML}/tasks/{task_id}"
                 )
             self._sleep(self.poll_interval)
         if state != "COMPLETED":
@@ -145,7 +146,8 @@ class MLCommons:
         from opensearchpy import exceptions as os_exc
 
         try:
-            return self.client.transport.perform_request("GET", f"{ML}/models/{model_id}")
+            model: dict[str, Any] = self.client.transport.perform_request("GET", f"{ML}/models/{model_id}")
+            return model
         except os_exc.NotFoundError:
             return None
 
@@ -162,7 +164,7 @@ class MLCommons:
             model_id = task.get("model_id") or model_id
         if not model_id:
             raise MLCommonsError(f"{what}: ML Commons answered without a model id: {resp}")
-        return model_id
+        return str(model_id)
 
     def register_artifact(
         self,
@@ -178,9 +180,15 @@ class MLCommons:
             raise MLCommonsError(f"artifact {artifact} does not exist or is not a file: give the model's zip")
         body = register_meta_body(entry, artifact, model_format)
         what = f"registering {entry.name} ({body['model_format']}) from {artifact}"
-        log.info("%s: POST %s/models/_register_meta (%d bytes, %d chunks)", what, ML, body["model_content_size_in_bytes"], body["total_chunks"])
+        log.info(
+            "%s: POST %s/models/_register_meta (%d bytes, %d chunks)",
+            what,
+            ML,
+            body["model_content_size_in_bytes"],
+            body["total_chunks"],
+        )
         resp = self.request("POST", f"{ML}/models/_register_meta", body, what=what)
-        model_id = resp.get("model_id")
+        model_id: str = resp.get("model_id")
         if not model_id:
             raise MLCommonsError(f"{what}: ML Commons answered without a model id: {resp}")
         total = body["total_chunks"]
@@ -190,8 +198,12 @@ class MLCommons:
                 self.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", chunk, what=f"{what}: chunk {n + 1}/{total}")
                 if progress:
                     progress(n + 1, total)
-        self.wait_model(model_id, ready={"REGISTERED", "DEPLOYED"}, failed={"REGISTER_FAILED", "DEPLOY_FAILED"},
-                        what=f"{what}: after uploading {total} chunks")
+        self.wait_model(
+            model_id,
+            ready={"REGISTERED", "DEPLOYED"},
+            failed={"REGISTER_FAILED", "DEPLOY_FAILED"},
+            what=f"{what}: after uploading {total} chunks",
+        )
         return model_id
 
     def wait_model(self, model_id: str, *, ready: set[str], failed: set[str], what: str) -> dict[str, Any]:
@@ -207,7 +219,8 @@ class MLCommons:
                 raise MLCommonsError(f"{what}: model {model_id} is {state}; GET {ML}/models/{model_id} has the details")
             if time.monotonic() > deadline:
                 raise MLCommonsError(
-                    f"{what}: model {model_id} is still {state} after {self.timeout:.0f}s; check it with GET {ML}/models/{model_id}"
+                    f"{what}: model {model_id} is still {state} after {self.timeout:.0f}s; "
+                    f"check it with GET {ML}/models/{model_id}"
                 )
             self._sleep(self.poll_interval)
 
@@ -240,7 +253,10 @@ class MLCommons:
                 "`neural-ingest run` first, then register again with --search-pipeline"
             )
         self.request(
-            "PUT", f"/{index}/_settings", {"index.search.default_pipeline": pipeline}, what=f"setting {index}'s default search pipeline"
+            "PUT",
+            f"/{index}/_settings",
+            {"index.search.default_pipeline": pipeline},
+            what=f"setting {index}'s default search pipeline",
         )
 
 

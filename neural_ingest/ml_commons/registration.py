@@ -48,7 +48,9 @@ def plan_models(encoders: list[Any], field_of: Callable[[Any], str]) -> list[Pla
     return list(planned.values())
 
 
-def build_local_artifacts(planned: list[PlannedModel], out_dir: Path, skip: set[str], echo: Callable[[str], None] = log.info) -> dict[str, Path]:
+def build_local_artifacts(
+    planned: list[PlannedModel], out_dir: Path, skip: set[str], echo: Callable[[str], None] = log.info
+) -> dict[str, Path]:
     """Build each planned model's ML Commons zip from the pipeline's own local files (the very weights
     the pipeline encodes with); models named in ``skip`` already have an artifact."""
     from neural_ingest.model_export import export_artifact
@@ -106,8 +108,14 @@ def register_models(
             else:
                 model_id, source = ml.register_url(e, fmt), "url"
             rec = RegisteredModel(
-                name=e.name, model_id=model_id, state="REGISTERED", function_name=e.function_name,
-                version=e.version, model_format=fmt, source=source, cluster=cluster,
+                name=e.name,
+                model_id=model_id,
+                state="REGISTERED",
+                function_name=e.function_name,
+                version=e.version,
+                model_format=fmt,
+                source=source,
+                cluster=cluster,
             )
             registry.put(rec)
             echo(f"{e.name}: registered as {model_id}")

@@ -38,7 +38,8 @@ class ModelRegistry:
         if not self.path.is_file():
             return {}
         try:
-            return json.loads(self.path.read_text())
+            state: dict[str, dict[str, dict[str, Any]]] = json.loads(self.path.read_text())
+            return state
         except ValueError as e:
             raise MLCommonsError(f"{self.path} is not valid JSON ({e}): fix or delete it") from None
 

@@ -88,7 +88,7 @@ def get_meta(client: Any, index: str) -> dict[str, Any]:
         got = client.indices.get_mapping(index=index)
     except os_exc.NotFoundError:
         return {}
-    body = got.get(index) or next(iter(got.values()), {})
+    body: dict[str, Any] = got.get(index) or next(iter(got.values()), {})
     return dict(body.get("mappings", {}).get("_meta", {}).get(META_KEY, {}))
 
 
@@ -148,7 +148,7 @@ def unfinished(client: Any, alias: str, live: str | None, running: str | None = 
     indices = managed_indices(client, alias) if indices is None else indices
     target = rollback_target(client, alias, live, list(indices))
     found = {}
-    seen: dict[str, str] = {}  # run id -> the oldest index stamped with it
+    seen: dict[str | None, str] = {}  # run id -> the oldest index stamped with it
     for name in sorted(indices, key=lambda n: sort_key(alias, n)):
         meta = get_meta(client, name)
         run = meta.get("run_id")

@@ -14,7 +14,17 @@ from neural_ingest.hits import Hit
 from neural_ingest.hybrid import DEFAULT_WEIGHTS, fuse
 
 __all__ = [
-    "REPLACE", "UPSERT", "WRITE_MODES", "ChunkLayout", "DenseQuery", "Hit", "QueryVector", "Searcher", "Sink", "SinkError", "SparseQuery",
+    "REPLACE",
+    "UPSERT",
+    "WRITE_MODES",
+    "ChunkLayout",
+    "DenseQuery",
+    "Hit",
+    "QueryVector",
+    "Searcher",
+    "Sink",
+    "SinkError",
+    "SparseQuery",
 ]
 
 
@@ -94,7 +104,7 @@ class Sink(ABC):
     def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform[Any, Any]:
         """PTransform: Documents -> {"dead_letter": DeadLetters}; counts ``indexed``."""
 
-    def finalize(self, run_id: str, success: bool) -> None:
+    def finalize(self, run_id: str, success: bool) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Publish what the run wrote (or clean up after a failure), as ``mode`` says."""
 
     def measure_recall(self, encoders: list[tuple[str, Any]], fields: dict[str, ModelInfo]) -> dict[str, Any] | None:

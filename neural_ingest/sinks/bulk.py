@@ -21,8 +21,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, cast
 
 from opensearchpy import exceptions as os_exc
 from tenacity import Retrying, retry_if_exception, wait_exponential_jitter
@@ -146,7 +147,7 @@ class BulkWriter:
         """One _bulk call, retried through busy nodes, outages and request-level back-pressure until the deadline."""
         body = b"".join(item.lines for item in chunk)
 
-        def _before_sleep(state) -> None:
+        def _before_sleep(state: Any) -> None:
             self.retried_requests += 1
             err = type(state.outcome.exception()).__name__
             now, pause = time.monotonic(), state.next_action.sleep
@@ -174,9 +175,11 @@ class BulkWriter:
                 for it in chunk:
                     it.attempts += 1
                 self._sent_at = time.monotonic()
-                resp = self.client.bulk(body=body, params={"timeout": f"{int(self.cfg.timeout)}s"}, request_timeout=self.cfg.timeout)
+                resp = self.client.bulk(
+                    body=body, params={"timeout": f"{int(self.cfg.timeout)}s"}, request_timeout=self.cfg.timeout
+                )
                 self._outage_started = self._busy_started = None
-                return resp
+                return cast("dict[str, Any]", resp)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, chunk: list[BulkItem]) -> Iterator[BulkResult]:
@@ -213,9 +216,9 @@ class BulkWriter:
                         retry.append(it)
                         continue
                     etype = "rejected"
-                reason = err.get("reason") if isinstance(err, dict) else str(err)
+                why = err.get("reason") if isinstance(err, dict) else str(err)
                 caused = err.get("caused_by", {}).get("reason") if isinstance(err, dict) else None
-                yield BulkResult(it, False, status, etype, "; ".join(x for x in (reason, caused) if x)[:2000])
+                yield BulkResult(it, False, status, etype, "; ".join(x for x in (why, caused) if x)[:2000])
             if retry:
                 delay = _backoff(self.cfg, item_retries)
                 log.info("%d of %d items rejected (back-pressure); retrying them in %.2fs", len(retry), len(pending), delay)

@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 
 BULK_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
 
-_PENDING: dict[tuple, dict[str, Any]] = {}
+_PENDING: dict[tuple[Any, ...], dict[str, Any]] = {}
 _LOCK = threading.Lock()
 
 
-def _key(client: Any, index: str) -> tuple:
+def _key(client: Any, index: str) -> tuple[Any, ...]:
     hosts = getattr(getattr(client, "transport", None), "hosts", None) or []
     return (tuple(sorted(str(h) for h in hosts)), index)
 

@@ -5,13 +5,14 @@ into the field's method parameters at index creation for every query (a client's
 then searches ef_search candidates: recall@10 0.998 instead of 0.94-0.97 for lucene on the benchmark corpus,
 docs/benchmark.md). The lucene engine on OpenSearch 2.19 honours no index-level setting (it searches k
 candidates unless the query sets method_parameters; 3.5 honours ``index.knn.algo_param.ef_search``), so
-it is the fallback only where faiss cannot run: nodes without the k-NN native libraries. Nodes started by scripts/opensearch-local.sh say so
-(node attribute ``knn_faiss``); nodes it started before it built the libraries carry no attribute
-and the cluster name ``neural-ingest-*``; any other cluster (a stock distribution, a managed service)
+it is the fallback only where faiss cannot run: nodes without the k-NN native libraries. Nodes started by
+scripts/opensearch-local.sh say so (node attribute ``knn_faiss``); nodes it started before it built the
+libraries carry no attribute and the cluster name ``neural-ingest-*``; any other cluster (a stock distribution, a managed service)
 has them.
 
 Compression levels and modes each engine accepts (probed with index creation on 2.19.6 and 3.5.0):
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,16 +57,20 @@ def resolve(knn: KnnConfig, client: Any) -> tuple[KnnConfig, list[str]]:
         if ok:
             engine = "faiss"
         elif wants_faiss:
-            problems.append(f"sink.knn: {_options(knn)}: only the faiss engine has it, and this cluster has none ({why}): "
-                            "remove it or use a node with the faiss libraries")
+            problems.append(
+                f"sink.knn: {_options(knn)}: only the faiss engine has it, and this cluster has none ({why}): "
+                "remove it or use a node with the faiss libraries"
+            )
             engine = "faiss"
         else:
             engine = "lucene"
     elif engine == "faiss":  # a faiss write kills a node without the libraries: refuse before creating anything
         ok, why = faiss_available(client)
         if not ok:
-            problems.append(f"sink.knn.engine faiss: this cluster cannot run it ({why}): set sink.knn.engine: lucene "
-                            "(or null to choose), or use a node with the faiss libraries (scripts/opensearch-local.sh)")
+            problems.append(
+                f"sink.knn.engine faiss: this cluster cannot run it ({why}): set sink.knn.engine: lucene "
+                "(or null to choose), or use a node with the faiss libraries (scripts/opensearch-local.sh)"
+            )
     knn = knn.model_copy(update={"engine": engine})
     problems += option_problems(knn, _major(client))
     return knn, problems
@@ -78,8 +83,10 @@ def option_problems(knn: KnnConfig, major: int) -> list[str]:
     allowed = COMPRESSION.get((min(max(major, 2), 3), engine or "faiss"), set())
     if level and level not in allowed:
         other = " (or engine faiss for 2x, 8x-32x)" if engine == "lucene" else " (or engine lucene for 4x)"
-        out.append(f"sink.knn.compression_level {level}: the {engine} engine on OpenSearch {major}.x accepts only "
-                   f"{', '.join(sorted(allowed, key=lambda s: int(s[:-1])))}: pick one of those{other}")
+        out.append(
+            f"sink.knn.compression_level {level}: the {engine} engine on OpenSearch {major}.x accepts only "
+            f"{', '.join(sorted(allowed, key=lambda s: int(s[:-1])))}: pick one of those{other}"
+        )
     if mode == "on_disk" and level == "1x" and (major < 3 or engine == "lucene"):
         out.append("sink.knn.compression_level 1x with mode on_disk: on_disk compresses; pick 2x-32x or drop mode")
     if knn.encoder == "sq_fp16" and mode == "on_disk":

@@ -22,7 +22,8 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opensearchpy import exceptions as os_exc
 
@@ -74,7 +75,7 @@ def describe_holder(key: str, holder: dict[str, Any], now_ms: int) -> str:
     return (
         f"another run holds the lock for {key!r}: {holder.get('owner', '?')}, run {holder.get('run_id', '?')}, "
         f"since {holder.get('acquired_at', '?')}; it expires at {holder.get('expires_at', '?')} "
-        f"({'in %.0f s' % left if left > 0 else 'now'}) unless that run renews it"
+        f"({f'in {left:.0f} s' if left > 0 else 'now'}) unless that run renews it"
     )
 
 
@@ -176,7 +177,7 @@ class IndexLock:
         self.lost = False
         log.info("lock %s/%s taken by %s (run %s, ttl %.0fs)", self.index, self.key, self.owner, self.run_id, self.ttl)
 
-    def acquire(self, wait: float = 0.0, poll: float = 2.0, heartbeat: bool = True) -> "IndexLock":
+    def acquire(self, wait: float = 0.0, poll: float = 2.0, heartbeat: bool = True) -> IndexLock:
         """Take the lock, waiting up to ``wait`` seconds for another run to finish; LockHeld if it does not."""
         deadline = self.clock() + max(wait, 0.0)
         announced = False
@@ -262,7 +263,7 @@ class IndexLock:
         """Raise LockLost unless the lock is still ours (renews it, so it also proves the cluster agrees)."""
         self.renew()
 
-    def __enter__(self) -> "IndexLock":
+    def __enter__(self) -> IndexLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -75,7 +75,9 @@ class OpenSearchSink(Sink):
             if dense:
                 plugins = {p["component"] for p in self.client.cat.plugins(format="json")}
                 if "opensearch-knn" not in plugins:
-                    problems.append(f"the k-NN plugin is not installed on {redact_url(self.cfg.hosts[0])}: install opensearch-knn")
+                    problems.append(
+                        f"the k-NN plugin is not installed on {redact_url(self.cfg.hosts[0])}: install opensearch-knn"
+                    )
                 else:
                     problems += self._resolve_knn()
             if any(i.kind == "sparse" for i in fields.values()):
@@ -145,7 +147,9 @@ class OpenSearchSink(Sink):
                 if getattr(self.cfg, "bulk_load_settings", False) and self.mode != UPSERT:
                     from neural_ingest.sinks.bulk_load import begin_bulk_load, wants_refresh_off
 
-                    begin_bulk_load(self.client, self.cfg.index, wants_refresh_off(getattr(self.cfg, "bulk_refresh", "auto"), body))
+                    begin_bulk_load(
+                        self.client, self.cfg.index, wants_refresh_off(getattr(self.cfg, "bulk_refresh", "auto"), body)
+                    )
             except os_exc.RequestError as e:
                 if e.error != "resource_already_exists_exception":
                     raise SinkError(f"could not create index {self.cfg.index}: {e.info}") from None
@@ -221,9 +225,7 @@ class OpenSearchSink(Sink):
         except os_exc.AuthorizationException:
             return []  # cannot tell; index creation will say so if it is missing
         missing = [
-            n.get("name", nid)
-            for nid, n in nodes.items()
-            if "mapper-extras" not in {m.get("name") for m in n.get("modules", [])}
+            n.get("name", nid) for nid, n in nodes.items() if "mapper-extras" not in {m.get("name") for m in n.get("modules", [])}
         ]
         if missing:
             return [
@@ -260,7 +262,8 @@ class OpenSearchSink(Sink):
         log.warning(
             "without neural-search, query tokens containing '.' (%s) are scored client-side over the top %d "
             "candidates; documents that match only those tokens are not found",
-            ", ".join(sorted(dotted)[:10]), window,
+            ", ".join(sorted(dotted)[:10]),
+            window,
         )
         body = {"size": window, "query": sq.rank_feature_clause(field, query)}
         res = self.client.search(index=self.cfg.index, body=body)

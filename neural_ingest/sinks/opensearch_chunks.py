@@ -123,7 +123,9 @@ def delete_stale_chunks(client: OpenSearch, index: str, counts: dict[str, int], 
     lines = "".join(json.dumps({"delete": {"_index": index, "_id": i}}) + "\n" for i in ids)
     resp = client.bulk(body=lines)
     bad = [
-        it["delete"] for it in resp.get("items", []) if it["delete"].get("status", 200) >= 300 and it["delete"].get("status") != 404
+        it["delete"]
+        for it in resp.get("items", [])
+        if it["delete"].get("status", 200) >= 300 and it["delete"].get("status") != 404
     ]
     if bad:
         raise RuntimeError(f"could not delete {len(bad)} stale chunks, e.g. {bad[0].get('_id')}: {bad[0].get('error')}")

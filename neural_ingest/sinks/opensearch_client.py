@@ -37,7 +37,7 @@ def connection_problem(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, err: 
     return f"OpenSearch at {host} answered with an error: {type(err).__name__}: {redact_text(str(err)[:300])}"
 
 
-def _aws_auth(cfg: OpenSearchSinkConfig) -> Any:
+def _aws_auth(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig) -> Any:
     """SigV4 signing for Amazon OpenSearch Service (es) and Serverless (aoss), default credential chain."""
     try:
         import boto3
@@ -48,7 +48,10 @@ def _aws_auth(cfg: OpenSearchSinkConfig) -> Any:
     credentials = boto3.Session().get_credentials()
     if credentials is None:
         raise RuntimeError(f"{config_prefix(cfg)}.aws_sigv4: no AWS credentials found (environment, profile or instance role)")
-    return AWSV4SignerAuth(credentials, cfg.aws_sigv4.region, cfg.aws_sigv4.service)
+    sigv4 = cfg.aws_sigv4
+    if sigv4 is None:
+        raise RuntimeError(f"{config_prefix(cfg)}.aws_sigv4 is not set")
+    return AWSV4SignerAuth(credentials, sigv4.region, sigv4.service)
 
 
 def make_client(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, timeout: float | None = None) -> OpenSearch:
@@ -70,7 +73,7 @@ def make_client(cfg: OpenSearchSinkConfig | OpenSearchSourceConfig, timeout: flo
         verify_certs=cfg.verify_certs if use_ssl else False,
         ca_certs=cfg.ca_certs,
         ssl_show_warn=False,
-        timeout=timeout or cfg.bulk.timeout,
+        timeout=timeout or (cfg.bulk.timeout if isinstance(cfg, OpenSearchSinkConfig) else cfg.timeout),
         http_compress=False,
         # one connection per concurrent bulk request (bulk.in_flight) plus one for everything else
         pool_maxsize=max(1, getattr(getattr(cfg, "bulk", None), "in_flight", 1)) + 1,

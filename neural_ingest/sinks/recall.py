@@ -36,8 +36,8 @@ LOW_RECALL = 0.95  # below it the summary warns
 def first_sentence(text: str, min_words: int = MIN_QUERY_WORDS) -> str | None:
     """The first sentence (or paragraph line) of at least ``min_words`` words: a held-out query that is
     not the document's own vector; None when the text has none."""
-    for part in _SENTENCE_END.split(text or ""):
-        part = " ".join(part.split())
+    for raw in _SENTENCE_END.split(text or ""):
+        part = " ".join(raw.split())
         if len(part.split()) >= min_words:
             return part
     return None
@@ -135,7 +135,7 @@ def _field_facts(client: Any, index: str, field: str) -> dict[str, Any]:
     got = next(iter(client.indices.get_settings(index=index, include_defaults=True, flat_settings=True).values()))
     key = "index.knn.algo_param.ef_search"
     ef = got.get("settings", {}).get(key) or got.get("defaults", {}).get(key)
-    params = {k: v for k, v in (method.get("parameters") or {}).items()}
+    params = dict(method.get("parameters") or {})
     if ef is not None:
         params["index.knn.algo_param.ef_search"] = int(ef)
     for key in ("mode", "compression_level"):

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from neural_ingest.encoders.sparse_weights import MAX_QUERY_WEIGHT, sparse_dot
 

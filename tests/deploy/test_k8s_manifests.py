@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import ROOT
 
 from neural_ingest import exit_codes
-from support import ROOT
 
 try:
     from kubernetes_validate import utils as kv
@@ -37,7 +37,11 @@ def _pod_specs(doc: dict) -> list[dict]:
     if kind in ("Deployment", "Job", "StatefulSet"):
         return [doc["spec"]["template"]["spec"]]
     if kind == "FlinkDeployment":
-        return [doc["spec"][r]["podTemplate"]["spec"] for r in ("jobManager", "taskManager") if "podTemplate" in doc["spec"].get(r, {})]
+        return [
+            doc["spec"][r]["podTemplate"]["spec"]
+            for r in ("jobManager", "taskManager")
+            if "podTemplate" in doc["spec"].get(r, {})
+        ]
     return []
 
 
@@ -48,7 +52,9 @@ def test_schema(path):
     for doc in _docs(path):
         if doc["kind"] == "FlinkDeployment":
             for spec in _pod_specs(doc):
-                kv.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "template"}, "spec": spec}, K8S_VERSION, strict=True)
+                kv.validate(
+                    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "template"}, "spec": spec}, K8S_VERSION, strict=True
+                )
             continue
         assert kv.validate(doc, K8S_VERSION, strict=True), f"{path.name}: {doc['kind']}/{doc['metadata']['name']}"
 
@@ -89,7 +95,10 @@ def test_restricted_pod_security_standard():
     assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
     assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()  # the image's own user and group
-    assert f"--uid {psc['runAsUser']} --gid {psc['runAsGroup']}" in dockerfile and f"USER {psc['runAsUser']}:{psc['runAsGroup']}" in dockerfile
+    assert (
+        f"--uid {psc['runAsUser']} --gid {psc['runAsGroup']}" in dockerfile
+        and f"USER {psc['runAsUser']}:{psc['runAsGroup']}" in dockerfile
+    )
     assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
     for c in pod["containers"] + pod.get("initContainers", []):
         sc = c["securityContext"]
@@ -155,6 +164,8 @@ def test_flink_artifacts_are_shared():
     tm = docs["FlinkDeployment"]["spec"]["taskManager"]["podTemplate"]["spec"]
     tm_claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in tm["volumes"] if "persistentVolumeClaim" in v}
     main = next(c for c in tm["containers"] if c["name"] == "flink-main-container")
-    assert any(m["mountPath"] == mount["mountPath"] and tm_claims[m["name"]] == claim[mount["name"]] for m in main["volumeMounts"])
+    assert any(
+        m["mountPath"] == mount["mountPath"] and tm_claims[m["name"]] == claim[mount["name"]] for m in main["volumeMounts"]
+    )
     pvc = next(d for d in _docs(FLINK) if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim[mount["name"]])
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -57,7 +57,16 @@ def test_embed_and_index(opensearch_url, os_client, index_name, tmp_path, st_mod
     rows = [json.loads(line) for line in (SAMPLE / "docs.jsonl").read_text().splitlines()[:5]]
     src = write_jsonl(tmp_path / "in.jsonl", [*rows, {"title": "a record without an id"}, "{not json"])
     ex = example("embed_and_index")
-    argv = ["--opensearch-url", opensearch_url, "--index", index_name, "--input", str(src), "--dead-letters", str(tmp_path / "dl")]
+    argv = [
+        "--opensearch-url",
+        opensearch_url,
+        "--index",
+        index_name,
+        "--input",
+        str(src),
+        "--dead-letters",
+        str(tmp_path / "dl"),
+    ]
     assert ex.main(argv) == 0
     got = sources(os_client, index_name)
     assert set(got) == {r["id"] for r in rows}
@@ -67,4 +76,7 @@ def test_embed_and_index(opensearch_url, os_client, index_name, tmp_path, st_mod
     assert got[first["id"]]["topic"] == first["topic"]
     mapping = os_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]["embedding"]
     assert (mapping["type"], mapping["dimension"]) == ("knn_vector", 384)
-    assert sorted((d["stage"], d["error_type"]) for d in letters(tmp_path / "dl")) == [("prepare", "missing_id"), ("prepare", "not_an_object")]
+    assert sorted((d["stage"], d["error_type"]) for d in letters(tmp_path / "dl")) == [
+        ("prepare", "missing_id"),
+        ("prepare", "not_an_object"),
+    ]

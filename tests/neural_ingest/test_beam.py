@@ -37,7 +37,13 @@ def fates(result: api.WriteResult):
 
 
 def test_the_public_names_are_exactly_all():
-    assert sorted(api.__all__) == ["DenseModelHandler", "EmbedAndIndex", "NeuralSparseModelHandler", "WriteResult", "WriteToOpenSearch"]
+    assert sorted(api.__all__) == [
+        "DenseModelHandler",
+        "EmbedAndIndex",
+        "NeuralSparseModelHandler",
+        "WriteResult",
+        "WriteToOpenSearch",
+    ]
     assert set(neural_ingest.__all__) == {*api.__all__, "__version__"}
     assert neural_ingest.WriteToOpenSearch is api.WriteToOpenSearch
     for name in api.__all__:
@@ -45,13 +51,19 @@ def test_the_public_names_are_exactly_all():
 
 
 def reason_names_the_field(messages) -> None:
-    assert sorted(messages) == ["expected a dict or a Document, got str",
-                                "id field 'doc_id' is missing or empty: add it to the record or set id_field"]
+    assert sorted(messages) == [
+        "expected a dict or a Document, got str",
+        "id field 'doc_id' is missing or empty: add it to the record or set id_field",
+    ]
 
 
 def test_dicts_are_indexed_and_one_without_its_id_is_a_dead_letter(opensearch_url, os_client, index_name):
-    rows = [{"doc_id": "a", "title": "first", "vec": np.arange(3, dtype=np.float32)}, {"doc_id": 7, "title": "second"},
-            {"title": "no id"}, "not a record"]
+    rows = [
+        {"doc_id": "a", "title": "first", "vec": np.arange(3, dtype=np.float32)},
+        {"doc_id": 7, "title": "second"},
+        {"title": "no id"},
+        "not a record",
+    ]
     with beam.Pipeline() as p:
         result = p | beam.Create(rows) | api.WriteToOpenSearch(index_name, [opensearch_url], id_field="doc_id", max_docs=2)
         indexed, failed, skipped = fates(result)
@@ -90,7 +102,9 @@ def test_a_429_from_the_cluster_is_retried_item_by_item(monkeypatch):
 
 
 def test_a_bad_argument_is_one_line_naming_it(monkeypatch):
-    with pytest.raises(ConfigError, match=r"^WriteToOpenSearch\(index='docs'\): argument max_bytes: .*greater than or equal to 1024$"):
+    with pytest.raises(
+        ConfigError, match=r"^WriteToOpenSearch\(index='docs'\): argument max_bytes: .*greater than or equal to 1024$"
+    ):
         api.WriteToOpenSearch("docs", max_bytes=10)
     monkeypatch.delenv("NI_TEST_PASSWORD", raising=False)
     with pytest.raises(ConfigError, match="password_env NI_TEST_PASSWORD is not set"):
@@ -109,9 +123,15 @@ def dense():
 def test_dense_handler_is_a_beam_model_handler(dense, st_model):
     assert isinstance(dense, ModelHandler)
     for method in ("load_model", "run_inference", "get_num_bytes", "validate_inference_args"):  # the installed Beam's API
-        assert inspect.signature(getattr(ModelHandler, method)).parameters.keys() == inspect.signature(getattr(api.DenseModelHandler, method)).parameters.keys()
+        assert (
+            inspect.signature(getattr(ModelHandler, method)).parameters.keys()
+            == inspect.signature(getattr(api.DenseModelHandler, method)).parameters.keys()
+        )
     assert dense.batch_elements_kwargs() == {"min_batch_size": 4, "max_batch_size": 4}  # the encoder's batch_size
-    assert api.DenseModelHandler(MINILM).batch_elements_kwargs()["max_batch_size"] == SentenceTransformersEncoderConfig(model="x").batch_size
+    assert (
+        api.DenseModelHandler(MINILM).batch_elements_kwargs()["max_batch_size"]
+        == SentenceTransformersEncoderConfig(model="x").batch_size
+    )
     texts = [f"text number {i} about search" for i in range(6)]
     want = st_model.encode(texts, convert_to_numpy=True)
     with beam.Pipeline() as p:
@@ -146,8 +166,13 @@ def test_sparse_handler_gives_rank_features_maps(tmp_path):
 
 def test_embed_and_index_creates_the_knn_index_and_routes_every_record(opensearch_url, os_client, index_name):
     enc = HashEncoderConfig(dimension=8)
-    rows = [{"id": "1", "title": "alpha", "year": 2024}, {"id": "2", "title": "beta"}, {"title": "no id"},
-            {"id": "4", "title": "  "}, Document("5", "a document", {"year": 1999})]
+    rows = [
+        {"id": "1", "title": "alpha", "year": 2024},
+        {"id": "2", "title": "beta"},
+        {"title": "no id"},
+        {"id": "4", "title": "  "},
+        Document("5", "a document", {"year": 1999}),
+    ]
     sink = api.WriteToOpenSearch(index_name, opensearch_url)
     with beam.Pipeline() as p:
         result = p | beam.Create(rows) | api.EmbedAndIndex(enc, sink, text_fields=["title"], metadata_fields=["year"])
@@ -172,10 +197,13 @@ def test_the_readme_example_runs_as_written(opensearch_url, os_client, index_nam
     from support import ROOT
 
     readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("## Python API (stable)"):]
-    code = block[block.index("```python\n") + 10:block.index("```", block.index("```python\n") + 10)]
+    block = readme[readme.index("## Python API (stable)") :]
+    code = block[block.index("```python\n") + 10 : block.index("```", block.index("```python\n") + 10)]
     assert "http://127.0.0.1:9200" in code and '"articles"' in code
-    exec(compile(code.replace("http://127.0.0.1:9200", opensearch_url).replace('"articles"', repr(index_name)), "README", "exec"), {})  # noqa: S102 - the README's own code
+    exec(
+        compile(code.replace("http://127.0.0.1:9200", opensearch_url).replace('"articles"', repr(index_name)), "README", "exec"),
+        {},
+    )
     assert os_client.get(index=index_name, id="1")["_source"]["text"] == "Hubble's law"
     assert "missing_id id field 'id' is missing or empty" in capsys.readouterr().out
 

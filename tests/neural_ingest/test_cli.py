@@ -34,14 +34,26 @@ def _model():
 
     from neural_ingest.config import parse_config
 
-    hold_model(parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu"}}))
+    hold_model(
+        parse_config(
+            {
+                "source": {"type": "jsonl", "path": "x"},
+                "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
+            }
+        )
+    )
 
 
 def config(tmp_path: Path, source: dict | None = None, sink: dict | None = None, **extra) -> str:
     data = {
         "run": {"name": "cli-test", "progress_every_seconds": 0.001},
-        "source": source or {"type": "jsonl", "path": str(write_jsonl(tmp_path / "in.jsonl", synthetic_docs(40))),
-                             "id_field": "id", "text_fields": ["title", "body"]},
+        "source": source
+        or {
+            "type": "jsonl",
+            "path": str(write_jsonl(tmp_path / "in.jsonl", synthetic_docs(40))),
+            "id_field": "id",
+            "text_fields": ["title", "body"],
+        },
         "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu", "batch_size": 8},
         "sink": sink or {"type": "parquet", "path": str(tmp_path / "dataset")},
         "dead_letter": {"path": str(tmp_path / "dlq")},
@@ -96,8 +108,10 @@ def test_glob_matching_nothing_is_one_line_naming_path_and_directory(tmp_path, m
     for command in ("validate", "run"):
         r = cli(command, cfg)
         assert r.exit_code == 2, (command, r.stderr)
-        expected = (f"Error: source.path exports/*.jsonl matches no file (resolved against {tmp_path}; "
-                    f"directory {tmp_path / 'exports'} does not exist): check source.path")
+        expected = (
+            f"Error: source.path exports/*.jsonl matches no file (resolved against {tmp_path}; "
+            f"directory {tmp_path / 'exports'} does not exist): check source.path"
+        )
         assert r.stderr.strip().splitlines() == [expected]
     (tmp_path / "exports").mkdir()
     r = cli("run", cfg, "--summary", str(tmp_path / "s.json"))
@@ -154,8 +168,21 @@ def test_secrets_change_nothing_in_the_config_hash(tmp_path, monkeypatch):
     from neural_ingest.pipelines.ingest import config_sha256
 
     def sha(password: str) -> str:
-        return config_sha256(parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "sentence_transformers", "model": MINILM}, "sink": {
-            "type": "opensearch", "hosts": ["http://h:9200"], "index": "i", "username": "u", "password": password}}))
+        return config_sha256(
+            parse_config(
+                {
+                    "source": {"type": "jsonl", "path": "x"},
+                    "encoder": {"type": "sentence_transformers", "model": MINILM},
+                    "sink": {
+                        "type": "opensearch",
+                        "hosts": ["http://h:9200"],
+                        "index": "i",
+                        "username": "u",
+                        "password": password,
+                    },
+                }
+            )
+        )
 
     assert sha("one") == sha("two")  # only the masked value is hashed: nothing about the secret leaks
 
@@ -182,10 +209,19 @@ def test_a_run_that_crashes_still_writes_its_summary(tmp_path, _model, monkeypat
 BAD = {"source": {"type": "jsonl", "path": "x"}, "sink": {"type": "parquet", "path": "y", "no_such_key": 1}}
 
 
-@pytest.mark.parametrize("args", [
-    ["run", "{cfg}"], ["validate", "{cfg}"], ["search", "{cfg}", "q"], ["dlq", "replay", "{dir}", "{cfg}"],
-    ["reindex", "{cfg}"], ["reindex", "{cfg}", "--dry-run"], ["rollback", "{cfg}"], ["models", "register", "{cfg}"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "{cfg}"],
+        ["validate", "{cfg}"],
+        ["search", "{cfg}", "q"],
+        ["dlq", "replay", "{dir}", "{cfg}"],
+        ["reindex", "{cfg}"],
+        ["reindex", "{cfg}", "--dry-run"],
+        ["rollback", "{cfg}"],
+        ["models", "register", "{cfg}"],
+    ],
+)
 def test_a_bad_config_exits_2_with_one_line_on_every_command(tmp_path, args):
     """Today `reindex` / `rollback` config errors exited 1, where the docs and the CronJob's podFailurePolicy say 2."""
     cfg = tmp_path / "bad.yaml"
@@ -198,7 +234,7 @@ def test_a_bad_config_exits_2_with_one_line_on_every_command(tmp_path, args):
 
 def test_readme_documents_every_exit_code():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = readme[readme.index("### Exit codes"):]
+    table = readme[readme.index("### Exit codes") :]
     for code in ("| 0 ", "| 1 ", "| 2 ", "| 3 ", "| 4 ", "| 5 "):
         assert code in table
     for command in ("run", "search", "validate", "dlq replay", "reindex", "rollback", "models"):
@@ -215,7 +251,9 @@ def test_a_failed_bulk_retry_is_one_warning_line_without_traceback(capsys):
     from neural_ingest.sinks.opensearch_client import make_client
 
     _setup_logging(verbose=False)
-    cfg = OpenSearchSinkConfig(hosts=["http://127.0.0.1:9299"], index="never", bulk={"outage_deadline": 0.2, "initial_backoff": 0.01})
+    cfg = OpenSearchSinkConfig(
+        hosts=["http://127.0.0.1:9299"], index="never", bulk={"outage_deadline": 0.2, "initial_backoff": 0.01}
+    )
     writer = BulkWriter(make_client(cfg), cfg.bulk, sleep=lambda s: None)
     results = list(writer.write([make_item(1, "never", "1", {"text": "t"})]))
     assert [r.error_type for r in results] == ["unavailable"]
@@ -236,8 +274,10 @@ def one_error_line(r) -> str:
 @pytest.mark.parametrize("k", ["-3", "0"])
 def test_search_k_below_one_is_one_line_on_parquet_and_opensearch(tmp_path, opensearch_url, k):
     """Today Parquet `-k -3` returned 297 hits (numpy's [:-3]) and OpenSearch answered HTTP 400 (exit 1, "a bug")."""
-    for sink in ({"type": "parquet", "path": str(tmp_path / "dataset")},
-                 {"type": "opensearch", "hosts": [opensearch_url], "index": "never-searched"}):
+    for sink in (
+        {"type": "parquet", "path": str(tmp_path / "dataset")},
+        {"type": "opensearch", "hosts": [opensearch_url], "index": "never-searched"},
+    ):
         r = cli("search", config(tmp_path, sink=sink), "volcanoes", "-k", k, "--json")
         assert r.exit_code == 2 and r.stdout == ""
         assert one_error_line(r) == f"Error: Invalid value for '-k': {k} is not in the range x>=1."
@@ -251,8 +291,10 @@ def test_search_k_above_what_opensearch_returns_is_one_line(tmp_path, opensearch
     cfg = config(tmp_path, sink={"type": "opensearch", "hosts": [opensearch_url], "index": "never-searched"})
     r = cli("search", cfg, "volcanoes", "-k", str(KNN_MAX_K + 1))
     assert r.exit_code == 2
-    assert one_error_line(r) == (f"Error: Invalid value for '-k': {KNN_MAX_K + 1} is more than OpenSearch returns for one "
-                                 f"query (10,000): use -k {KNN_MAX_K} or less")
+    assert one_error_line(r) == (
+        f"Error: Invalid value for '-k': {KNN_MAX_K + 1} is more than OpenSearch returns for one "
+        f"query (10,000): use -k {KNN_MAX_K} or less"
+    )
 
 
 def test_search_on_a_missing_index_is_one_line_naming_it_and_the_fix(tmp_path, opensearch_url, index_name):
@@ -270,8 +312,9 @@ def test_search_on_a_missing_index_is_one_line_naming_it_and_the_fix(tmp_path, o
 def test_search_on_a_missing_dataset_is_one_line_naming_it_and_the_fix(tmp_path):
     r = cli("search", config(tmp_path), "volcanoes")
     assert r.exit_code == 2
-    assert one_error_line(r) == (f"Error: no Parquet dataset at {tmp_path / 'dataset'}: check sink.path, or build it "
-                                 "with `neural-ingest run CONFIG`")
+    assert one_error_line(r) == (
+        f"Error: no Parquet dataset at {tmp_path / 'dataset'}: check sink.path, or build it with `neural-ingest run CONFIG`"
+    )
 
 
 def test_search_with_no_hits_says_so_in_one_line_and_prints_empty_json(tmp_path, opensearch_url, index_name, os_client, _model):
@@ -324,7 +367,7 @@ def test_completion_variable_is_the_console_scripts():
 
     scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {PROG: "neural_ingest.cli:main"}
-    assert COMPLETE_VAR == "_" + PROG.replace("-", "_").upper() + "_COMPLETE"
+    assert "_" + PROG.replace("-", "_").upper() + "_COMPLETE" == COMPLETE_VAR
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -335,7 +378,9 @@ def test_completion_command_prints_clicks_script(shell):
     r = cli("completion", shell)
     assert r.exit_code == 0 and "_NEURAL_INGEST_COMPLETE" in r.stdout and "neural-ingest" in r.stdout
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "_NEURAL_INGEST_COMPLETE": f"{shell}_source"}
-    direct = subprocess.run([sys.executable, "-m", "neural_ingest.cli"], check=False, env=env, capture_output=True, text=True, timeout=120)
+    direct = subprocess.run(
+        [sys.executable, "-m", "neural_ingest.cli"], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert direct.returncode == 0 and direct.stdout == r.stdout  # the same script as click's own variable gives
 
 
@@ -360,11 +405,13 @@ def test_completion_in_a_real_bash(tmp_path):
     exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m neural_ingest.cli "$@"\n')
     exe.chmod(0o755)
     script = (
-        'source <(neural-ingest completion bash)\n'
+        "source <(neural-ingest completion bash)\n"
         'COMP_WORDS=(neural-ingest se); COMP_CWORD=1; _neural_ingest_completion neural-ingest; echo "${COMPREPLY[*]}"\n'
-        'COMPREPLY=(); COMP_WORDS=(neural-ingest search c.yaml q --mode h); COMP_CWORD=5\n'
+        "COMPREPLY=(); COMP_WORDS=(neural-ingest search c.yaml q --mode h); COMP_CWORD=5\n"
         '_neural_ingest_completion neural-ingest; echo "${COMPREPLY[*]}"\n'
     )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(tmp_path)}
-    r = subprocess.run([bash, "--norc", "--noprofile", "-c", script], check=False, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [bash, "--norc", "--noprofile", "-c", script], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert (r.returncode, r.stdout.splitlines()) == (0, ["search", "hybrid"]), r.stderr

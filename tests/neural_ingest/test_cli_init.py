@@ -128,15 +128,20 @@ def test_validate_passes_on_the_starters_with_the_real_model(tmp_path, opensearc
         "config is valid",
     ]
 
-    assert run("init", "--sink", "opensearch", "--source", "data/docs.jsonl", "--index", index_name, "-o", "os.yaml").returncode == 0
+    assert (
+        run("init", "--sink", "opensearch", "--source", "data/docs.jsonl", "--index", index_name, "-o", "os.yaml").returncode == 0
+    )
     env["OPENSEARCH_URL"] = opensearch_url
     r = run("validate", "os.yaml")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-2:] == [f"sink ok: opensearch {opensearch_url}/{index_name}", "config is valid"]
 
 
-@given(model=st.text(min_size=1, max_size=60), source=st.text(min_size=1, max_size=40).map(lambda s: s + ".jsonl"),
-       index=st.text(min_size=1, max_size=30))
+@given(
+    model=st.text(min_size=1, max_size=60),
+    source=st.text(min_size=1, max_size=40).map(lambda s: s + ".jsonl"),
+    index=st.text(min_size=1, max_size=30),
+)
 @settings(max_examples=300, deadline=None)
 def test_any_option_text_reaches_the_yaml_unchanged(model, source, index):
     """Option values are user text put into YAML: quoting must carry every one back exactly (': ', '#', quotes,

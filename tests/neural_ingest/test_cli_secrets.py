@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support import MINILM, ROOT, SAMPLE
 
 SECRET = "s3cretPW-4711"

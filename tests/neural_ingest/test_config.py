@@ -72,5 +72,5 @@ def test_bad_index_names_rejected(name):
 
 def test_bad_override_syntax(tmp_path, monkeypatch):
     monkeypatch.setenv("OS_PASSWORD", "x")
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key.path=value"):
         load_config(write(tmp_path, BASE), ["no-equals-sign"])

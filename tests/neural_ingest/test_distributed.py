@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 
+from support import MINILM
+
 from neural_ingest.config import parse_config
 from neural_ingest.distributed import absolute_paths
-from support import MINILM
 
 
 def _cfg(**sink):
@@ -50,10 +51,10 @@ def test_default_base_is_the_current_directory(tmp_path, monkeypatch):
 
 def test_flink_config_carries_the_runner(monkeypatch):
     """configs/flink.yaml: the Beam options in the config itself, with the endpoints from the environment."""
-    from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOptions, PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions, StandardOptions
+    from support import ROOT
 
     from neural_ingest.config import load_config
-    from support import ROOT
 
     monkeypatch.setenv("FLINK_MASTER", "flink:8081")
     monkeypatch.delenv("BEAM_JOB_ENDPOINT", raising=False)

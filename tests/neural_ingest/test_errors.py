@@ -42,7 +42,7 @@ def test_each_error_has_the_root_and_its_old_base(dotted):
 
 def test_the_hierarchy_is_documented_and_complete():
     """A new public exception class anywhere in the package must join the root and the documented tree."""
-    import neural_ingest.errors as errors
+    from neural_ingest import errors
 
     found = set()
     for info in pkgutil.walk_packages(neural_ingest.__path__, "neural_ingest."):
@@ -55,7 +55,9 @@ def test_the_hierarchy_is_documented_and_complete():
                 found.add(obj)
     cli_errors = {c for c in found if c.__module__.startswith("neural_ingest.cli")}  # click's own protocol
     public = found - cli_errors
-    assert public and all(issubclass(c, NeuralIngestError) for c in public), [c for c in public if not issubclass(c, NeuralIngestError)]
+    assert public and all(issubclass(c, NeuralIngestError) for c in public), [
+        c for c in public if not issubclass(c, NeuralIngestError)
+    ]
     assert all(c.__name__ in errors.__doc__ for c in public)
 
 

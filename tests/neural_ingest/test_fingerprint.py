@@ -61,10 +61,22 @@ def test_opensearch_source_and_reindex_blocks():
     assert cfg.reindex.keep_last == 5 and cfg.reindex.incremental and cfg.reindex.alias is None
     # existing file sources are unchanged; errors still name the field, never the password
     with pytest.raises(ConfigError, match=r"source.path: unknown field"):
-        parse_config({"source": {"type": "opensearch", "index": "x", "path": "y"}, "encoder": {"type": "sentence_transformers", "model": "m"}})
+        parse_config(
+            {
+                "source": {"type": "opensearch", "index": "x", "path": "y"},
+                "encoder": {"type": "sentence_transformers", "model": "m"},
+            }
+        )
     with pytest.raises(ConfigError) as err:
-        parse_config({"source": {"type": "elastic", "password": "hunter2"}, "encoder": {"type": "sentence_transformers", "model": "m"}})
+        parse_config(
+            {"source": {"type": "elastic", "password": "hunter2"}, "encoder": {"type": "sentence_transformers", "model": "m"}}
+        )
     assert "unknown type 'elastic'" in str(err.value) and "opensearch" in str(err.value) and "hunter2" not in str(err.value)
-    with pytest.raises(ConfigError, match="reindex.alias"):
-        parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "sentence_transformers", "model": "m"},
-                      "reindex": {"alias": "Docs"}})
+    with pytest.raises(ConfigError, match=r"reindex.alias"):
+        parse_config(
+            {
+                "source": {"type": "jsonl", "path": "x"},
+                "encoder": {"type": "sentence_transformers", "model": "m"},
+                "reindex": {"alias": "Docs"},
+            }
+        )

@@ -6,15 +6,17 @@ the cluster actually does (and would check the success path where it can).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from support import require_plugins
 
 from neural_ingest.catalogue import get
 from neural_ingest.ml_commons import (
@@ -30,7 +32,6 @@ from neural_ingest.ml_commons import (
     register_meta_body,
     sha256_file,
 )
-from support import require_plugins
 
 MINILM = get("all-MiniLM-L6-v2")
 DOC_V1 = get("opensearch-neural-sparse-encoding-doc-v1")
@@ -103,14 +104,24 @@ def test_explain_names_the_cause_and_the_fix():
     assert "--artifact" in explain("artifacts.opensearch.org", url=url)
     assert "reindex" in explain("failed to find action [org.opensearch.index.reindex.DeleteByQueryAction@1] to execute", url=url)
     assert "PyTorch native library" in explain('{"n1":"publish.djl.ai"}')
-    assert "allow_registering_model_via_local_file=true" in explain("needs to enable allow_registering_model_via_local_file settings")
+    assert "allow_registering_model_via_local_file=true" in explain(
+        "needs to enable allow_registering_model_via_local_file settings"
+    )
     assert explain("something else") == "something else"
 
 
 def test_registry_keys_by_cluster_and_name(tmp_path):
     reg = ModelRegistry(tmp_path / "s" / "models.json")
-    rec = RegisteredModel(name=MINILM.name, model_id="abc", state="DEPLOYED", function_name="TEXT_EMBEDDING",
-                          version="1.0.1", model_format="TORCH_SCRIPT", source="url", cluster="http://localhost:9200/")
+    rec = RegisteredModel(
+        name=MINILM.name,
+        model_id="abc",
+        state="DEPLOYED",
+        function_name="TEXT_EMBEDDING",
+        version="1.0.1",
+        model_format="TORCH_SCRIPT",
+        source="url",
+        cluster="http://localhost:9200/",
+    )
     reg.put(rec)
     assert reg.model_id("http://localhost", MINILM.name) == "abc"  # same cluster, spelled differently
     assert reg.model_id("http://localhost:9201", MINILM.name) is None
@@ -170,15 +181,22 @@ class _Cluster:
 
 def test_deploy_returns_only_once_the_model_is_deployed():
     """test_ml_commons_remote_model_encodes_like_local saw DEPLOYING right after the deploy task completed."""
-    cluster = _Cluster([{"task_id": "t"}, {"state": "COMPLETED"}, {"model_state": "DEPLOYING"},
-                        {"model_state": "DEPLOYING"}, {"model_state": "DEPLOYED", "model_id": "m"}])
+    cluster = _Cluster(
+        [
+            {"task_id": "t"},
+            {"state": "COMPLETED"},
+            {"model_state": "DEPLOYING"},
+            {"model_state": "DEPLOYING"},
+            {"model_state": "DEPLOYED", "model_id": "m"},
+        ]
+    )
     assert MLCommons(cluster, sleep=cluster.sleep).deploy("m")["model_state"] == "DEPLOYED"
     assert cluster.answers == [] and cluster.sleeps == 2
 
 
 def test_deploy_that_fails_or_never_finishes_says_so():
     cluster = _Cluster([{"task_id": "t"}, {"state": "COMPLETED"}, {"model_state": "DEPLOY_FAILED"}])
-    with pytest.raises(MLCommonsError, match="deploying m .model m.: model m is DEPLOY_FAILED"):
+    with pytest.raises(MLCommonsError, match=r"deploying m .model m.: model m is DEPLOY_FAILED"):
         MLCommons(cluster, sleep=cluster.sleep).deploy("m")
     cluster = _Cluster([{"task_id": "t"}, {"state": "COMPLETED"}, {"model_state": "DEPLOYING"}])
     with pytest.raises(MLCommonsError, match="model m is still DEPLOYING after 0s"):
@@ -199,7 +217,7 @@ def requests_seen(monkeypatch) -> list[dict[str, Any]]:
         seen.append(entry)
         try:
             entry["answer"] = original(self, method, url, headers=headers, params=params, body=body)
-        except Exception as e:  # noqa: BLE001 - recorded and re-raised
+        except Exception as e:
             entry["error"] = e
             raise
         return entry["answer"]
@@ -218,10 +236,8 @@ def ml_cluster(os_client) -> Iterator[str]:
     yield "ok"
     for model_id in sorted(_model_ids(os_client) - before):
         for method, path in (("POST", f"{ML}/models/{model_id}/_undeploy"), ("DELETE", f"{ML}/models/{model_id}")):
-            try:
+            with contextlib.suppress(Exception):  # cleanup: a model already gone is fine
                 os_client.transport.perform_request(method, path)
-            except Exception:  # noqa: BLE001 - cleanup: a model already gone is fine
-                pass
 
 
 def _model_ids(os_client) -> set[str]:
@@ -255,9 +271,7 @@ def _tasks(seen) -> list[dict]:
     return [s["answer"] for s in seen if s["method"] == "GET" and s["url"].startswith(f"{ML}/tasks/") and "answer" in s]
 
 
-def test_register_by_url_sends_the_page_body_and_polls_the_task(
-    ml_cluster, opensearch_url, index_name, tmp_path, requests_seen
-):
+def test_register_by_url_sends_the_page_body_and_polls_the_task(ml_cluster, opensearch_url, index_name, tmp_path, requests_seen):
     cfg = _write_config(tmp_path, opensearch_url, index_name, [{"type": "sentence_transformers", "model": MINILM.name}])
     state = tmp_path / "models.json"
     result = _cli(str(cfg), "--state", str(state), "--timeout", "120", "--no-deploy")
@@ -283,7 +297,9 @@ def test_register_by_url_sends_the_page_body_and_polls_the_task(
 
 def test_sparse_document_only_model_by_url_sends_the_full_body(ml_cluster, opensearch_url, index_name, tmp_path, requests_seen):
     cfg = _write_config(
-        tmp_path, opensearch_url, index_name,
+        tmp_path,
+        opensearch_url,
+        index_name,
         [{"type": "neural_sparse", "model": "opensearch-neural-sparse-encoding-doc-v1"}],
     )
     result = _cli(str(cfg), "--state", str(tmp_path / "models.json"), "--timeout", "120", "--no-deploy")
@@ -413,12 +429,21 @@ def test_tokenizer_model_from_local_files_deploys_and_queries_like_the_pipeline(
     from neural_ingest.config import NeuralSparseEncoderConfig
     from neural_ingest.encoders.sparse import NeuralSparseEncoder
 
-    enc_cfg = {"type": "neural_sparse", "model": "opensearch-neural-sparse-encoding-doc-v1",
-               "model_path": str(tiny_doc_model), "device": "cpu", "query_mode": "tokenizer"}
+    enc_cfg = {
+        "type": "neural_sparse",
+        "model": "opensearch-neural-sparse-encoding-doc-v1",
+        "model_path": str(tiny_doc_model),
+        "device": "cpu",
+        "query_mode": "tokenizer",
+    }
     cfg = _write_config(tmp_path, opensearch_url, index_name, [enc_cfg])
-    os_client.indices.create(index=index_name, body={"mappings": {"properties": {
-        "text": {"type": "text"}, "sparse_embedding": {"type": "rank_features"}}}})
-    os_client.index(index=index_name, id="1", body={"text": "a", "sparse_embedding": {"search": 1.0, "engines": 2.0}}, refresh=True)
+    os_client.indices.create(
+        index=index_name,
+        body={"mappings": {"properties": {"text": {"type": "text"}, "sparse_embedding": {"type": "rank_features"}}}},
+    )
+    os_client.index(
+        index=index_name, id="1", body={"text": "a", "sparse_embedding": {"search": 1.0, "engines": 2.0}}, refresh=True
+    )
     os_client.index(index=index_name, id="2", body={"text": "b", "sparse_embedding": {"hello": 0.5}}, refresh=True)
     # doc-v1 itself cannot be built locally: give a placeholder zip for it (its deploy is expected to fail).
     placeholder = tmp_path / "doc.zip"
@@ -428,8 +453,19 @@ def test_tokenizer_model_from_local_files_deploys_and_queries_like_the_pipeline(
         z.writestr("tokenizer.json", (tiny_doc_model / "tokenizer.json").read_text())
     state = tmp_path / "models.json"
     pipeline = f"{index_name}-pipeline"
-    result = _cli(str(cfg), "--from-local", "--artifact", f"{DOC_V1.short_name}={placeholder}", "--allow-local-upload",
-                  "--search-pipeline", pipeline, "--state", str(state), "--timeout", "180")
+    result = _cli(
+        str(cfg),
+        "--from-local",
+        "--artifact",
+        f"{DOC_V1.short_name}={placeholder}",
+        "--allow-local-upload",
+        "--search-pipeline",
+        pipeline,
+        "--state",
+        str(state),
+        "--timeout",
+        "180",
+    )
     try:
         reg = ModelRegistry(state)
         tok_rec = reg.get(opensearch_url, TOKENIZER.name)

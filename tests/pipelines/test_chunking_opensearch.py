@@ -5,6 +5,7 @@ engine (lucene, faiss: the `knn_engine` fixture), nested chunks on faiss include
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import uuid
@@ -14,14 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from long_docs import HEAD, LONG_DOC, LONG_ID, LONG_TEXT, TAIL_QUERY
+from support import MINILM, hold_model, write_jsonl
 
 from neural_ingest.chunking import ChunkTokenizer
 from neural_ingest.cli import main
 from neural_ingest.config import parse_config
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.search import search
-from long_docs import HEAD, LONG_DOC, LONG_ID, LONG_TEXT, TAIL_QUERY
-from support import MINILM, hold_model, write_jsonl
 
 N_SAMPLE = 60
 
@@ -30,7 +31,12 @@ def make_cfg(tmp: Path, url: str, index: str, source: Path, chunking: dict[str, 
     return parse_config(
         {
             "run": {"name": "chunking-test", "progress_every_seconds": 30},
-            "source": {"type": "jsonl", "path": str(source), "text_fields": ["title", "body"], "metadata_fields": ["topic", "year"]},
+            "source": {
+                "type": "jsonl",
+                "path": str(source),
+                "text_fields": ["title", "body"],
+                "metadata_fields": ["topic", "year"],
+            },
             "encoders": encoders or [{"type": "sentence_transformers", "model": MINILM, "device": "cpu"}],
             "sink": {"type": "opensearch", "hosts": [url], "index": index, "knn": {"engine": "lucene"}, **sink},
             "dead_letter": {"path": str(tmp / "dlq")},
@@ -58,7 +64,7 @@ def runs(opensearch_url, tmp_path_factory, sample_docs, knn_engine):
     from opensearchpy import OpenSearch
 
     tmp = tmp_path_factory.mktemp("chunking")
-    source = write_jsonl(tmp / "docs.jsonl", sample_docs[:N_SAMPLE] + [LONG_DOC])
+    source = write_jsonl(tmp / "docs.jsonl", [*sample_docs[:N_SAMPLE], LONG_DOC])
     tag = f"{knn_engine}-{uuid.uuid4().hex[:6]}"
     knn = {"engine": knn_engine}
     trunc = make_cfg(tmp, opensearch_url, f"t-trunc-{tag}", source, knn=knn)
@@ -123,7 +129,7 @@ def test_stored_chunks_cover_every_token_fit_the_model_and_overlap(runs, tok, kn
             assert any(c["start"] <= a and b <= c["end"] for c in chunks), (doc_id, text[a:b])
         counts = tok.count([c["text"] for c in chunks], special=True)
         assert max(counts) <= 256  # each chunk fits the model's window, special tokens included
-        for cur, nxt in zip(chunks, chunks[1:]):  # at least the configured overlap, under a word more
+        for cur, nxt in itertools.pairwise(chunks):  # at least the configured overlap, under a word more
             shared = sum(1 for s in spans if s[0] >= nxt["start"] and s[1] <= cur["end"])
             assert overlap <= shared < overlap + 8
     assert len(docs[LONG_ID]["chunks"]) >= 2
@@ -187,8 +193,13 @@ def test_conflicting_index_is_refused_before_encoding(runs, tmp_path):
 
 # --------------------------------------------------------------------------- reruns and separate storage
 @pytest.mark.parametrize("storage", ["nested", "separate"])
-def test_rerun_with_a_shorter_document_drops_its_stale_chunks(storage, opensearch_url, os_client, index_name, tmp_path, tok, knn_engine):
-    long_src = write_jsonl(tmp_path / "long.jsonl", [LONG_DOC, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}])
+def test_rerun_with_a_shorter_document_drops_its_stale_chunks(
+    storage, opensearch_url, os_client, index_name, tmp_path, tok, knn_engine
+):
+    long_src = write_jsonl(
+        tmp_path / "long.jsonl",
+        [LONG_DOC, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}],
+    )
     chunking = {"mode": "chunk", "token_limit": 40, "overlap_rate": 0.1, "storage": storage}
     knn = {"engine": knn_engine}
     cfg = make_cfg(tmp_path, opensearch_url, index_name, long_src, chunking, knn=knn)
@@ -206,7 +217,10 @@ def test_rerun_with_a_shorter_document_drops_its_stale_chunks(storage, opensearc
         assert os_client.count(index=index_name)["count"] == n_long + 1
 
     shorter = dict(LONG_DOC, body=HEAD[:600])
-    short_src = write_jsonl(tmp_path / "short.jsonl", [shorter, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}])
+    short_src = write_jsonl(
+        tmp_path / "short.jsonl",
+        [shorter, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}],
+    )
     second = run_ingest(make_cfg(tmp_path, opensearch_url, index_name, short_src, chunking, knn=knn))
     assert second.indexed == 2 and second.failed == 0
     chunks = first_chunks(os_client, index_name, storage, LONG_ID)
@@ -227,9 +241,17 @@ def first_chunks(client, index: str, storage: str, doc_id: str) -> list[dict[str
     client.indices.refresh(index=index)
     if storage == "nested":
         return client.get(index=index, id=doc_id)["_source"]["chunks"]
-    res = client.search(index=index, body={"size": 1000, "query": {"term": {"parent_id": doc_id}}, "sort": [{"chunk_index": "asc"}]})
+    res = client.search(
+        index=index, body={"size": 1000, "query": {"term": {"parent_id": doc_id}}, "sort": [{"chunk_index": "asc"}]}
+    )
     return [
-        {"text": s["text"], "start": s["chunk_start"], "end": s["chunk_end"], "index": s["chunk_index"], "embedding": s["embedding"]}
+        {
+            "text": s["text"],
+            "start": s["chunk_start"],
+            "end": s["chunk_end"],
+            "index": s["chunk_index"],
+            "embedding": s["embedding"],
+        }
         for s in (h["_source"] for h in res["hits"]["hits"])
     ]
 
@@ -258,12 +280,23 @@ def test_dense_and_sparse_encode_the_same_chunks(opensearch_url, os_client, inde
     from sparse_models import build_mlm
 
     mlm = build_mlm(tmp_path / "tiny-mlm", seed=3)
-    src = write_jsonl(tmp_path / "docs.jsonl", [LONG_DOC, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}])
+    src = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [LONG_DOC, {"id": "short", "title": "Tides", "body": "The moon pulls the sea.", "topic": "t", "year": 1}],
+    )
     encoders = [
         {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
         {"type": "neural_sparse", "model": str(mlm), "device": "cpu", "batch_size": 4},
     ]
-    cfg = make_cfg(tmp_path, opensearch_url, index_name, src, {"mode": "chunk", "token_limit": 100}, encoders=encoders, knn={"engine": knn_engine})
+    cfg = make_cfg(
+        tmp_path,
+        opensearch_url,
+        index_name,
+        src,
+        {"mode": "chunk", "token_limit": 100},
+        encoders=encoders,
+        knn={"engine": knn_engine},
+    )
     summary = run_ingest(cfg)
     assert summary.indexed == 2 and summary.reconciles and summary.truncated == 0
     assert summary.encoded_by_field == {"embedding": 2, "sparse_embedding": 2}

@@ -6,20 +6,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
+from long_docs import LONG_DOC, LONG_ID, TAIL_QUERY
+from support import MINILM, hold_model, write_jsonl
 
 from neural_ingest.config import parse_config
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.search import search
 from neural_ingest.sinks.base import SinkError
-from long_docs import LONG_DOC, LONG_ID, TAIL_QUERY
-from support import MINILM, hold_model, write_jsonl
 
 
 def cfg_for(tmp, source, dataset, chunking=None, encoders=None):
     return parse_config(
         {
             "run": {"name": "chunking-parquet", "progress_every_seconds": 30},
-            "source": {"type": "jsonl", "path": str(source), "text_fields": ["title", "body"], "metadata_fields": ["topic", "year"]},
+            "source": {
+                "type": "jsonl",
+                "path": str(source),
+                "text_fields": ["title", "body"],
+                "metadata_fields": ["topic", "year"],
+            },
             "encoders": encoders or [{"type": "sentence_transformers", "model": MINILM, "device": "cpu"}],
             "sink": {"type": "parquet", "path": str(dataset)},
             "dead_letter": {"path": str(tmp / "dlq")},
@@ -31,7 +36,7 @@ def cfg_for(tmp, source, dataset, chunking=None, encoders=None):
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory, sample_docs):
     tmp = tmp_path_factory.mktemp("chunk-parquet")
-    source = write_jsonl(tmp / "docs.jsonl", sample_docs[:40] + [LONG_DOC])
+    source = write_jsonl(tmp / "docs.jsonl", [*sample_docs[:40], LONG_DOC])
     trunc = cfg_for(tmp, source, tmp / "trunc")
     chunk = cfg_for(tmp, source, tmp / "chunk", {"mode": "chunk", "token_limit": 128, "overlap_rate": 0.1})
     keep = hold_model(trunc)  # noqa: F841
@@ -91,9 +96,15 @@ def test_sparse_and_hybrid_over_chunks(tmp_path):
     from sparse_models import build_mlm
 
     mlm = build_mlm(tmp_path / "tiny", seed=4)
-    source = write_jsonl(tmp_path / "docs.jsonl", [LONG_DOC, {"id": "short", "title": "Search", "body": "open search vector model", "topic": "t", "year": 1}])
+    source = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [LONG_DOC, {"id": "short", "title": "Search", "body": "open search vector model", "topic": "t", "year": 1}],
+    )
     cfg = cfg_for(
-        tmp_path, source, tmp_path / "ds", {"mode": "chunk", "token_limit": 64},
+        tmp_path,
+        source,
+        tmp_path / "ds",
+        {"mode": "chunk", "token_limit": 64},
         encoders=[
             {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
             {"type": "neural_sparse", "model": str(mlm), "device": "cpu", "batch_size": 4},

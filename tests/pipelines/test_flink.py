@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from distributed_support import (
     CONFIG,
     assert_once_per_process,
@@ -28,8 +27,9 @@ from distributed_support import (
     overrides,
     reference,
 )
-from neural_ingest.encoders.base import MODEL_LOAD_LOG_ENV
 from support import ROOT
+
+from neural_ingest.encoders.base import MODEL_LOAD_LOG_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.opensearch]
 
@@ -71,7 +71,20 @@ def flink(tmp_path_factory):
     loads = tmp / "model-loads.jsonl"
     name = f"pytest-{os.getpid()}"
     env = {**os.environ, MODEL_LOAD_LOG_ENV: str(loads), "HF_HUB_OFFLINE": "1", "FLINK_START_TIMEOUT": str(START_TIMEOUT)}
-    cmd = ["bash", str(SCRIPT), "start", "--name", name, "--python", sys.executable, "--free-ports", "--slots", "2", "--parallelism", "2"]
+    cmd = [
+        "bash",
+        str(SCRIPT),
+        "start",
+        "--name",
+        name,
+        "--python",
+        sys.executable,
+        "--free-ports",
+        "--slots",
+        "2",
+        "--parallelism",
+        "2",
+    ]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=START_TIMEOUT + 60)
     if r.returncode != 0:  # the script prints every log's tail and stops what it started
@@ -90,12 +103,26 @@ def _run_on_flink(flink: Cluster, index: str, tmp_path: Path, beam_args: list[st
     (the config's relative source path must reach the workers resolved); returns the summary."""
     summary_path = tmp_path / "summary.json"
     sets = [*overrides(index, tmp_path), *sets]
-    args = ["run", os.path.relpath(CONFIG, ROOT), *[a for o in sets for a in ("--set", o)], "--summary", str(summary_path), "--", *beam_args]
+    args = [
+        "run",
+        os.path.relpath(CONFIG, ROOT),
+        *[a for o in sets for a in ("--set", o)],
+        "--summary",
+        str(summary_path),
+        "--",
+        *beam_args,
+    ]
     exe = shutil.which("neural-ingest", path=str(Path(sys.executable).parent)) or "neural-ingest"
     t0 = time.monotonic()
     try:
-        r = subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                           env={**os.environ, "OPENSEARCH_URL": os.environ["NEURAL_INGEST_OPENSEARCH_URL"], "HF_HUB_OFFLINE": "1"})
+        r = subprocess.run(
+            [exe, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            env={**os.environ, "OPENSEARCH_URL": os.environ["NEURAL_INGEST_OPENSEARCH_URL"], "HF_HUB_OFFLINE": "1"},
+        )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the Flink run took over {RUN_TIMEOUT}s:\n{(e.stderr or b'')[-4000:]!r}\n{flink.logs()}")
     if r.returncode != 0:
@@ -137,7 +164,14 @@ def test_flink_process_environment(flink, opensearch_url, os_client, tmp_path):
     ids = {json.loads(line)["id"] for line in lines}
     i = flink.beam_args.index("--environment_type")
     boot = {"command": str(ROOT / "scripts" / "beam-worker-boot"), "env": {"NEURAL_INGEST_WORKER_PYTHON": sys.executable}}
-    args = [*flink.beam_args[:i], *flink.beam_args[i + 4:], "--environment_type", "PROCESS", "--environment_config", json.dumps(boot)]
+    args = [
+        *flink.beam_args[:i],
+        *flink.beam_args[i + 4 :],
+        "--environment_type",
+        "PROCESS",
+        "--environment_config",
+        json.dumps(boot),
+    ]
     index = f"t-flink-process-{uuid.uuid4().hex[:6]}"
     try:
         summary = _run_on_flink(flink, index, tmp_path, args, [f"source.path={subset}"])

@@ -95,7 +95,9 @@ def run(tmp: Path, source_type: str, path: Path, expect_read: int | None = None,
 
 def jsonl_lines(pattern: str) -> list[Any]:
     """Every line of every matching file, read back with strict json.loads (UTF-8, no NaN)."""
-    return [strict_json_loads(x) for f in glob.glob(pattern) for x in Path(f).read_text(encoding="utf-8").splitlines()]  # any line break
+    return [
+        strict_json_loads(x) for f in glob.glob(pattern) for x in Path(f).read_text(encoding="utf-8").splitlines()
+    ]  # any line break
 
 
 # --------------------------------------------------------------------------- the reproductions

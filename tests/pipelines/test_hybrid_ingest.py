@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from neural_ingest.pipelines.ingest import run_ingest
 from sparse_models import DOCS, QUERIES, build_mlm, config, corpus, os_sink, stored
 from support import MINILM
+
+from neural_ingest.pipelines.ingest import run_ingest
 
 
 def encoders(mlm_dir: Path) -> list[dict]:

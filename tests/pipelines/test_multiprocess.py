@@ -5,7 +5,6 @@ import os
 import uuid
 
 import pytest
-
 from distributed_support import (
     assert_once_per_process,
     assert_same_index,
@@ -14,6 +13,7 @@ from distributed_support import (
     model_loads,
     reference,
 )
+
 from neural_ingest.encoders.base import MODEL_LOAD_LOG_ENV
 
 pytestmark = pytest.mark.opensearch

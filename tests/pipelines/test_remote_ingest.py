@@ -13,15 +13,14 @@ from typing import Any
 
 import pytest
 import requests
-
 from opensearchpy import OpenSearch
+from servers.embedding_server import EmbeddingServer, sentence_transformer_encoder
+from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: F401 - fixtures
+from support import cosine, require_plugins, synthetic_docs, write_jsonl
 
 from neural_ingest.config import parse_config
 from neural_ingest.ml_commons import MLCommons
 from neural_ingest.pipelines.ingest import run_ingest
-from servers.embedding_server import EmbeddingServer, sentence_transformer_encoder
-from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: F401 - fixtures
-from support import cosine, require_plugins, synthetic_docs, write_jsonl
 
 
 def pipeline_config(tmp: Path, docs: list[dict[str, Any]], encoder: dict[str, Any], sink: dict[str, Any]):

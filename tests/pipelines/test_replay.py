@@ -10,12 +10,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from support import MINILM, hold_model, write_jsonl
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.pipelines.replay import NOT_REPLAYED, dead_letter_files, replay
 from neural_ingest.sinks.base import SinkError
-from support import MINILM, hold_model, write_jsonl
 
 GOOD = [
     {"id": "a", "title": "Tides", "body": "The moon pulls the oceans twice a day."},
@@ -104,7 +104,7 @@ def test_parquet_replay_that_cannot_merge_leaves_the_dataset_as_it_was(make_conf
     edit_letters(letter_files(cfg, first), lambda d: set_line(d, {**GOOD[1], "body": "new"}))
     before = rows(cfg.sink.path)
 
-    import neural_ingest.sinks.parquet as parquet
+    from neural_ingest.sinks import parquet
 
     def disk_full(*a, **k):  # the rewrite of the file holding "b" fails (a fault a real disk rarely shows on demand)
         raise OSError(28, "No space left on device")

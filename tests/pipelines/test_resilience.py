@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from opensearchpy import OpenSearch
+from support import EncodeGate, synthetic_docs, write_jsonl
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.pipelines.replay import replay
-from support import EncodeGate, synthetic_docs, write_jsonl
 
 
 def dead_letters(run_dir: Path, name: str = "dead-letters") -> list[dict]:
-    return [json.loads(l) for f in sorted(run_dir.glob(f"{name}-*.jsonl")) for l in f.read_text().splitlines() if l.strip()]
+    return [json.loads(ln) for f in sorted(run_dir.glob(f"{name}-*.jsonl")) for ln in f.read_text().splitlines() if ln.strip()]
 
 
 def ids_in(client: OpenSearch, index: str) -> list[str]:
@@ -66,12 +66,16 @@ def test_bad_input_each_has_a_defined_outcome(os_client, index_name, make_config
         assert {"run_id", "stage", "error_type", "message", "attempts", "timestamp", "record"} <= set(dl)
         assert dl["run_id"] == s.run_id and dl["message"]
     index_dl = next(d for d in letters if d["stage"] == "index")
-    assert index_dl["status"] == 400 and index_dl["doc_id"] == "bad-year" and index_dl["record"]["source"]["year"] == "nineteen-ninety"
+    assert (
+        index_dl["status"] == 400
+        and index_dl["doc_id"] == "bad-year"
+        and index_dl["record"]["source"]["year"] == "nineteen-ninety"
+    )
     assert {d["error_type"] for d in dead_letters(run_dir, "skipped")} == {"empty_text", "duplicate_id"}
 
 
 def test_error_budget_fails_the_cli_run(index_name, make_config, tmp_path):
-    rows = synthetic_docs(4) + ["{broken", "{broken too"]
+    rows = [*synthetic_docs(4), "{broken", "{broken too"]
     path = write_jsonl(tmp_path / "in.jsonl", rows)
     cfg = make_config(source_path=path, sink="opensearch", index=index_name, overrides={"run.max_failed": 1})
     (tmp_path / "c.json").write_text(cfg.model_dump_json())
@@ -104,8 +108,9 @@ def test_replay_after_fixing_dead_letters_leaves_no_duplicates(os_client, index_
 
 def test_back_pressure_on_a_tiny_write_queue_is_retried(node_factory, make_config, tmp_path):
     """thread_pool.write.size=1, queue_size=1: concurrent bulk traffic gets real 429 rejections."""
-    node = node_factory("tiny", 9251, ["thread_pool.write.size=1", "thread_pool.write.queue_size=1",
-                                      "http.max_content_length=100kb"])
+    node = node_factory(
+        "tiny", 9251, ["thread_pool.write.size=1", "thread_pool.write.queue_size=1", "http.max_content_length=100kb"]
+    )
     client = OpenSearch(hosts=[node.url], timeout=60)
     index = "backpressure"
     client.indices.delete(index=f"{index}*", ignore=[404])
@@ -128,9 +133,18 @@ def test_back_pressure_on_a_tiny_write_queue_is_retried(node_factory, make_confi
     try:
         docs = synthetic_docs(120)
         path = write_jsonl(tmp_path / "in.jsonl", docs)
-        cfg = make_config(source_path=path, sink="opensearch", index=index, overrides={
-            "sink.hosts": [node.url], "sink.bulk.max_docs": 40, "sink.bulk.max_retries": 50,
-            "sink.bulk.initial_backoff": 0.05, "sink.bulk.max_backoff": 0.5})
+        cfg = make_config(
+            source_path=path,
+            sink="opensearch",
+            index=index,
+            overrides={
+                "sink.hosts": [node.url],
+                "sink.bulk.max_docs": 40,
+                "sink.bulk.max_retries": 50,
+                "sink.bulk.initial_backoff": 0.05,
+                "sink.bulk.max_backoff": 0.5,
+            },
+        )
         s = run_ingest(cfg)
     finally:
         stop.set()
@@ -176,10 +190,20 @@ def test_outage_mid_run_waits_and_indexes_everything_once(node_factory, make_con
     client = OpenSearch(hosts=[node.url], timeout=30, max_retries=0)
     docs = synthetic_docs(300)
     path = write_jsonl(tmp_path / "in.jsonl", docs)
-    cfg = make_config(source_path=path, sink="opensearch", index="outage", overrides={
-        "sink.hosts": [node.url], "sink.bulk.max_docs": 10, "sink.bulk.outage_deadline": 240,
-        "sink.bulk.initial_backoff": 0.2, "sink.bulk.max_backoff": 2, "encoders.0.batch_size": 10,
-        "encoders.0.batching.mode": "fixed"})  # each encode call goes straight on to the sink
+    cfg = make_config(
+        source_path=path,
+        sink="opensearch",
+        index="outage",
+        overrides={
+            "sink.hosts": [node.url],
+            "sink.bulk.max_docs": 10,
+            "sink.bulk.outage_deadline": 240,
+            "sink.bulk.initial_backoff": 0.2,
+            "sink.bulk.max_backoff": 2,
+            "encoders.0.batch_size": 10,
+            "encoders.0.batching.mode": "fixed",
+        },
+    )  # each encode call goes straight on to the sink
     gate = EncodeGate(monkeypatch, open_calls=3)
     t, result = _run_in_thread(cfg)
     try:
@@ -203,10 +227,20 @@ def test_outage_past_the_deadline_fails_clearly_then_replays(node_factory, make_
     client = OpenSearch(hosts=[node.url], timeout=30, max_retries=0)
     docs = synthetic_docs(300, prefix="d")
     path = write_jsonl(tmp_path / "in.jsonl", docs)
-    cfg = make_config(source_path=path, sink="opensearch", index="deadline", overrides={
-        "sink.hosts": [node.url], "sink.bulk.max_docs": 10, "sink.bulk.outage_deadline": 2,
-        "sink.bulk.initial_backoff": 0.1, "sink.bulk.max_backoff": 0.5, "encoders.0.batch_size": 10,
-        "encoders.0.batching.mode": "fixed"})  # each encode call goes straight on to the sink
+    cfg = make_config(
+        source_path=path,
+        sink="opensearch",
+        index="deadline",
+        overrides={
+            "sink.hosts": [node.url],
+            "sink.bulk.max_docs": 10,
+            "sink.bulk.outage_deadline": 2,
+            "sink.bulk.initial_backoff": 0.1,
+            "sink.bulk.max_backoff": 0.5,
+            "encoders.0.batch_size": 10,
+            "encoders.0.batching.mode": "fixed",
+        },
+    )  # each encode call goes straight on to the sink
     gate = EncodeGate(monkeypatch, open_calls=3)
     t, result = _run_in_thread(cfg)
     try:
@@ -235,9 +269,12 @@ def test_outage_past_the_deadline_fails_clearly_then_replays(node_factory, make_
     assert len(ids) == 300 and set(ids) == {d["id"] for d in docs}
 
 
-@pytest.mark.parametrize("host, expect", [
-    ("http://127.0.0.1:9", "cannot reach OpenSearch at http://127.0.0.1:9"),
-])
+@pytest.mark.parametrize(
+    "host, expect",
+    [
+        ("http://127.0.0.1:9", "cannot reach OpenSearch at http://127.0.0.1:9"),
+    ],
+)
 def test_preflight_unreachable_is_reported_before_encoding(host, expect, make_config, tmp_path):
     cfg = make_config(sink="opensearch", index="never-created", overrides={"sink.hosts": [host]})
     (tmp_path / "c.json").write_text(cfg.model_dump_json())
@@ -251,8 +288,9 @@ def test_preflight_unreachable_is_reported_before_encoding(host, expect, make_co
 def test_preflight_tls_error_names_the_fix(opensearch_url, make_config, tmp_path):
     """https:// against the plain-HTTP test node: a real TLS handshake failure, named for what it is
     (not "set sink.ca_certs", which would not help)."""
-    cfg = make_config(sink="opensearch", index="never-created",
-                      overrides={"sink.hosts": [opensearch_url.replace("http://", "https://")]})
+    cfg = make_config(
+        sink="opensearch", index="never-created", overrides={"sink.hosts": [opensearch_url.replace("http://", "https://")]}
+    )
     (tmp_path / "c.json").write_text(cfg.model_dump_json())
     r = CliRunner().invoke(main, ["validate", str(tmp_path / "c.json")])
     assert r.exit_code == 2, r.output
@@ -265,7 +303,7 @@ def test_preflight_wrong_credentials(make_config, tmp_path, monkeypatch):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Deny(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             body = b'{"error":"Unauthorized","status":401}'
             self.send_response(401)
             self.send_header("Content-Type", "application/json")
@@ -273,7 +311,7 @@ def test_preflight_wrong_credentials(make_config, tmp_path, monkeypatch):
             self.end_headers()
             self.wfile.write(body)
 
-        do_HEAD = do_GET  # noqa: N815
+        do_HEAD = do_GET
 
         def log_message(self, *a):
             pass
@@ -282,9 +320,15 @@ def test_preflight_wrong_credentials(make_config, tmp_path, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.setenv("TEST_OS_PASSWORD", "hunter2-not-shown")
-        cfg = make_config(sink="opensearch", index="x", overrides={
-            "sink.hosts": [f"http://127.0.0.1:{server.server_port}"], "sink.username": "ingest",
-            "sink.password": "hunter2-not-shown"})
+        cfg = make_config(
+            sink="opensearch",
+            index="x",
+            overrides={
+                "sink.hosts": [f"http://127.0.0.1:{server.server_port}"],
+                "sink.username": "ingest",
+                "sink.password": "hunter2-not-shown",
+            },
+        )
         (tmp_path / "c.json").write_text(cfg.model_dump_json(exclude={"sink": {"password"}}))
         r = CliRunner().invoke(main, ["validate", str(tmp_path / "c.json"), "--set", "sink.password=${TEST_OS_PASSWORD}"])
         assert r.exit_code == 2, r.output
@@ -304,9 +348,23 @@ def test_password_never_appears_in_any_output(opensearch_url, index_name, make_c
     conf = tmp_path / "c.json"
     conf.write_text(cfg.model_dump_json())
     out = subprocess.run(
-        [sys.executable, "-m", "neural_ingest.cli", "-v", "run", str(conf), "--set", "sink.password=${NI_TEST_PASSWORD}",
-         "--set", "run.max_failed_ratio=1", "--summary", str(tmp_path / "summary.json")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "neural_ingest.cli",
+            "-v",
+            "run",
+            str(conf),
+            "--set",
+            "sink.password=${NI_TEST_PASSWORD}",
+            "--set",
+            "run.max_failed_ratio=1",
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     everything = out.stdout + out.stderr

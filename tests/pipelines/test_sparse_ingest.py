@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sparse_models import DOCS, QUERIES, assert_maps_close, build_mlm, config, corpus, os_sink, reference_maps, stored
 
 from neural_ingest.encoders.sparse_weights import sparse_dot
 from neural_ingest.pipelines.ingest import run_ingest
-from sparse_models import DOCS, QUERIES, assert_maps_close, build_mlm, config, corpus, os_sink, reference_maps, stored
 
 NEURAL = "opensearch-neural-search"
 
@@ -31,7 +31,9 @@ def sparse_run(mlm_dir, opensearch_url, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("sparse-run")
     index = f"t-sparse-{uuid.uuid4().hex[:6]}"
-    cfg = config(tmp, [{"type": "neural_sparse", "model": str(mlm_dir), "device": "cpu", "batch_size": 4}], os_sink(opensearch_url, index))
+    cfg = config(
+        tmp, [{"type": "neural_sparse", "model": str(mlm_dir), "device": "cpu", "batch_size": 4}], os_sink(opensearch_url, index)
+    )
     summary = run_ingest(cfg)
     client = OpenSearch(hosts=[opensearch_url], timeout=60)
     yield cfg, summary, client
@@ -56,8 +58,10 @@ def test_stored_maps_equal_the_formula_on_raw_logits(sparse_run, mlm_dir):
     assert any("." in t for d in docs.values() for t in d["sparse_embedding"])  # dotted tokens are stored as-is
 
 
-@pytest.mark.parametrize("use_neural_search", [
-    pytest.param(True, id="neural_sparse", marks=pytest.mark.needs_plugins(NEURAL)), pytest.param(False, id="rank_feature")])
+@pytest.mark.parametrize(
+    "use_neural_search",
+    [pytest.param(True, id="neural_sparse", marks=pytest.mark.needs_plugins(NEURAL)), pytest.param(False, id="rank_feature")],
+)
 def test_opensearch_scores_equal_the_local_dot_product(sparse_run, use_neural_search):
     from neural_ingest.search import encode_query, search
 
@@ -86,7 +90,14 @@ def test_plain_rank_feature_silently_drops_dotted_tokens(sparse_run):
     cfg, _, client = sparse_run
     docs = stored(client, cfg.sink.index)
     doc_id, src = next((i, d) for i, d in docs.items() if "." in d["sparse_embedding"])
-    body = {"query": {"bool": {"filter": [{"ids": {"values": [doc_id]}}], "should": [{"rank_feature": {"field": "sparse_embedding..", "linear": {}}}]}}}
+    body = {
+        "query": {
+            "bool": {
+                "filter": [{"ids": {"values": [doc_id]}}],
+                "should": [{"rank_feature": {"field": "sparse_embedding..", "linear": {}}}],
+            }
+        }
+    }
     res = client.search(index=cfg.sink.index, body=body)
     assert res["hits"]["hits"][0]["_score"] == 0.0  # the "." feature is there, but the query cannot address it
     body = {"query": {"neural_sparse": {"sparse_embedding": {"query_tokens": {".": 1.0}}}}}
@@ -97,7 +108,7 @@ def test_plain_rank_feature_silently_drops_dotted_tokens(sparse_run):
 def test_query_weights_above_64_are_scaled_into_range_with_the_same_score(sparse_run):
     from neural_ingest.sinks import make_sink
 
-    cfg, summary, client = sparse_run
+    cfg, _summary, client = sparse_run
     docs = stored(client, cfg.sink.index)
     some = next(iter(docs.values()))["sparse_embedding"]
     toks = sorted(some, key=some.get, reverse=True)[:3]
@@ -161,7 +172,11 @@ def test_parquet_stores_sparse_maps_and_scores_like_opensearch(sparse_run, mlm_d
     from neural_ingest.search import search
 
     os_cfg, _, _ = sparse_run
-    cfg = config(tmp_path, [{"type": "neural_sparse", "model": str(mlm_dir), "device": "cpu", "batch_size": 4}], {"type": "parquet", "path": str(tmp_path / "dataset")})
+    cfg = config(
+        tmp_path,
+        [{"type": "neural_sparse", "model": str(mlm_dir), "device": "cpu", "batch_size": 4}],
+        {"type": "parquet", "path": str(tmp_path / "dataset")},
+    )
     summary = run_ingest(cfg)
     assert summary.indexed == len(DOCS)
     table = ds.dataset(str(tmp_path / "dataset"), format="parquet").to_table()

@@ -26,8 +26,9 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Sequence
+from typing import Any
 
 _MARKER = re.compile(r"<<(\w[\w-]*?)(?::(\d+))?>>")
 _DEFAULT_TIMES = {"429": 2}
@@ -75,7 +76,7 @@ class EmbeddingServer:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "EmbeddingServer":
+    def start(self) -> EmbeddingServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,7 +136,7 @@ class EmbeddingServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "EmbeddingServer":
+    def __enter__(self) -> EmbeddingServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -167,7 +168,7 @@ class EmbeddingServer:
         return [list(map(float, v)) for v in arr]
 
     def handle(self, path: str, headers: Any, raw: bytes) -> tuple[int, Any, dict[str, str], float]:
-        path = path.split("?")[0].rstrip("/")
+        path = path.split("?", maxsplit=1)[0].rstrip("/")
         self.paths[path] += 1
         auth = headers.get("Authorization")
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
@@ -191,7 +192,9 @@ class EmbeddingServer:
         if self.max_batch is not None and len(texts) > self.max_batch:
             return 413, {"error": f"batch size {len(texts)} > maximum allowed batch size {self.max_batch}"}, {}, 0
 
-        markers = [(i, m.group(1), int(m.group(2)) if m.group(2) else None) for i, t in enumerate(texts) for m in _MARKER.finditer(t)]
+        markers = [
+            (i, m.group(1), int(m.group(2)) if m.group(2) else None) for i, t in enumerate(texts) for m in _MARKER.finditer(t)
+        ]
         delay = 0.0
         item_faults: dict[int, str] = {}
         truncate = False
@@ -207,11 +210,21 @@ class EmbeddingServer:
             if not self._fires(name, times, t):
                 continue
             if name == "429":
-                return 429, {"error": {"message": "rate limit reached", "type": "rate_limit"}}, {"Retry-After": self.retry_after}, 0
+                return (
+                    429,
+                    {"error": {"message": "rate limit reached", "type": "rate_limit"}},
+                    {"Retry-After": self.retry_after},
+                    0,
+                )
             if name == "500":
                 return 500, {"error": "internal error while embedding"}, {}, 0
             if name == "400":
-                return 400, {"error": {"message": f"input {i} rejected by the test server", "type": "invalid_request_error"}}, {}, 0
+                return (
+                    400,
+                    {"error": {"message": f"input {i} rejected by the test server", "type": "invalid_request_error"}},
+                    {},
+                    0,
+                )
             if name == "echo-auth":
                 return 400, {"error": {"message": f"bad request; you sent Authorization: {auth}"}}, {}, 0
             if name == "slow":
@@ -236,7 +249,10 @@ class EmbeddingServer:
                     "object": "list",
                     "model": req.get("model", self.model_name),
                     "data": [{"object": "embedding", "index": j, "embedding": vectors[i]} for j, i in enumerate(keep)],
-                    "usage": {"prompt_tokens": sum(len(t.split()) for t in texts), "total_tokens": sum(len(t.split()) for t in texts)},
+                    "usage": {
+                        "prompt_tokens": sum(len(t.split()) for t in texts),
+                        "total_tokens": sum(len(t.split()) for t in texts),
+                    },
                 }
             else:
                 body = [vectors[i] for i in keep]

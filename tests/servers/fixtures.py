@@ -1,7 +1,8 @@
 """Fixtures for the loopback embedding server; import them into a test module to use them."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

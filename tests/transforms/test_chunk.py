@@ -1,6 +1,7 @@
 """Chunk boundaries with the real all-MiniLM-L6-v2 tokenizer, neural-search's semantics, and the Beam step."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -47,7 +48,7 @@ def check_chunks(text: str, chunks: list[dict], tok: ChunkTokenizer, limit: int,
     # consecutive chunks overlap by at least floor(limit * rate) tokens, and by less than a word more
     want = math.floor(limit * overlap_rate)
     spans = token_spans(tok, text)
-    for cur, nxt in zip(chunks, chunks[1:]):
+    for cur, nxt in itertools.pairwise(chunks):
         assert nxt["start"] <= cur["end"]
         shared = [s for s in spans if s[0] >= nxt["start"] and s[1] <= cur["end"]]
         if want == 0:
@@ -155,7 +156,9 @@ def word_tok() -> ChunkTokenizer:
     return ChunkTokenizer(t, 0, "words")
 
 
-@pytest.mark.parametrize("limit,rate,max_chunks", [(10, 0.0, 100), (10, 0.2, 100), (7, 0.5, 100), (12, 0.3, 3), (5, 0.0, -1), (4, 0.25, 1)])
+@pytest.mark.parametrize(
+    "limit,rate,max_chunks", [(10, 0.0, 100), (10, 0.2, 100), (7, 0.5, 100), (12, 0.3, 3), (5, 0.0, -1), (4, 0.25, 1)]
+)
 def test_fixed_token_length_matches_neural_search_on_word_tokens(word_tok, sample_docs, limit, rate, max_chunks):
     for d in sample_docs[:20]:
         text = f"  {d['title']}\n\n{d['body']}  "
@@ -192,16 +195,16 @@ def test_chunk_step_counts_truncation_and_sets_chunks(sample_docs):
     """ChunkFn with the real model: truncate mode counts documents over 256 tokens; chunk mode chunks them."""
     import apache_beam as beam
     from apache_beam.metrics.metric import MetricsFilter
+    from support import MINILM, collect, collected
 
     from neural_ingest.chunking import ChunkPlan
     from neural_ingest.config import SentenceTransformersEncoderConfig
     from neural_ingest.encoders import make_encoder
     from neural_ingest.records import Document
     from neural_ingest.transforms.chunk import ChunkDocuments
-    from support import MINILM, collect, collected
 
     enc = make_encoder(SentenceTransformersEncoderConfig(model=MINILM, device="cpu"))
-    keep = enc.acquire()  # noqa: F841 - shared with the DoFn
+    keep = enc.acquire()
     docs = [Document(d["id"], f"{d['title']}\n\n{d['body']}") for d in sample_docs[:60]]
     tok = ChunkTokenizer.from_loaded(keep)
     n_long = sum(n > 256 for n in tok.count([d.text for d in docs], special=True))

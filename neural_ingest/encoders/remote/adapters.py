@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from neural_ingest.config import ConfigError
 from neural_ingest.encoders.remote.client import RemoteSetupError
@@ -107,7 +108,7 @@ class OpenAIAdapter(Adapter):
 class TEIAdapter(Adapter):
     """text-embeddings-inference: ``POST /embed`` (dense) and ``POST /embed_sparse`` (sparse)."""
 
-    def __init__(self, cfg, redactor):
+    def __init__(self, cfg: Any, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         self._vocab: dict[int, str] | None = None
         if cfg.output == "sparse" and cfg.vocab_path:
@@ -156,7 +157,7 @@ class OpenSearchMLAdapter(Adapter):
     maps, or what a post_process_function returns), unless ``response_path`` says otherwise.
     """
 
-    def __init__(self, cfg, redactor):
+    def __init__(self, cfg: Any, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         self.algorithm: str | None = None  # learnt in setup(): REMOTE, TEXT_EMBEDDING, SPARSE_ENCODING...
 
@@ -232,7 +233,11 @@ class OpenSearchMLAdapter(Adapter):
         url = f"{self.cfg.url.rstrip('/')}/_plugins/_ml/models/{self.cfg.model_id}"
         try:
             resp = client.session.get(
-                url, headers=self.headers(), auth=self.auth(), timeout=(self.cfg.connect_timeout, self.cfg.timeout), verify=client.verify
+                url,
+                headers=self.headers(),
+                auth=self.auth(),
+                timeout=(self.cfg.connect_timeout, self.cfg.timeout),
+                verify=client.verify,
             )
         except Exception as e:  # noqa: BLE001
             from neural_ingest.tls import plain_http_problem
@@ -247,7 +252,9 @@ class OpenSearchMLAdapter(Adapter):
                 "check model_id (GET /_plugins/_ml/models/_search lists them)"
             )
         if resp.status_code >= 400:
-            raise RemoteSetupError(self.redact(f"opensearch_ml: GET model {self.cfg.model_id}: HTTP {resp.status_code}: {resp.text[:300]}"))
+            raise RemoteSetupError(
+                self.redact(f"opensearch_ml: GET model {self.cfg.model_id}: HTTP {resp.status_code}: {resp.text[:300]}")
+            )
         meta = resp.json()
         self.algorithm = str(meta.get("algorithm") or "").upper() or None
         info: dict[str, Any] = {
@@ -287,12 +294,13 @@ class HttpTemplateAdapter(Adapter):
     ``request_body`` with ``${parameters.X}`` / ``${credential.X}`` placeholders, the texts going into
     ``${parameters.<input>}``; the result read with ``response_path`` (or a post_process_function)."""
 
-    def __init__(self, cfg, redactor):
+    def __init__(self, cfg: Any, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         pre = PRE_PROCESS.get(cfg.pre_process_function or "", (None, None))
         self.input_name = cfg.input_parameter or pre[0] or "input"
         self._max_batch = pre[1]
-        self.response_path = cfg.response_path or POST_PROCESS.get(cfg.post_process_function or "")
+        # the config guarantees one of the two (HttpEncoderConfig / OpenSearchMLEncoderConfig validators)
+        self.response_path: str = cfg.response_path or POST_PROCESS[cfg.post_process_function or ""]
         self.method = cfg.method
 
     def max_batch(self):

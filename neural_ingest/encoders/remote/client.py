@@ -26,7 +26,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import requests
@@ -85,7 +86,7 @@ class RemoteError(EncodeError):
         self.bisect = bisect and not fatal
         self.attempts = attempts
 
-    def __reduce__(self):  # picklable with its attributes (Beam may pickle exceptions)
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its attributes (Beam may pickle exceptions)
         return (_rebuild_error, (str(self), self.__dict__.copy()))
 
 
@@ -129,9 +130,14 @@ def error_text(body: str) -> str:
                 if isinstance(err.get(key), str):
                     root = err.get("root_cause")
                     extra = ""
-                    if isinstance(root, list) and root and isinstance(root[0], dict) and root[0].get("reason") not in (None, err[key]):
+                    if (
+                        isinstance(root, list)
+                        and root
+                        and isinstance(root[0], dict)
+                        and root[0].get("reason") not in (None, err[key])
+                    ):
                         extra = f" ({root[0].get('reason')})"
-                    return err[key] + extra
+                    return str(err[key]) + extra
         if isinstance(err, list) and err:
             return json.dumps(err)[:500]
     return body.strip()
@@ -187,7 +193,7 @@ def estimate_tokens(text: str, chars_per_token: float) -> int:
 class RemoteClient:
     """Session, limits and the request loop for one remote encoder config (see module doc)."""
 
-    def __init__(self, cfg: Any, adapter: "Adapter", redactor: Redactor, *, dimension: int | None = None):
+    def __init__(self, cfg: Any, adapter: Adapter, redactor: Redactor, *, dimension: int | None = None):
         self.cfg = cfg
         self.adapter = adapter
         self.redact = redactor
@@ -328,7 +334,9 @@ class RemoteClient:
                 )
                 content = resp.content  # read the body inside the timeout and the semaphore
             except requests.Timeout as e:
-                raise self._error(f"no response within {c.timeout}s ({type(e).__name__})", reason="timeout", retryable=True) from None
+                raise self._error(
+                    f"no response within {c.timeout}s ({type(e).__name__})", reason="timeout", retryable=True
+                ) from None
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
                 # The exception text holds host, port and path, never headers; redacted all the same.
                 raise self._error(

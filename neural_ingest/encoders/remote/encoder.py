@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr
@@ -85,7 +86,7 @@ class RemoteEncoder(Encoder[RemoteClient]):
         return f"remote:{self.cfg.type}:{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
     def batch_size(self) -> int:
-        return self.cfg.batch_size
+        return int(self.cfg.batch_size)
 
     # -- loading
     def load_model(self) -> Loaded[RemoteClient]:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
-from neural_ingest.redact import MASK, scrub_auth_headers  # noqa: F401  (re-exported)
-from neural_ingest.redact import redact_url as safe_url  # noqa: F401  (one URL redaction for the whole tool)
+from neural_ingest.redact import (
+    MASK,  # re-exported
+    scrub_auth_headers,  # re-exported
+)
+from neural_ingest.redact import redact_url as safe_url  # one URL redaction for the whole tool
+
+__all__ = ["MASK", "Redactor", "protect_logs", "safe_url", "scrub_auth_headers"]
 
 _MIN_LEN = 4  # shorter "secrets" would mask ordinary words
 

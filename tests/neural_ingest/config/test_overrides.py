@@ -53,7 +53,7 @@ def test_the_secret_fields_come_from_the_config_types():
 @pytest.mark.parametrize("value", ["[abc", "{x", "123456", "yes", "null", "a: b", "'q", "#x", "${PW}"])
 def test_secret_values_are_taken_verbatim(value):
     """A password is text whatever it looks like: YAML would turn these into lists, numbers, errors..."""
-    cfg = parse_config(overrides(f"sink.password={value}", f"encoders.0.type=openai", "encoders.0.model=m",
+    cfg = parse_config(overrides(f"sink.password={value}", "encoders.0.type=openai", "encoders.0.model=m",
                                  "encoders.0.dimension=3", f"encoders.0.api_key={value}",
                                  f"encoders.0.headers.X-Key={value}"))
     assert cfg.sink.password.get_secret_value() == value

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from support import MINILM, write_jsonl
 
 TINY_DIM = 64
@@ -104,7 +103,9 @@ def test_the_same_weights_under_their_own_path_are_not_checked(tmp_path, tiny_de
     from neural_ingest.config import SentenceTransformersEncoderConfig
     from neural_ingest.encoders.dense import SentenceTransformerEncoder
 
-    info = SentenceTransformerEncoder(SentenceTransformersEncoderConfig(model=str(tiny_dense_dir), device="cpu")).load_model().info
+    info = (
+        SentenceTransformerEncoder(SentenceTransformersEncoderConfig(model=str(tiny_dense_dir), device="cpu")).load_model().info
+    )
     assert info.dimension == TINY_DIM and info.similarity == "cosine"
 
 
@@ -123,8 +124,9 @@ def test_undeclared_similarity_comes_from_the_catalogue(tmp_path, tiny_dense_dir
     # A 768-dim CLS-pooled, unnormalized model: the shape of multi-qa-mpnet-base-dot-v1.
 
     hf = tmp_path / "hf768"
-    BertModel(BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
-                         intermediate_size=256)).save_pretrained(hf)
+    BertModel(
+        BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=256)
+    ).save_pretrained(hf)
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (tiny_dense_dir / f).exists():
             shutil.copy(tiny_dense_dir / f, hf / f)

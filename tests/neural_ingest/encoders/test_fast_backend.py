@@ -8,10 +8,10 @@ import importlib.util
 
 import numpy as np
 import pytest
+from support import MINILM
 
 from neural_ingest.config import ConfigError, SentenceTransformersEncoderConfig, parse_config
 from neural_ingest.encoders.dense import SentenceTransformerEncoder
-from support import MINILM
 
 RUNTIMES = {"onnx": ["onnxruntime", "onnx"], "openvino": ["openvino", "nncf", "onnx"]}
 
@@ -51,7 +51,9 @@ def min_cosine(a, b) -> float:
 )
 def test_fast_backend_vectors_match_torch(texts, reference, cache_dir, backend, quantize, floor):
     enc = SentenceTransformerEncoder(
-        SentenceTransformersEncoderConfig(model=MINILM, device="cpu", backend=backend, quantize=quantize, backend_cache_dir=cache_dir)
+        SentenceTransformersEncoderConfig(
+            model=MINILM, device="cpu", backend=backend, quantize=quantize, backend_cache_dir=cache_dir
+        )
     )
     loaded = enc.load_model()
     assert loaded.info.dimension == 384 and loaded.info.similarity == "cosine" and loaded.info.normalized
@@ -72,7 +74,9 @@ def test_pipeline_on_the_onnx_int8_backend(make_config, cache_dir, sample_docs, 
 
     from neural_ingest.pipelines.ingest import run_ingest
 
-    cfg = make_config(overrides={"encoders.0.backend": "onnx", "encoders.0.quantize": "int8", "encoders.0.backend_cache_dir": cache_dir})
+    cfg = make_config(
+        overrides={"encoders.0.backend": "onnx", "encoders.0.quantize": "int8", "encoders.0.backend_cache_dir": cache_dir}
+    )
     s = run_ingest(cfg)
     assert s.indexed == len(sample_docs) and s.reconciles
     assert s.models["embedding"]["extra"]["backend"] == "onnx"

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import MINILM
 
 from neural_ingest.config import SentenceTransformersEncoderConfig
 from neural_ingest.encoders.dense import SentenceTransformerEncoder
 from neural_ingest.encoders.pretokenized import TokenPath, token_path
 from neural_ingest.records import Document
 from neural_ingest.transforms.batching import EncodeWindowFn, plan_for
-from support import MINILM
 
 EDGE = [
     "",

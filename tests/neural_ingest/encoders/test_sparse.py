@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from sparse_models import assert_maps_close, build_mlm, build_st_doc_only, reference_maps
 
 TEXTS = [

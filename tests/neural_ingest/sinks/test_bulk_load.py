@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import synthetic_docs, write_jsonl
 
 from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.sinks.opensearch import OpenSearchSink
-from support import synthetic_docs, write_jsonl
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.knn]
 
@@ -68,7 +68,9 @@ def test_auto_keeps_refreshes_for_lucene_knn_only(opensearch_url, os_client, ind
 
 
 def test_existing_index_and_the_flag_off_are_left_alone(opensearch_url, os_client, index_name):
-    os_client.indices.create(index=index_name, body={"settings": {"index.knn": True, "refresh_interval": "5s", "number_of_replicas": 0}})
+    os_client.indices.create(
+        index=index_name, body={"settings": {"index.knn": True, "refresh_interval": "5s", "number_of_replicas": 0}}
+    )
     sink = sink_for(opensearch_url, index_name)
     sink.prepare(FIELDS, "run-1")
     assert index_settings(os_client, index_name)["refresh_interval"] == "5s"
@@ -84,24 +86,38 @@ def test_existing_index_and_the_flag_off_are_left_alone(opensearch_url, os_clien
 def test_pipeline_run_ends_searchable_with_settings_restored(os_client, index_name, make_config, tmp_path, in_flight, knn_engine):
     from neural_ingest.pipelines.ingest import run_ingest
 
-    rows = synthetic_docs(40) + [{"id": "bad-year", "title": "T", "body": "B", "year": "nineteen-ninety"}]
+    rows = [*synthetic_docs(40), {"id": "bad-year", "title": "T", "body": "B", "year": "nineteen-ninety"}]
     path = write_jsonl(tmp_path / "in.jsonl", rows)
     # An index template (as a cluster may have): year is an integer, so one document fails at indexing
     # and its dead letter must still arrive; its refresh_interval is what the run must put back.
     template = f"{index_name}-tmpl"
-    os_client.indices.put_index_template(name=template, body={
-        "index_patterns": [f"{index_name}*"],
-        "template": {"settings": {"refresh_interval": "2s"}, "mappings": {"properties": {"year": {"type": "integer"}}}},
-    })
+    os_client.indices.put_index_template(
+        name=template,
+        body={
+            "index_patterns": [f"{index_name}*"],
+            "template": {"settings": {"refresh_interval": "2s"}, "mappings": {"properties": {"year": {"type": "integer"}}}},
+        },
+    )
     try:
-        cfg = make_config(source_path=path, sink="opensearch", index=index_name,
-                          overrides={"sink.bulk.max_docs": 7, "sink.bulk.in_flight": in_flight, "sink.bulk_refresh": "disable",
-                                     "run.max_failed_ratio": 0.5, "sink.knn.engine": knn_engine})
+        cfg = make_config(
+            source_path=path,
+            sink="opensearch",
+            index=index_name,
+            overrides={
+                "sink.bulk.max_docs": 7,
+                "sink.bulk.in_flight": in_flight,
+                "sink.bulk_refresh": "disable",
+                "run.max_failed_ratio": 0.5,
+                "sink.knn.engine": knn_engine,
+            },
+        )
         s = run_ingest(cfg)
     finally:
         os_client.indices.delete_index_template(name=template, ignore=[404])
     assert s.read == 41 and s.indexed == 40 and s.failed_by_reason == {"index.mapper_parsing_exception": 1} and s.reconciles
     assert os_client.count(index=index_name)["count"] == 40  # searchable without an explicit refresh
     assert index_settings(os_client, index_name)["refresh_interval"] == "2s"
-    letters = [json.loads(x) for f in (tmp_path / "dlq" / s.run_id).glob("dead-letters-*.jsonl") for x in f.read_text().splitlines()]
+    letters = [
+        json.loads(x) for f in (tmp_path / "dlq" / s.run_id).glob("dead-letters-*.jsonl") for x in f.read_text().splitlines()
+    ]
     assert [d["doc_id"] for d in letters] == ["bad-year"]

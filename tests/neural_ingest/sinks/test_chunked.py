@@ -79,7 +79,7 @@ def test_plan_with_only_remote_encoders_needs_a_tokenizer():
     cfg = parse_config(base(mode="chunk"))
     remote = [("embedding", object())]
     loaded = [SimpleNamespace(info=ModelInfo(name="r", kind="dense", dimension=8))]
-    with pytest.raises(ConfigError, match="chunking.tokenizer"):
+    with pytest.raises(ConfigError, match=r"chunking.tokenizer"):
         plan_chunking(cfg, remote, loaded)
     assert plan_chunking(parse_config(base()), remote, loaded) is None  # truncate: nothing to count with
     cfg = parse_config(base(mode="chunk", algorithm="delimiter"))
@@ -88,9 +88,10 @@ def test_plan_with_only_remote_encoders_needs_a_tokenizer():
 
 
 def test_plan_defaults_the_limit_to_the_model_window_and_warns_above_it(caplog):
+    from support import MINILM
+
     from neural_ingest.config import SentenceTransformersEncoderConfig
     from neural_ingest.encoders import make_encoder
-    from support import MINILM
 
     enc = make_encoder(SentenceTransformersEncoderConfig(model=MINILM, device="cpu"))
     loaded = enc.acquire()
@@ -102,7 +103,7 @@ def test_plan_defaults_the_limit_to_the_model_window_and_warns_above_it(caplog):
     assert plan.token_limit == 400 and "above what the models take" in caplog.text
     plan = plan_chunking(parse_config(base()), [("embedding", enc)], [loaded])
     assert plan.mode == "truncate" and not plan.chunking and plan.max_lengths == {"embedding": 256}
-    with pytest.raises(ConfigError, match="chunking.tokenizer"):
+    with pytest.raises(ConfigError, match=r"chunking.tokenizer"):
         plan_chunking(parse_config(base(mode="chunk", tokenizer="no-such-model-anywhere")), [("embedding", enc)], [loaded])
 
 
@@ -143,7 +144,12 @@ FAISS_NESTED_AS_RETURNED = {
                 "embedding": {
                     "type": "knn_vector",
                     "dimension": 384,
-                    "method": {"engine": "faiss", "space_type": "cosinesimil", "name": "hnsw", "parameters": {"ef_construction": 128, "m": 16}},
+                    "method": {
+                        "engine": "faiss",
+                        "space_type": "cosinesimil",
+                        "name": "hnsw",
+                        "parameters": {"ef_construction": 128, "m": 16},
+                    },
                 },
                 "end": {"type": "integer"},
                 "index": {"type": "integer"},
@@ -167,7 +173,9 @@ def test_conflict_check_inside_the_nested_field():
     flat = {"properties": {"chunks": {"properties": {"text": {"type": "text"}}}}}
     assert any("needs a 'nested' field" in p for p in mapping_problems(flat, cfg, {"embedding": DENSE}, NESTED))
     # a nested index written with separate storage, and a non-keyword parent_id
-    assert any("storage is separate" in p for p in mapping_problems(FAISS_NESTED_AS_RETURNED, cfg, {"embedding": DENSE}, SEPARATE))
+    assert any(
+        "storage is separate" in p for p in mapping_problems(FAISS_NESTED_AS_RETURNED, cfg, {"embedding": DENSE}, SEPARATE)
+    )
     bad_parent = {"properties": {"parent_id": {"type": "text"}}}
     assert any("keyword" in p for p in mapping_problems(bad_parent, cfg, {"embedding": DENSE}, SEPARATE))
     # an unchunked index gets the nested field added (no conflict)
@@ -217,19 +225,55 @@ def test_separate_body_collapses_on_parent():
 
 def test_hits_from_a_nested_response():
     # the shape OpenSearch 2.19.6 answered with (lucene, nested knn + inner_hits)
-    res = {"hits": {"hits": [{
-        "_id": "d3", "_score": 0.95, "_source": {"text": "doc 3", "topic": "x"},
-        "inner_hits": {"chunks": {"hits": {"hits": [{"_id": "d3", "_nested": {"field": "chunks", "offset": 2}, "_score": 0.95,
-                                                     "_source": {"start": 20, "index": 2, "end": 30, "text": "d3 c2"}}]}}},
-    }]}}
+    res = {
+        "hits": {
+            "hits": [
+                {
+                    "_id": "d3",
+                    "_score": 0.95,
+                    "_source": {"text": "doc 3", "topic": "x"},
+                    "inner_hits": {
+                        "chunks": {
+                            "hits": {
+                                "hits": [
+                                    {
+                                        "_id": "d3",
+                                        "_nested": {"field": "chunks", "offset": 2},
+                                        "_score": 0.95,
+                                        "_source": {"start": 20, "index": 2, "end": 30, "text": "d3 c2"},
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                }
+            ]
+        }
+    }
     [hit] = ChunkedOpenSearch(fake_sink(), NESTED, ["embedding"]).hits(res)
     assert hit.id == "d3" and hit.score == 0.95 and hit.source == {"text": "doc 3", "topic": "x"}
     assert hit.passage == {"text": "d3 c2", "start": 20, "end": 30, "index": 2, "score": 0.95}
 
 
 def test_hits_from_a_separate_response():
-    res = {"hits": {"hits": [{"_id": "d1#4", "_score": 0.8, "_source": {"text": "chunk four", "parent_id": "d1", "chunk_index": 4,
-                                                                        "chunk_start": 100, "chunk_end": 140, "topic": "t"}}]}}
+    res = {
+        "hits": {
+            "hits": [
+                {
+                    "_id": "d1#4",
+                    "_score": 0.8,
+                    "_source": {
+                        "text": "chunk four",
+                        "parent_id": "d1",
+                        "chunk_index": 4,
+                        "chunk_start": 100,
+                        "chunk_end": 140,
+                        "topic": "t",
+                    },
+                }
+            ]
+        }
+    }
     [hit] = ChunkedOpenSearch(fake_sink(), SEPARATE, ["embedding"]).hits(res)
     assert hit.id == "d1" and hit.source == {"text": "chunk four", "topic": "t"}
     assert hit.passage == {"text": "chunk four", "start": 100, "end": 140, "index": 4, "score": 0.8}
@@ -237,10 +281,15 @@ def test_hits_from_a_separate_response():
 
 def test_stale_chunks_query_groups_parents_by_new_count():
     q = stale_chunks_query({"a": 3, "b": 1, "c": 3})
-    assert q == {"bool": {"minimum_should_match": 1, "should": [
-        {"bool": {"filter": [{"terms": {"parent_id": ["b"]}}, {"range": {"chunk_index": {"gte": 1}}}]}},
-        {"bool": {"filter": [{"terms": {"parent_id": ["a", "c"]}}, {"range": {"chunk_index": {"gte": 3}}}]}},
-    ]}}
+    assert q == {
+        "bool": {
+            "minimum_should_match": 1,
+            "should": [
+                {"bool": {"filter": [{"terms": {"parent_id": ["b"]}}, {"range": {"chunk_index": {"gte": 1}}}]}},
+                {"bool": {"filter": [{"terms": {"parent_id": ["a", "c"]}}, {"range": {"chunk_index": {"gte": 3}}}]}},
+            ],
+        }
+    }
 
 
 def test_hybrid_fusion_keeps_the_passage_that_weighs_most():

@@ -28,7 +28,9 @@ def no_faiss_node(node_factory):
 def test_faiss_run_is_refused_before_anything_is_written(no_faiss_node, make_config, tmp_path):
     node, client = no_faiss_node
     cfg = make_config(sink="opensearch", index="t-nofaiss", overrides={"sink.hosts": [node.url], "sink.knn.engine": "faiss"})
-    with pytest.raises(SinkError, match=r"sink.knn.engine faiss: this cluster cannot run it \(node\(s\) nofaiss .*no faiss native libraries"):
+    with pytest.raises(
+        SinkError, match=r"sink.knn.engine faiss: this cluster cannot run it \(node\(s\) nofaiss .*no faiss native libraries"
+    ):
         run_ingest(cfg)
     assert not client.indices.exists(index="t-nofaiss") and not (tmp_path / "dlq").exists()
     assert client.cluster.health()["status"] in ("green", "yellow")
@@ -38,8 +40,10 @@ def test_faiss_run_is_refused_before_anything_is_written(no_faiss_node, make_con
 
 def test_an_existing_faiss_field_is_refused_whatever_the_config_says(no_faiss_node, make_config):
     node, client = no_faiss_node
-    client.indices.create(index="t-nofaiss-old", body={"settings": {"index.knn": True}, "mappings": {"properties": {
-        "embedding": {"type": "knn_vector", "dimension": 4}}}})  # no method: the plugin's default engine, faiss
+    client.indices.create(
+        index="t-nofaiss-old",
+        body={"settings": {"index.knn": True}, "mappings": {"properties": {"embedding": {"type": "knn_vector", "dimension": 4}}}},
+    )  # no method: the plugin's default engine, faiss
     try:
         cfg = make_config(sink="opensearch", index="t-nofaiss-old", overrides={"sink.hosts": [node.url]})  # lucene
         problems = OpenSearchSink(cfg.sink).check(FIELDS)

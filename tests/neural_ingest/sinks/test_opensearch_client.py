@@ -3,6 +3,7 @@ OpenSearch has no security plugin, so it would accept any Authorization header w
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +19,7 @@ def recorder():
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             seen.append({k.title(): v for k, v in self.headers.items()})
             body = json.dumps({"version": {"number": "2.19.6", "distribution": "opensearch"}, "tagline": "x"}).encode()
             self.send_response(200)
@@ -102,10 +103,8 @@ def tls_node(recorder, tmp_path):
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def serve():  # terminate TLS, forward plain HTTP to the recorder
         while not stop.is_set():

@@ -41,7 +41,7 @@ def test_query_file_errors_name_the_line(tmp_path):
 
 
 def test_config_rejects_impossible_combinations_in_one_line():
-    with pytest.raises(ValidationError, match="sq_fp16 is a faiss encoder: set sink.knn.engine: faiss"):
+    with pytest.raises(ValidationError, match=r"sq_fp16 is a faiss encoder: set sink.knn.engine: faiss"):
         KnnConfig(engine="lucene", encoder="sq_fp16")
     with pytest.raises(ValidationError, match="encoder sq_fp16 and compression_level 32x both quantise"):
         KnnConfig(encoder="sq_fp16", compression_level="32x")

@@ -59,7 +59,7 @@ def test_an_unknown_write_mode_is_refused(tmp_path):
 
 def test_a_missing_dataset_is_one_error_naming_the_fix(tmp_path):
     sink = make_sink(ParquetSinkConfig(path=str(tmp_path / "nowhere")))
-    with pytest.raises(SinkError, match="no Parquet dataset at .*nowhere: check sink.path"):
+    with pytest.raises(SinkError, match=r"no Parquet dataset at .*nowhere: check sink.path"):
         sink.searchable_count()
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: F401 - fixtures
+from support import cosine
 
 from neural_ingest.config import parse_config
 from neural_ingest.encoders import EncodeError, make_encoder
 from neural_ingest.encoders.remote import RemoteError, RemoteSetupError
-from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: F401 - fixtures
-from support import cosine
 
 TEXTS = [
     "Volcanoes form where magma reaches the surface.",
@@ -160,13 +160,14 @@ def test_wrong_count_is_an_error_not_a_shifted_vector(make_server):
     enc, loaded = remote({"type": "tei", "url": s.url, "retry": FAST_RETRY})
     out, errors = encode_each(enc, loaded, ["one", "two <<count>>", "three"])
     assert list(errors) == ["two <<count>>"]
-    assert errors["two <<count>>"].reason == "bad_response" and "returned 0 embeddings for 1 texts" in str(errors["two <<count>>"])
+    assert errors["two <<count>>"].reason == "bad_response"
+    assert "returned 0 embeddings for 1 texts" in str(errors["two <<count>>"])
     assert out[0] is not None and out[2] is not None
 
 
 def test_exhausted_429_is_not_bisected(make_server):
     s = make_server(retry_after="0.01")
-    enc, loaded = remote({"type": "tei", "url": s.url, "retry": {**FAST_RETRY, "attempts": 2}})
+    _enc, loaded = remote({"type": "tei", "url": s.url, "retry": {**FAST_RETRY, "attempts": 2}})
     s.requests = 0
     results = loaded.model.encode_all(["a <<429:100>>", "b", "c"])
     assert all(isinstance(r, RemoteError) and r.reason == "http_429" and r.status == 429 for r in results)
@@ -184,7 +185,7 @@ def test_https_to_a_plain_http_service_says_so(make_server):
     with pytest.raises(RemoteSetupError) as e:
         remote({"type": "tei", "url": url, "retry": {**FAST_RETRY, "attempts": 1}})
     msg = str(e.value)
-    assert msg.startswith(f"tei encoder url: https://u:***@{s.url[len('http://'):]} speaks plain HTTP, not TLS"), msg
+    assert msg.startswith(f"tei encoder url: https://u:***@{s.url[len('http://') :]} speaks plain HTTP, not TLS"), msg
     assert "pw-77" not in msg
 
 
@@ -196,10 +197,15 @@ def test_missing_ca_certs_is_named(tmp_path):
 # --------------------------------------------------------------------------- rate limit
 def test_rate_limit_is_shared_and_enforced(make_server):
     s = make_server()
-    enc, loaded = remote({
-        "type": "tei", "url": s.url, "request_batch_size": 1, "concurrency": 4,
-        "rate_limit": {"requests_per_minute": 120, "key": "issue5-rl-test"},
-    })
+    enc, loaded = remote(
+        {
+            "type": "tei",
+            "url": s.url,
+            "request_batch_size": 1,
+            "concurrency": 4,
+            "rate_limit": {"requests_per_minute": 120, "key": "issue5-rl-test"},
+        }
+    )
     lim = loaded.model.limiter
     assert lim.requests.rate == 2.0 and lim.requests.capacity == 2.0  # 2 per second, burst of 2
     before = lim.waited

@@ -165,7 +165,7 @@ def test_openai_orders_by_index_and_rejects_gaps():
     a = OpenAIAdapter(enc_cfg({"type": "openai", "model": "m", "dimension": 2}), Redactor())
     payload = {"data": [{"index": 1, "embedding": [3, 4]}, {"index": 0, "embedding": [1, 2]}]}
     assert a.parse(payload, 2) == [[1, 2], [3, 4]]
-    with pytest.raises(ValueError, match="not 0..1"):
+    with pytest.raises(ValueError, match=r"not 0..1"):
         a.parse({"data": [{"index": 0, "embedding": [1]}, {"index": 5, "embedding": [2]}]}, 2)
 
 
@@ -182,7 +182,7 @@ def test_http_template_from_a_connector_blueprint():
         "dimension": 2,
     })
     a = HttpTemplateAdapter(cfg, Redactor())
-    url, body, headers = a.request(['say "hi"', "two"])
+    _url, body, headers = a.request(['say "hi"', "two"])
     assert body == {"input": ['say "hi"', "two"], "model": "text-embedding-3-small"}
     assert headers["Authorization"] == "Bearer sk-from-env-xyz"
     assert a.parse({"data": [{"embedding": [1, 2]}, {"embedding": [3, 4]}]}, 2) == [[1, 2], [3, 4]]
@@ -213,10 +213,22 @@ def test_config_rules():
     with pytest.raises(ConfigError, match="dimension is required when probe is false"):
         parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "openai", "model": "m", "probe": False}})
     with pytest.raises(ConfigError, match="response_path"):
-        parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "http", "url": "http://x", "request_body": "{}"}})
+        parse_config(
+            {"source": {"type": "jsonl", "path": "x"}, "encoder": {"type": "http", "url": "http://x", "request_body": "{}"}}
+        )
     with pytest.raises(ConfigError, match="pre_process_function"):
-        parse_config({"source": {"type": "jsonl", "path": "x"}, "encoder": {
-            "type": "http", "url": "http://x", "request_body": "{}", "response_path": "$", "pre_process_function": "nope"}})
+        parse_config(
+            {
+                "source": {"type": "jsonl", "path": "x"},
+                "encoder": {
+                    "type": "http",
+                    "url": "http://x",
+                    "request_body": "{}",
+                    "response_path": "$",
+                    "pre_process_function": "nope",
+                },
+            }
+        )
     sparse = enc_cfg({"type": "tei", "url": "http://x", "output": "sparse"})
     assert sparse.kind == "sparse"
     from neural_ingest.config import encoder_field
@@ -240,7 +252,9 @@ def test_api_key_from_env_is_secret(tmp_path, monkeypatch):
 def test_keys_in_the_url_are_secrets_too():
     from neural_ingest.encoders.remote.encoder import redactor_for
 
-    cfg = enc_cfg({"type": "openai", "model": "m", "url": "https://u:pw-in-url-1@gw.example/v1?api-key=az-key-9876&deployment=d1"})
+    cfg = enc_cfg(
+        {"type": "openai", "model": "m", "url": "https://u:pw-in-url-1@gw.example/v1?api-key=az-key-9876&deployment=d1"}
+    )
     r = redactor_for(cfg)
     out = r(f"failed: {cfg.url}")
     assert "az-key-9876" not in out and "pw-in-url-1" not in out and "deployment=d1" in out
