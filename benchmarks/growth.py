@@ -113,7 +113,10 @@ def build_corpus(n: int, cache: Path) -> Path:
                 w = rng.choice(words)
                 text.append(w)
                 size += len(w) + 1
-            f.write(json.dumps({"id": f"d{i}", "title": f"doc {i}", "body": " ".join(text)[:target], "topic": rng.choice("abcde")}) + "\n")
+            f.write(
+                json.dumps({"id": f"d{i}", "title": f"doc {i}", "body": " ".join(text)[:target], "topic": rng.choice("abcde")})
+                + "\n"
+            )
     tmp.rename(path)
     return path
 
@@ -127,11 +130,12 @@ def changed_variant(corpus: Path) -> tuple[Path, int]:
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
         with corpus.open() as src, tmp.open("w") as f:
             for i, line in enumerate(src):
+                out = line
                 if i % CHANGED_EVERY == CHANGED_OFFSET:
                     doc = json.loads(line)
                     doc["body"] = f"changed {doc['body']}"
-                    line = json.dumps(doc) + "\n"
-                f.write(line)
+                    out = json.dumps(doc) + "\n"
+                f.write(out)
         tmp.rename(path)
     with corpus.open() as src:
         n = sum(1 for _ in src)
@@ -169,7 +173,7 @@ class Poller(threading.Thread):
         self.stop = threading.Event()
         self.peak_tree = 0
         self.seen: set[int] = set()
-        self.role_peak: dict[str, int] = {r: 0 for r in self.roles}
+        self.role_peak: dict[str, int] = dict.fromkeys(self.roles, 0)
         self.role_pids: dict[str, set[int]] = {r: set() for r in self.roles}
 
     @staticmethod
@@ -213,7 +217,9 @@ def measure(cmd: list[str], log_path: Path, interval: float, roles: dict[str, tu
         proc.returncode = os.waitstatus_to_exitcode(status)
         poller.stop.set()
         poller.join()
-    roles_out = {r: {"peak_rss_gib": round(poller.role_peak[r] / GIB, 3), "processes": len(poller.role_pids[r])} for r in poller.roles}
+    roles_out = {
+        r: {"peak_rss_gib": round(poller.role_peak[r] / GIB, 3), "processes": len(poller.role_pids[r])} for r in poller.roles
+    }
     return Measured(proc.returncode, seconds, poller.peak_tree, usage.ru_maxrss * 1024, len(poller.seen), roles_out)
 
 
@@ -297,8 +303,11 @@ class Growth:
             r["log_tail"] = (d / "log.txt").read_text()[-3000:]
             log(f"{name} n={n}: exit {m.exit_code}; log: {d / 'log.txt'}")
         self.runs.append(r)
-        log(f"{name} n={n}: {m.seconds:.1f} s, tree {r['peak_rss_tree_gib']} GiB, main {r['peak_rss_main_gib']} GiB, "
-            f"read {r['summary']['read']} indexed {r['summary']['indexed']} encoded {r['summary']['encoded']} reused {r['summary']['reused']}")
+        log(
+            f"{name} n={n}: {m.seconds:.1f} s, tree {r['peak_rss_tree_gib']} GiB, main {r['peak_rss_main_gib']} GiB, "
+            f"read {r['summary']['read']} indexed {r['summary']['indexed']} encoded {r['summary']['encoded']} "
+            f"reused {r['summary']['reused']}"
+        )
         return r
 
     def _dir(self, name: str, n: int) -> Path:
@@ -312,7 +321,9 @@ class Growth:
         self.corpora[str(n)] = {"path": str(corpus), "documents": n, "changed_path": str(changed), "changed_documents": n_changed}
         if "parquet" not in self.skip:
             d = self._dir("parquet", n)
-            self.scenario("parquet", n, ["run", str(self.config(f"growth-{n}", corpus, {"type": "parquet", "path": str(d / "out")}, d))])
+            self.scenario(
+                "parquet", n, ["run", str(self.config(f"growth-{n}", corpus, {"type": "parquet", "path": str(d / "out")}, d))]
+            )
         if self.os_url and "opensearch" not in self.skip:
             index = f"growth-{self.tag}-{n}-run"
             self.indices.append(index)
@@ -354,7 +365,11 @@ class Growth:
         if not self.os_url:
             return
         if self.os_started:
-            subprocess.run(["bash", str(ROOT / "scripts" / "opensearch-local.sh"), "stop", "--name", "growth"], check=False, capture_output=True)
+            subprocess.run(
+                ["bash", str(ROOT / "scripts" / "opensearch-local.sh"), "stop", "--name", "growth"],
+                check=False,
+                capture_output=True,
+            )
             return
         if self.args.keep_indices:
             return
@@ -385,9 +400,19 @@ class Growth:
 
     def flink_roles(self) -> dict[str, tuple[int, bool]]:
         """Each part's pid from flink-local.sh's pid files: (pid, with descendants)."""
-        run = Path(os.environ.get("NEURAL_INGEST_CACHE", Path.home() / ".cache" / "neural-ingest")) / "flink" / "instances" / str(self.flink_name) / "run"
-        files = {"jobmanager": f"flink-{self.flink_name}-standalonesession.pid", "taskmanager": f"flink-{self.flink_name}-taskexecutor.pid",
-                 "job_server": "jobserver.pid", "worker_pool": "workerpool.pid"}
+        run = (
+            Path(os.environ.get("NEURAL_INGEST_CACHE", Path.home() / ".cache" / "neural-ingest"))
+            / "flink"
+            / "instances"
+            / str(self.flink_name)
+            / "run"
+        )
+        files = {
+            "jobmanager": f"flink-{self.flink_name}-standalonesession.pid",
+            "taskmanager": f"flink-{self.flink_name}-taskexecutor.pid",
+            "job_server": "jobserver.pid",
+            "worker_pool": "workerpool.pid",
+        }
         roles: dict[str, tuple[int, bool]] = {}
         for role, f in files.items():
             try:
@@ -440,22 +465,34 @@ class Growth:
             "settings": {
                 "sizes": self.sizes,
                 "encoder_name": self.args.encoder,
-                "encoder": self.encoder() if self.args.encoder == "hash" else {**self.encoder(), "model_path": "<cache>/tiny-bert-h32"},
+                "encoder": self.encoder()
+                if self.args.encoder == "hash"
+                else {**self.encoder(), "model_path": "<cache>/tiny-bert-h32"},
                 "runner": self.args.runner,
-                "flink": {"slots": self.args.flink_slots, "parallelism": self.args.flink_parallelism,
-                          "tm_memory": self.args.flink_tm_memory, "tm_off_heap": self.args.flink_tm_off_heap} if self.args.runner == "flink" else None,
-                "opensearch": "started by the benchmark (opensearch-local.sh)" if self.os_started else ("given" if self.os_url else None),
+                "flink": {
+                    "slots": self.args.flink_slots,
+                    "parallelism": self.args.flink_parallelism,
+                    "tm_memory": self.args.flink_tm_memory,
+                    "tm_off_heap": self.args.flink_tm_off_heap,
+                }
+                if self.args.runner == "flink"
+                else None,
+                "opensearch": "started by the benchmark (opensearch-local.sh)"
+                if self.os_started
+                else ("given" if self.os_url else None),
                 "memory": "peak_rss_tree_gib: psutil samples every poll_seconds of the summed RSS of the CLI process and its "
-                          "descendants; peak_rss_main_gib: ru_maxrss of the CLI process from wait4 (as /usr/bin/time -v); "
-                          "Flink: processes_by_role, the same sampling per cluster process",
+                "descendants; peak_rss_main_gib: ru_maxrss of the CLI process from wait4 (as /usr/bin/time -v); "
+                "Flink: processes_by_role, the same sampling per cluster process",
                 "poll_seconds": self.args.poll,
                 "opensearch_sink_extra": self.args.os_sink,
             },
-            "scenarios": list(SCENARIOS) + [f"flink_p{p}" for p in self.args.flink_parallelism] if self.args.runner == "flink" else list(SCENARIOS),
+            "scenarios": list(SCENARIOS) + [f"flink_p{p}" for p in self.args.flink_parallelism]
+            if self.args.runner == "flink"
+            else list(SCENARIOS),
             "corpora": self.corpora,
             "runs": self.runs,
             "ratios": self.ratios(),
-            "skipped": {**{s: "--skip" for s in self.skip}, **self.skipped},
+            "skipped": {**dict.fromkeys(self.skip, "--skip"), **self.skipped},
         }
         (self.out / "growth.json").write_text(json.dumps(res, indent=2) + "\n")
         return res
@@ -545,7 +582,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.merge and previous.exists():
         old = json.loads(previous.read_text())
         if old["settings"].get("encoder_name") != args.encoder:
-            raise SystemExit(f"--merge: {previous} holds runs of the {old['settings'].get('encoder_name')} encoder, not {args.encoder}")
+            raise SystemExit(
+                f"--merge: {previous} holds runs of the {old['settings'].get('encoder_name')} encoder, not {args.encoder}"
+            )
         kept = old["runs"]
         g.corpora.update(old.get("corpora", {}))
     try:
@@ -570,7 +609,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{r['scenario']:<18} {r['documents']:>9,} docs {r['seconds']:>9.1f} s  {r['peak_rss_tree_gib']:>6.2f} GiB tree  "
               f"{r['peak_rss_main_gib']:>6.2f} GiB main  exit {r['exit_code']}")
     for q in res["ratios"]:
-        print(f"{q['ratio']:<34} {q['documents']:>9,} {q['value']:>7.3f}" + (f"  target <= {q['target']} {'met' if q['met'] else 'NOT met'}" if "target" in q else ""))
+        print(
+            f"{q['ratio']:<34} {q['documents']:>9,} {q['value']:>7.3f}"
+            + (f"  target <= {q['target']} {'met' if q['met'] else 'NOT met'}" if "target" in q else "")
+        )
     return res
 
 

@@ -97,7 +97,10 @@ class Overhead:
         r = {"name": name, "docs": docs, "seconds": round(seconds, 3), "docs_per_second": round(docs / seconds, 1),
              "cpu_seconds": round(cpu, 3), "docs_per_cpu_second": round(docs / max(cpu, 1e-6), 1), **extra}
         self.runs.append(r)
-        log(f"{name:<24} {r['docs_per_second']:>9} docs/s  ({seconds:.2f} s; CPU {cpu:.2f} s: {r['docs_per_cpu_second']} docs/CPU-s)")
+        log(
+            f"{name:<24} {r['docs_per_second']:>9} docs/s  "
+            f"({seconds:.2f} s; CPU {cpu:.2f} s: {r['docs_per_cpu_second']} docs/CPU-s)"
+        )
         return r
 
     def setup(self) -> None:
@@ -170,7 +173,9 @@ class Overhead:
         model_dir = Path(self.args.model) if self.args.model else build_tiny_model(self.work)
         b, threads = self.args.batch_size, self.args.threads
         enc = {"type": "sentence_transformers", "model": str(model_dir), "device": "cpu", "batch_size": b, "threads": threads}
-        held = SentenceTransformerEncoder(SentenceTransformersEncoderConfig(**{k: v for k, v in enc.items() if k != "type"})).acquire()
+        held = SentenceTransformerEncoder(
+            SentenceTransformersEncoderConfig(**{k: v for k, v in enc.items() if k != "type"})
+        ).acquire()
         st = held.model
         st.encode(self.texts[:256], batch_size=b, show_progress_bar=False)  # warm-up
         secs, _ = timed(lambda: st.encode(self.texts, batch_size=b, convert_to_numpy=True, show_progress_bar=False))
@@ -251,16 +256,23 @@ class Overhead:
 
         dim = self.args.dimension
         vectors = hash_vectors([_text(r) for r in records], dim)  # the same vectors, computed before the clock starts
-        cfg = OpenSearchSinkConfig(hosts=[self.args.opensearch_url], index=f"{self.args.index_prefix}-{tag}-{uuid.uuid4().hex[:6]}",
-                                   knn={"engine": "lucene"})
+        cfg = OpenSearchSinkConfig(
+            hosts=[self.args.opensearch_url],
+            index=f"{self.args.index_prefix}-{tag}-{uuid.uuid4().hex[:6]}",
+            knn={"engine": "lucene"},
+        )
         fields = {"embedding": ModelInfo(f"hash-{dim}", "dense", dimension=dim, similarity="cosine", normalized=True)}
         client = self.client()
 
         def go() -> None:
             client.indices.create(index=cfg.index, body=index_body(cfg, fields))
-            actions = ({"_index": cfg.index, "_id": r["id"], "_source": {"topic": r["topic"], "text": _text(r), "embedding": v.tolist()}}
-                       for r, v in zip(records, vectors))
-            ok, errors = helpers.bulk(client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes, request_timeout=120)
+            actions = (
+                {"_index": cfg.index, "_id": r["id"], "_source": {"topic": r["topic"], "text": _text(r), "embedding": v.tolist()}}
+                for r, v in zip(records, vectors)
+            )
+            ok, errors = helpers.bulk(
+                client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes, request_timeout=120
+            )
             if errors or ok != len(records):
                 raise RuntimeError(f"raw bulk: {ok} ok, errors {errors[:3]}")
             client.indices.refresh(index=cfg.index)
@@ -298,9 +310,15 @@ class Overhead:
         result = {
             "schema": SCHEMA,
             "command": " ".join(["python -m benchmarks.overhead", *sys.argv[1:]]),
-            "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "load_before": [round(x, 2) for x in load_before],
-                        "load_after": [round(x, 2) for x in os.getloadavg()]},
-            "settings": {k: getattr(self.args, k) for k in ("docs", "batch_size", "hash_batch_size", "write_batch", "dimension", "threads")},
+            "machine": {
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_before": [round(x, 2) for x in load_before],
+                "load_after": [round(x, 2) for x in os.getloadavg()],
+            },
+            "settings": {
+                k: getattr(self.args, k) for k in ("docs", "batch_size", "hash_batch_size", "write_batch", "dimension", "threads")
+            },
             "corpus": {"documents": self.n, "path": str(self.args.corpus or "synthetic")},
             "runs": self.runs,
             "ratios": self.ratios(),
@@ -320,7 +338,12 @@ class Overhead:
             if pipe in rate and base in rate:
                 ratio = round(rate[pipe] / rate[base], 3)
                 cpu_ratio = round(cpu[pipe] / cpu[base], 3)  # OpenSearch: the server's work is not in this process's CPU
-                out[f"{pipe}/{base}"] = {"ratio": ratio, "cpu_ratio": cpu_ratio, "target": TARGETS[pipe], "met": ratio >= TARGETS[pipe]}
+                out[f"{pipe}/{base}"] = {
+                    "ratio": ratio,
+                    "cpu_ratio": cpu_ratio,
+                    "target": TARGETS[pipe],
+                    "met": ratio >= TARGETS[pipe],
+                }
                 log(f"{pipe}/{base}: {ratio}x wall, {cpu_ratio}x CPU (target {TARGETS[pipe]})")
         return out
 

@@ -64,7 +64,7 @@ def prepare(cfg: PipelineConfig, write_mode: str = REPLACE) -> Prepared:
             raise ConfigError("; ".join(problems))
     encoders = [(encoder_field(c), make_encoder(c)) for c in cfg.encoders]
     loaded = [enc.acquire() for _, enc in encoders]
-    fields = {f: l.info for (f, _), l in zip(encoders, loaded)}
+    fields = {f: model.info for (f, _), model in zip(encoders, loaded)}
     plan = plan_chunking(cfg, encoders, loaded)
     sink = make_sink(cfg.sink, write_mode, plan)  # a chunk plan: nested / separate chunk storage
     return Prepared(encoders, fields, sink, loaded, plan)
@@ -154,12 +154,18 @@ def check_source(source: Any) -> str | None:
         found = [m for m in FileSystems.match([path])[0].metadata_list if not (local and os.path.isdir(m.path))]
     except Exception as e:  # noqa: BLE001 - BeamIOError for a missing directory, or a filesystem without its extras
         if not local:
-            raise ConfigError(f"source.path {path}: cannot list it ({' '.join(str(e).split())[:300]}): check source.path") from None
+            raise ConfigError(
+                f"source.path {path}: cannot list it ({' '.join(str(e).split())[:300]}): check source.path"
+            ) from None
         found = []
     if not found:
         where = f"resolved against {base}" if local and not os.path.isabs(path) else "an absolute path"
         parent = os.path.dirname(os.path.join(base, path)) if local else ""
-        missing = f"; directory {parent} does not exist" if local and not any(c in parent for c in "*?[") and not os.path.isdir(parent) else ""
+        missing = (
+            f"; directory {parent} does not exist"
+            if local and not any(c in parent for c in "*?[") and not os.path.isdir(parent)
+            else ""
+        )
         raise ConfigError(f"source.path {path} matches no file ({where}{missing}): check source.path")
     return f"{source.type} {path}: {len(found)} file(s), {sum(m.size_in_bytes for m in found):,} bytes"
 

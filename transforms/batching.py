@@ -23,7 +23,8 @@ counts and, through ``Encoder.encode_tokenized``, the model's input, with the sa
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
@@ -204,7 +205,7 @@ class EncodeWindowFn(EncodeBatchFn):
             else:
                 try:  # one token past the limit tells a document over it from one that just fits
                     counts = self._count_tokens(texts, limit + 1 if limit else cap)
-                except Exception:  # noqa: BLE001 - counting is an optimisation; the character estimate stays
+                except Exception:
                     if limit:
                         raise  # ... but the truncation counts must not go missing (ChunkFn's count failed the run too)
                     counts = []
@@ -261,7 +262,12 @@ def counts_tokens(encoder: Any) -> bool:
 
 
 def batching_for(
-    encoder: Any, field: str, progress_every: float, truncation_limit: int | None = None, chunked: bool = False, lists: bool = False
+    encoder: Any,
+    field: str,
+    progress_every: float,
+    truncation_limit: int | None = None,
+    chunked: bool = False,
+    lists: bool = False,
 ) -> tuple[beam.PTransform, beam.DoFn]:
     """(batching transform, encode DoFn) for an encoder's ``batching`` config: windows encoded in
     length-sorted batches (sorted, the default), or ``BatchElements`` of ``batch_size`` units in
@@ -276,7 +282,9 @@ def batching_for(
             else beam.BatchElements(min_batch_size=plan.batch_size, max_batch_size=plan.batch_size, element_size_fn=_units)
         )
         return batch, EncodeBatchFn(encoder, field, progress_every, lists)
-    return beam.ParDo(_WindowFn(plan.window_docs)).with_output_types(Chunk), EncodeWindowFn(encoder, field, progress_every, plan, truncation_limit, lists)
+    return beam.ParDo(_WindowFn(plan.window_docs)).with_output_types(Chunk), EncodeWindowFn(
+        encoder, field, progress_every, plan, truncation_limit, lists
+    )
 
 
 class Unchunk(beam.PTransform):

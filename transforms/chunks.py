@@ -13,7 +13,7 @@ from typing import Any
 from apache_beam import coders
 
 
-class Chunk(list):
+class Chunk(list):  # type: ignore[type-arg]  # a hint class; Beam matches no List[...] by it
     """Type hint of a PCollection of chunks (the elements are plain lists): its coder is ``ChunkCoder``. The
     DoFns that take chunks declare ``Any`` inputs, since a type hint that is a class matches no ``List[...]``."""
 

@@ -21,11 +21,11 @@ from typing import Any
 from apache_beam.transforms import userstate
 
 _lock = threading.Lock()
-_cache: dict[type, tuple[frozenset, frozenset]] = {}
+_cache: dict[type, tuple[frozenset[Any], frozenset[Any]]] = {}
 _original = userstate.get_dofn_specs
 
 
-def cached_dofn_specs(dofn: Any) -> tuple[set, set]:
+def cached_dofn_specs(dofn: Any) -> tuple[set[Any], set[Any]]:
     """``userstate.get_dofn_specs`` of ``dofn``, from the cache for its class where that is the same thing."""
     cls = type(dofn)
     if any(isinstance(v, types.MethodType) for v in getattr(dofn, "__dict__", {}).values()):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -108,7 +109,8 @@ class EncodeBatchFn(beam.DoFn):
         ok = 0
         info = self._loaded.info
         valid = dense_batch_valid(vectors, info)  # one check for the whole batch; else each vector's own
-        for doc, vec in zip(batch, vectors):
+        for doc, raw_vec in zip(batch, vectors):
+            vec = raw_vec
             if not valid:
                 if info.kind == "sparse" and isinstance(vec, dict):
                     vec = drop_absent(vec)  # zero / subnormal weights mean "absent"; rank_features rejects them
@@ -141,7 +143,9 @@ class EncodeDocuments(beam.PTransform):
 
         # Windows encoded in length-sorted batches (encoder config `batching`, the default), or fixed-size
         # batches in arrival order; either way documents leave in arrival order (transforms/batching.py).
-        batch, encode_fn = batching_for(self.encoder, self.field, self.progress_every, self.truncation_limit, self.chunked, self.lists)
+        batch, encode_fn = batching_for(
+            self.encoder, self.field, self.progress_every, self.truncation_limit, self.chunked, self.lists
+        )
         out = (
             docs
             | "Batch" >> batch
@@ -170,8 +174,9 @@ class EncodeAll(beam.PTransform):
         dead = []
         chunked = self.chunked
         for field, encoder in self.encoders:
-            enc = docs | f"Encode[{field}]" >> EncodeDocuments(encoder, field, self.progress_every, self.truncation_limits.get(field),
-                                                              chunked=chunked, lists=self.lists)
+            enc = docs | f"Encode[{field}]" >> EncodeDocuments(
+                encoder, field, self.progress_every, self.truncation_limits.get(field), chunked=chunked, lists=self.lists
+            )
             docs, chunked = enc["documents"], self.lists
             dead.append(enc[DEAD_LETTER])
         failed = tuple(dead) | "DeadLetters" >> beam.Flatten(pipeline=docs.pipeline)

@@ -223,7 +223,9 @@ def fingerprint(client: Any, index: str) -> dict[str, Any]:
     stats = client.indices.stats(index=index, metric="docs", params={"level": "shards"})["indices"][index]
     seq = sorted((int(s), c["seq_no"]["max_seq_no"]) for s, copies in stats["shards"].items() for c in copies
                  if c["routing"]["primary"])
-    uuid = client.indices.get_settings(index=index, name="index.uuid", params={"flat_settings": "true"})[index]["settings"]["index.uuid"]
+    uuid = client.indices.get_settings(index=index, name="index.uuid", params={"flat_settings": "true"})[index]["settings"][
+        "index.uuid"
+    ]
     return {"uuid": uuid, "count": int(client.count(index=index)["count"]), "seq_no": [list(s) for s in seq]}
 
 

@@ -28,7 +28,11 @@ def cached_view_as(self: Any, cls: type) -> Any:
         return _original(self, cls)
     view = views.get(cls)
     state = self.__dict__
-    if view is None or view.__dict__.get("_all_options") is not state.get("_all_options") or view.__dict__.get("_flags") is not state.get("_flags"):
+    if (
+        view is None
+        or view.__dict__.get("_all_options") is not state.get("_all_options")
+        or view.__dict__.get("_flags") is not state.get("_flags")
+    ):
         view = views[cls] = _original(self, cls)
     return view
 

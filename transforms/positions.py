@@ -85,8 +85,13 @@ class _TextSourceChunks(textio._TextSource):
         split's lines are those that start in it). JSONL's plain case (bytes, no header, no custom delimiter)
         is read in 1 MiB blocks and split at newlines at once (a line is still claimed before it is handed on);
         anything else goes through Beam's own reader."""
-        if self._delimiter is not None or self._escapechar is not None or self._skip_header_lines or not self._strip_trailing_newlines \
-                or not isinstance(self._coder, coders.BytesCoder):
+        if (
+            self._delimiter is not None
+            or self._escapechar is not None
+            or self._skip_header_lines
+            or not self._strip_trailing_newlines
+            or not isinstance(self._coder, coders.BytesCoder)
+        ):
             yield from self._read_by_line(file_name, range_tracker)
             return
         start = range_tracker.start_position()

@@ -102,7 +102,9 @@ class PrepareFn(counters.Tallied, beam.DoFn):
         if not_text:
             return self._dead("invalid_text", f"text field(s) {not_text} are not strings", record)
         if not_unicode:
-            return self._dead("invalid_unicode", f"text field(s) {not_unicode} hold a lone surrogate, which is not Unicode", record)
+            return self._dead(
+                "invalid_unicode", f"text field(s) {not_unicode} hold a lone surrogate, which is not Unicode", record
+            )
         text = c.text_separator.join(parts)
         raw_metadata = {f: record[f] for f in c.metadata_fields if f in record}
         try:
@@ -164,7 +166,9 @@ class PrepareDocuments(beam.PTransform):
                 pairs = records.pipeline | counters.UNCOUNTED >> IdPositions(self.cfg, self.reread, self.chunked)
             elif self.chunked:  # no positions: the documents are grouped by id, one a Beam element
                 docs = docs | "Unchunk" >> beam.FlatMap(lambda chunk: chunk)
-            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(self.cfg.type, pairs, chunked=self.chunked and pairs is not None)
+            dedup = docs | "DropDuplicateIds" >> DropDuplicateIds(
+                self.cfg.type, pairs, chunked=self.chunked and pairs is not None
+            )
             docs = dedup["documents"]
             skipped.append(dedup[SKIPPED])
         return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
@@ -333,7 +337,8 @@ class CountAndLastPositions(beam.CombineFn):
         merged = next(it, None)
         if merged is None:
             return {}
-        for acc in it:
+        for other in it:
+            acc = other
             if len(acc) > len(merged):
                 merged, acc = acc, merged
             self.add_input(merged, acc)

@@ -35,8 +35,8 @@ def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
 
 
 class ParseJsonLine(counters.Tallied, beam.DoFn):
-    """bytes line -> dict (``read`` counted once a bundle); malformed JSON, non-UTF-8 bytes, non-object lines, lone surrogate escapes
-    (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
+    """bytes line -> dict (``read`` counted once a bundle); malformed JSON, non-UTF-8 bytes, non-object lines, lone
+    surrogate escapes (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
 
     def __init__(self, encoding: str = "utf-8", line_digests: bool = False):
         self.encoding = encoding
@@ -285,9 +285,9 @@ class ReadRecords(beam.PTransform):
         c = self.cfg
         if self.chunked and c.type == "jsonl":
             lines = pbegin | "ReadLineChunks" >> ReadLineChunksWithOffsets(c.path, coder=coders.BytesCoder())
-            parsed = lines | "ParseJsonChunks" >> beam.ParDo(ParseJsonChunk(c.encoding, self.line_digests)).with_output_types(Chunk).with_outputs(
-                DEAD_LETTER, main="records"
-            )
+            parsed = lines | "ParseJsonChunks" >> beam.ParDo(ParseJsonChunk(c.encoding, self.line_digests)).with_output_types(
+                Chunk
+            ).with_outputs(DEAD_LETTER, main="records")
             return {"records": parsed.records, DEAD_LETTER: parsed[DEAD_LETTER]}
         out = self._records(pbegin)
         if self.chunked:
@@ -319,7 +319,9 @@ class ReadRecords(beam.PTransform):
             return {"records": rows.records, DEAD_LETTER: dead}
         if c.type == "jsonl":
             lines = pbegin | "ReadLines" >> ReadLinesWithOffsets(c.path, coder=coders.BytesCoder())  # (file, byte offset, line)
-            parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding, self.line_digests)).with_outputs(DEAD_LETTER, main="records")
+            parsed = lines | "ParseJson" >> beam.ParDo(ParseJsonLine(c.encoding, self.line_digests)).with_outputs(
+                DEAD_LETTER, main="records"
+            )
         else:
             files = pbegin | "Match" >> fileio.MatchFiles(c.path) | "Open" >> fileio.ReadMatches()
             fn = ParseCsvFile(c.csv_delimiter, c.encoding) if c.type == "csv" else ReadTextFile(c.encoding)

@@ -237,9 +237,9 @@ def join_stamps(source: Iterable[tuple], live: Iterable[tuple], dedupe: bool = T
             cur[0], cur[1], cur[3] = pos, digest, extra
         else:
             others.append(pos)
-    for doc_id, (pos, digest, others, extra) in seen.items():
+    for doc_id, (pos, digest, other_positions, extra) in seen.items():
         mark = stamps.pop(doc_id, None)
-        others = tuple(others or ())
+        others = tuple(other_positions or ())
         content, raw = extra if extra else (None, 0)
         if mark is None:
             yield "change", (doc_id, Change(NEW, None, pos, others, raw))
@@ -870,7 +870,8 @@ class _ReadAgain(beam.PTransform):
         out = read["records"] | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         # its dead letters and skips are the scan's (a record that fails now failed then): not listed twice
         return out.documents | "Wanted" >> beam.Filter(
-            lambda d, todo, dups: d.id in todo or d.id in dups, beam.pvalue.AsDict(self.todo), beam.pvalue.AsDict(self.duplicates))
+            lambda d, todo, dups: d.id in todo or d.id in dups, beam.pvalue.AsDict(self.todo), beam.pvalue.AsDict(self.duplicates)
+        )
 
 
 class CountGone(beam.PTransform):

@@ -107,7 +107,9 @@ class OverlappedBulkIndexFn(BulkIndexFn):
         while self._pending and (len(self._pending) > keep or self._pending[0][0].done()):
             yield from self._report(*self._pending.popleft())
 
-    def process(self, batch: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam) -> Iterable[Any]:
+    def process(
+        self, batch: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterable[Any]:
         limit = max(1, self.cfg.bulk.in_flight)
         yield from self._drain(keep=limit - 1)  # room for this batch
         if self._pool is None:

@@ -7,7 +7,8 @@ JSON form is its own dead letter, as before.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -69,7 +70,9 @@ class ToArrowFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._rows: dict[Any, list[tuple[Document, str]]] = {}
         self._batches: dict[Any, list[pa.RecordBatch]] = {}
-        self._bytes: dict[Any, int] = {}  # per window: the buffered batches' nbytes, kept as they come (not summed again per batch)
+        self._bytes: dict[
+            Any, int
+        ] = {}  # per window: the buffered batches' nbytes, kept as they come (not summed again per batch)
 
     def process(self, doc: Any, window=beam.DoFn.WindowParam) -> Iterable[Any]:
         """A Document, or a list of them (a chunk: ``ReadRecords(chunked=True)``), each its own row or dead letter."""
@@ -126,7 +129,9 @@ class WriteParquetDataset(beam.PTransform):
         self.progress_every = progress_every
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        to_arrow = beam.ParDo(ToArrowFn(self.schema, self.text_field, self.fields, self.progress_every)).with_output_types(ArrowTable)
+        to_arrow = beam.ParDo(ToArrowFn(self.schema, self.text_field, self.fields, self.progress_every)).with_output_types(
+            ArrowTable
+        )
         tables = docs | "ToArrow" >> to_arrow.with_outputs(
             DEAD_LETTER, main="tables"
         )

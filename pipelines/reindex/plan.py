@@ -63,7 +63,11 @@ class ReindexPlan:
 
     def lines(self) -> list[str]:
         v = self.validation
-        budget = f"at most {v['max_failed']} dead letters" if v.get("max_failed") is not None else "dead letters within the run's error budget"
+        budget = (
+            f"at most {v['max_failed']} dead letters"
+            if v.get("max_failed") is not None
+            else "dead letters within the run's error budget"
+        )
         retrieval = (
             f"{v['sample_queries']} self-retrieval queries (top {v['top_k']}, {v['query_vectors']} vectors) "
             f">= {v['min_self_retrieval']:.0%}" if v["sample_queries"] else "self-retrieval off"
@@ -88,7 +92,9 @@ class ReindexPlan:
 
 def settings(cfg: PipelineConfig) -> tuple[ReindexConfig, str]:
     if cfg.sink.type != "opensearch":
-        raise ReindexError("reindex builds OpenSearch indices behind an alias: set sink.type: opensearch (sink.index names the alias)")
+        raise ReindexError(
+            "reindex builds OpenSearch indices behind an alias: set sink.type: opensearch (sink.index names the alias)"
+        )
     rcfg = cfg.reindex or ReindexConfig()
     return rcfg, rcfg.alias or cfg.sink.index
 
@@ -164,12 +170,17 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
         elif cfg.source.type != "opensearch" and meta.get("index_hash") != index_hash(cfg, fields):
             # a clone keeps the live index's settings and mapping: changed ones (HNSW parameters, engine,
             # shards, text field) land only in an index created from the config
-            mode, reason = "full", (
-                f"the index settings or mapping in the config changed since {live} was built (index hash "
-                f"{meta.get('index_hash')}, now {index_hash(cfg, fields)}): full rebuild into a new index, every document is encoded"
-                if meta.get("index_hash") else
-                f"{live} does not record the settings and mapping it was created with (built by an older neural-ingest): "
-                "rebuilt in full once, so that the next nights can clone it"
+            mode, reason = (
+                "full",
+                (
+                    f"the index settings or mapping in the config changed since {live} was built (index hash "
+                    f"{meta.get('index_hash')}, now {index_hash(cfg, fields)}): full rebuild into a new index, "
+                    "every document is encoded"
+                    if meta.get("index_hash")
+                    else f"{live} does not record the settings and mapping it was created with "
+                    "(built by an older neural-ingest): "
+                    "rebuilt in full once, so that the next nights can clone it"
+                ),
             )
         else:
             mode, reason = "incremental", (

@@ -130,8 +130,14 @@ def reindex(
         new_cfg = cfg.model_copy(update={"sink": cfg.sink.model_copy(update={"index": plan.new_index})})
         prep = prepare(new_cfg)
         meta = {
-            "alias": alias, "status": aliases.BUILDING, "run_id": run_id, "created_at": aliases.utc_now().isoformat(timespec="seconds"),
-            "mode": plan.mode, "built_from": plan.live, "model_hash": plan.model_hash, "model_identity": plan.model_identity,
+            "alias": alias,
+            "status": aliases.BUILDING,
+            "run_id": run_id,
+            "created_at": aliases.utc_now().isoformat(timespec="seconds"),
+            "mode": plan.mode,
+            "built_from": plan.live,
+            "model_hash": plan.model_hash,
+            "model_identity": plan.model_identity,
             "index_hash": index_hash(cfg, prep.fields),
         }
         stored = live_reader(cfg, plan.live) if plan.live and not chunk_mode(cfg) else None
@@ -158,7 +164,11 @@ def reindex(
             t = time.monotonic()
             summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path,
                                  known_recall=known_recall)
-            log.info("pipeline %.1f s, recall check and the rest of the run %.1f s", summary.seconds, time.monotonic() - t - summary.seconds)
+            log.info(
+                "pipeline %.1f s, recall check and the rest of the run %.1f s",
+                summary.seconds,
+                time.monotonic() - t - summary.seconds,
+            )
         except BaseException as e:
             error = f"{type(e).__name__}: {str(e)[:500]}"
             _safe(lambda: aliases.update_meta(client, plan.new_index, status=aliases.FAILED, error=error))

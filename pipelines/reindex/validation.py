@@ -60,9 +60,14 @@ def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: R
     else:
         allowed = math.floor(vcfg.count_tolerance * expected)
         diff = abs(actual - expected)
-        v.checks.append(Check("count", diff <= allowed,
-                              f"{actual} documents in {index}, {expected} in the source (read {summary.read} - skipped "
-                              f"{summary.skipped}); difference {diff}, allowed {allowed} (count_tolerance {vcfg.count_tolerance:g})"))
+        v.checks.append(
+            Check(
+                "count",
+                diff <= allowed,
+                f"{actual} documents in {index}, {expected} in the source (read {summary.read} - skipped "
+                f"{summary.skipped}); difference {diff}, allowed {allowed} (count_tolerance {vcfg.count_tolerance:g})",
+            )
+        )
     v.checks.append(shrink_check(index, actual, live, _count(client, live) if live else None, vcfg, allow_shrink,
                                  "chunk documents" if chunked == "separate" else "documents"))
 

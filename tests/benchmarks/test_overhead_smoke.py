@@ -31,7 +31,11 @@ def test_overhead_writes_runs_and_ratios(tmp_path, opensearch_url, os_client):
         assert r["docs"] == 40 and r["seconds"] > 0 and r["docs_per_second"] > 0 and r["cpu_seconds"] >= 0
     assert [r["count_in_index"] for r in res["runs"] if "count_in_index" in r] == [40, 40]
     assert [r["rows_written"] for r in res["runs"] if "rows_written" in r] == [40, 40]
-    assert set(res["ratios"]) == {"tiny_parquet/tiny_direct_encode", "hash_parquet/hash_bare_loop", "hash_opensearch/hash_raw_bulk"}
+    assert set(res["ratios"]) == {
+        "tiny_parquet/tiny_direct_encode",
+        "hash_parquet/hash_bare_loop",
+        "hash_opensearch/hash_raw_bulk",
+    }
     assert all(set(v) == {"ratio", "cpu_ratio", "target", "met"} and v["ratio"] > 0 for v in res["ratios"].values())
     assert os_client.indices.get(index=f"{prefix}*") == {}  # every index it made is deleted
     assert not (tmp_path / "work").exists()  # scratch removed

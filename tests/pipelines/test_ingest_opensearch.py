@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support import cosine, hold_model
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
 from neural_ingest.sinks.base import SinkError
-from support import hold_model, cosine
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +20,28 @@ def os_run(opensearch_url, tmp_path_factory, knn_engine):
     import uuid
 
     from opensearchpy import OpenSearch
+    from support import MINILM, SAMPLE
 
     from neural_ingest.config import parse_config
-    from support import MINILM, SAMPLE
 
     tmp = tmp_path_factory.mktemp("os")
     index = f"t-dense-{knn_engine}-{uuid.uuid4().hex[:6]}"
     cfg = parse_config(
         {
-            "source": {"type": "jsonl", "path": str(SAMPLE / "docs.jsonl"), "text_fields": ["title", "body"], "metadata_fields": ["topic", "year"]},
+            "source": {
+                "type": "jsonl",
+                "path": str(SAMPLE / "docs.jsonl"),
+                "text_fields": ["title", "body"],
+                "metadata_fields": ["topic", "year"],
+            },
             "encoder": {"type": "sentence_transformers", "model": MINILM, "device": "cpu"},
-            "sink": {"type": "opensearch", "hosts": [opensearch_url], "index": index, "knn": {"engine": knn_engine}, "bulk": {"max_docs": 100}},
+            "sink": {
+                "type": "opensearch",
+                "hosts": [opensearch_url],
+                "index": index,
+                "knn": {"engine": knn_engine},
+                "bulk": {"max_docs": 100},
+            },
             "dead_letter": {"path": str(tmp / "dlq")},
         }
     )
@@ -96,7 +107,11 @@ def test_self_retrieval(os_run):
     for row, doc_id in enumerate(ids):
         res = client.search(
             index=cfg.sink.index,
-            body={"size": 10, "_source": False, "query": {"knn": {"embedding": {"vector": stored[doc_id]["embedding"], "k": 20}}}},
+            body={
+                "size": 10,
+                "_source": False,
+                "query": {"knn": {"embedding": {"vector": stored[doc_id]["embedding"], "k": 20}}},
+            },
         )
         got = [h["_id"] for h in res["hits"]["hits"]]
         found += len(set(got) & {ids[j] for j in exact[row]})
@@ -137,8 +152,18 @@ def test_search_cli_finds_expected_documents(os_run, sample_queries, tmp_path):
 def test_dimension_conflict_refused_before_encoding(os_client, index_name, make_config, tmp_path):
     os_client.indices.create(
         index=index_name,
-        body={"settings": {"index.knn": True}, "mappings": {"properties": {"embedding": {
-            "type": "knn_vector", "dimension": 768, "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}}}}},
+        body={
+            "settings": {"index.knn": True},
+            "mappings": {
+                "properties": {
+                    "embedding": {
+                        "type": "knn_vector",
+                        "dimension": 768,
+                        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
+                    }
+                }
+            },
+        },
     )
     cfg = make_config(sink="opensearch", index=index_name)
     with pytest.raises(SinkError) as e:

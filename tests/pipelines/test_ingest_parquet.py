@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from support import ROOT, SAMPLE, cosine, hold_model, write_jsonl
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.ingest import run_ingest
-from support import hold_model, ROOT, SAMPLE, cosine, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def parquet_run(tmp_path_factory):
 
 
 def test_summary_reconciles_and_is_written(parquet_run, sample_docs):
-    cfg, summary, tmp = parquet_run
+    _cfg, _summary, tmp = parquet_run
     data = json.loads((tmp / "summary.json").read_text())
     for key in ("read", "encoded", "indexed", "failed", "skipped", "seconds", "docs_per_second", "sink", "index"):
         assert key in data
@@ -51,7 +51,9 @@ def test_every_vector_equals_sentence_transformers(parquet_run, sample_docs, st_
 
 def test_rerun_replaces_the_dataset(parquet_run, tmp_path):
     cfg, _, _ = parquet_run
-    small = write_jsonl(tmp_path / "few.jsonl", [{"id": "a", "title": "t", "body": "b"}, {"id": "b", "title": "t2", "body": "b2"}])
+    small = write_jsonl(
+        tmp_path / "few.jsonl", [{"id": "a", "title": "t", "body": "b"}, {"id": "b", "title": "t2", "body": "b2"}]
+    )
     cfg2 = cfg.model_copy(update={"source": cfg.source.model_copy(update={"path": str(small)}),
                                   "sink": cfg.sink.model_copy(update={"path": str(tmp_path / "ds")})})
     run_ingest(cfg2)
@@ -61,13 +63,22 @@ def test_rerun_replaces_the_dataset(parquet_run, tmp_path):
 
 
 def test_search_finds_expected_documents(parquet_run, sample_queries):
-    cfg, _, tmp = parquet_run
+    cfg, _, _tmp = parquet_run
     runner = CliRunner()
     misses = []
     for q in sample_queries:
         r = runner.invoke(
             main,
-            ["search", str(ROOT / "configs" / "quickstart.yaml"), q["query"], "-k", "3", "--json", "--set", f"sink.path={cfg.sink.path}"],
+            [
+                "search",
+                str(ROOT / "configs" / "quickstart.yaml"),
+                q["query"],
+                "-k",
+                "3",
+                "--json",
+                "--set",
+                f"sink.path={cfg.sink.path}",
+            ],
         )
         assert r.exit_code == 0, r.output
         ids = [h["id"] for h in json.loads(r.output.strip().splitlines()[-1])]
@@ -81,7 +92,10 @@ def test_duplicate_ids_in_a_run_are_counted_once_and_the_last_is_kept(make_confi
     not be counted again (read = indexed + failed + skipped), and the last copy of each id is written."""
     write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "title": "first a", "body": "x"}, {"id": "b", "title": "b", "body": "y"}])
     (tmp_path / "b.jsonl").write_text(
-        json.dumps({"id": "a", "title": "last a", "body": "x"}) + "\n{not json\n" + json.dumps({"id": "e", "title": " ", "body": ""}) + "\n"
+        json.dumps({"id": "a", "title": "last a", "body": "x"})
+        + "\n{not json\n"
+        + json.dumps({"id": "e", "title": " ", "body": ""})
+        + "\n"
     )
     cfg = make_config(source_path=tmp_path / "*.jsonl")
     s = run_ingest(cfg)

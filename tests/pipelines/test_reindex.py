@@ -17,11 +17,11 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support import EncodeGate, synthetic_docs, write_jsonl
 
 from neural_ingest.cli import main
 from neural_ingest.pipelines.reindex import reindex, rollback
 from neural_ingest.sinks import aliases
-from support import EncodeGate, synthetic_docs, write_jsonl
 
 _HELD: list = []  # loaded models kept for the session, so each in-process run reuses them
 
@@ -115,10 +115,10 @@ def test_nightly_cycle_incremental_blue_green(os_client, index_name, reindex_con
                    "n-0150": "A sourdough starter is a living culture of wild yeast and lactobacilli."}
         gone = {"n-0003", "n-0077", "n-0120", "n-0199"}
         night3 = []
-        for d in docs:
-            if d["id"] in gone:
+        for original in docs:
+            if original["id"] in gone:
                 continue
-            d = dict(d)
+            d = dict(original)
             if d["id"] in changed:
                 d["body"] = changed[d["id"]]
             if d["id"] == "n-0020":
@@ -143,7 +143,9 @@ def test_nightly_cycle_incremental_blue_green(os_client, index_name, reindex_con
     assert os_client.get(index=alias, id="n-0020")["_source"]["year"] == 2031
     # the alias serves the new content: the changed text finds its document first
     q = st_model.encode(f"{docs[10]['title']}\n\n{changed['n-0010']}").tolist()
-    hit = os_client.search(index=alias, body={"size": 1, "query": {"knn": {"embedding": {"vector": q, "k": 100}}}})  # k: HNSW window
+    hit = os_client.search(
+        index=alias, body={"size": 1, "query": {"knn": {"embedding": {"vector": q, "k": 100}}}}
+    )  # k: HNSW window
     assert hit["hits"]["hits"][0]["_id"] == "n-0010"
     new_vec = np.asarray(os_client.get(index=alias, id="n-0010")["_source"]["embedding"])
     assert not np.allclose(new_vec, os_client.get(index=b, id="n-0010")["_source"]["embedding"])
@@ -288,7 +290,7 @@ def test_reindex_from_an_opensearch_source(os_client, opensearch_url, index_name
 def test_reindex_needs_opensearch_and_a_free_alias_name(os_client, index_name, reindex_config, make_config):
     from neural_ingest.pipelines.reindex import ReindexError, settings
 
-    with pytest.raises(ReindexError, match="sink.type: opensearch"):
+    with pytest.raises(ReindexError, match=r"sink\.type: opensearch"):
         settings(make_config(sink="parquet"))
     os_client.indices.create(index=index_name)  # a real index already has the alias' name
     cfg = reindex_config(synthetic_docs(5))
@@ -525,7 +527,9 @@ def test_changed_night_writes_only_the_changes_and_never_touches_the_live_index(
     by_id = {d["id"]: d for d in night}
     by_id["w-0010"]["body"] = "Underwater basalt pillows form where lava meets cold seawater."
     by_id["w-0020"]["topic"] = "a new topic"  # metadata only
-    night.append({"id": "w-new", "title": "A new note", "body": "Sourdough starters are cultures of wild yeast.", "topic": "bread"})
+    night.append(
+        {"id": "w-new", "title": "A new note", "body": "Sourdough starters are cultures of wild yeast.", "topic": "bread"}
+    )
     res = reindex(reindex_config(night, name="night.jsonl"))
     new, s = res.plan.new_index, res.summary
     assert res.status == "swapped" and res.plan.mode == "incremental"
@@ -536,7 +540,10 @@ def test_changed_night_writes_only_the_changes_and_never_touches_the_live_index(
     assert _ids(os_client, new) == {d["id"] for d in night}
     got = os_client.get(index=new, id="w-0020")["_source"]
     assert got["topic"] == "a new topic" and got["embedding"] == live_vec  # no re-encoding: the stored vector
-    assert os_client.get(index=new, id="w-0010")["_source"]["embedding"] != os_client.get(index=live, id="w-0010")["_source"]["embedding"]
+    assert (
+        os_client.get(index=new, id="w-0010")["_source"]["embedding"]
+        != os_client.get(index=live, id="w-0010")["_source"]["embedding"]
+    )
     # the live index is never written: all 100, the old texts, no write block left
     assert _writes(os_client, live) == (100, 0) and os_client.count(index=live)["count"] == 100
     assert os_client.get(index=live, id="w-0020")["_source"]["topic"] == docs[20]["topic"]
@@ -626,9 +633,15 @@ def test_a_night_prepares_only_the_changes_and_dedupes_counts_and_dead_letters_a
             night += [{**d, "body": "a stale draft"}, d]
             continue
         night.append({**d, "topic": "a new topic"} if d["id"] == "q-0030" else d)  # metadata only
-    night += ["{not json", {"id": "q-empty", "title": "", "body": "   "}, {"id": "q-new", "title": "New", "body": "Honeybees dance."}]
+    night += [
+        "{not json",
+        {"id": "q-empty", "title": "", "body": "   "},
+        {"id": "q-new", "title": "New", "body": "Honeybees dance."},
+    ]
     # one dead letter in 43 records: within a looser error budget and count tolerance than the defaults
-    cfg = reindex_config(night, name="night.jsonl", overrides={"run.max_failed_ratio": 0.1, "reindex.validation.count_tolerance": 0.05})
+    cfg = reindex_config(
+        night, name="night.jsonl", overrides={"run.max_failed_ratio": 0.1, "reindex.validation.count_tolerance": 0.05}
+    )
 
     calls: list[int] = []
     prepare = PrepareFn.process
@@ -733,7 +746,9 @@ def test_a_manifest_that_no_longer_describes_the_live_index_is_not_used(os_clien
     assert os_client.exists(index=f"{alias}-locks", id=f"manifest/{live}") is False  # the replaced one is removed
 
     header = _header(os_client, alias, new)  # now a foreign one: another index's uuid
-    os_client.index(index=f"{alias}-locks", id=f"manifest/{new}", body={**header, "uuid": "another-index"}, params={"refresh": "true"})
+    os_client.index(
+        index=f"{alias}-locks", id=f"manifest/{new}", body={**header, "uuid": "another-index"}, params={"refresh": "true"}
+    )
     said.clear()
     changed = reindex_config([{**d, "body": "Moss grows on the north side."} if d["id"] == "m-0007" else d for d in docs])
     res = reindex(changed, echo=said.append)

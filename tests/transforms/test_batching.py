@@ -4,18 +4,19 @@ fixed mode keeps arrival-order batches."""
 from __future__ import annotations
 
 import random
+from typing import ClassVar
 
 import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that
+from support import MINILM
 
 from neural_ingest.config import BatchingConfig, SentenceTransformersEncoderConfig
 from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo
 from neural_ingest.encoders.dense import SentenceTransformerEncoder
 from neural_ingest.records import Document
 from neural_ingest.transforms.batching import EncodeWindowFn, batching_for, cut_batches, plan_for
-from support import MINILM
 
 
 def docs(n: int, seed: int = 0) -> list[Document]:
@@ -51,7 +52,7 @@ def test_cut_batches_counts_chunks_as_units():
 class Recorder(Encoder):
     """Records every encode call's texts; fails texts starting with "bad"."""
 
-    calls: list = []
+    calls: ClassVar[list] = []
 
     def __init__(self, batch: int = 8, window: int = 40, length: str = "chars"):
         self.cfg = type("Cfg", (), {"batching": BatchingConfig(window=window, length=length), "max_seq_length": None})()
@@ -77,7 +78,7 @@ def test_window_is_encoded_in_sorted_batches_and_leaves_in_arrival_order():
     Recorder.calls = []
     data = docs(100)
     data[7] = Document(id="bad-7", text="bad " * 50)
-    batch, fn = batching_for(Recorder(batch=8, window=40), "embedding", 3600)
+    _batch, fn = batching_for(Recorder(batch=8, window=40), "embedding", 3600)
     assert isinstance(fn, EncodeWindowFn)
     fn.setup()
     outs = list(fn.process(data[:40]))
@@ -116,7 +117,9 @@ def test_sorted_batches_pad_far_less_than_arrival_order():
 def test_fixed_mode_keeps_batch_elements():
     from neural_ingest.transforms.encode import EncodeBatchFn
 
-    enc = SentenceTransformerEncoder(SentenceTransformersEncoderConfig(model=MINILM, device="cpu", batch_size=8, batching={"mode": "fixed"}))
+    enc = SentenceTransformerEncoder(
+        SentenceTransformersEncoderConfig(model=MINILM, device="cpu", batch_size=8, batching={"mode": "fixed"})
+    )
     batch, fn = batching_for(enc, "embedding", 3600)
     assert type(fn) is EncodeBatchFn
     with beam.Pipeline() as p:

@@ -43,7 +43,11 @@ def _run(texts):
     fn.setup()
     docs = [Document(id=t, text=t, metadata={"k": 1}) for t in texts]
     out = list(fn.process(docs))
-    return docs, [o for o in out if isinstance(o, Document)], {o.value.doc_id: o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)}
+    return (
+        docs,
+        [o for o in out if isinstance(o, Document)],
+        {o.value.doc_id: o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)},
+    )
 
 
 def test_a_good_batch_is_encoded_and_the_inputs_are_not_changed():

@@ -46,4 +46,9 @@ def test_chunked_reader_reads_gzip_as_beam_does(tmp_path):
         f.write(gzip.compress(data))
     whole = [0, OffsetRangeTracker.OFFSET_INFINITY]
     assert _lines(positions._TextSourceChunks, path, whole) == _lines(positions._TextSourceWithOffsets, path, whole)
-    assert [line for _, line in _lines(positions._TextSourceChunks, path, whole)] == [b'{"id": 1}', b"", b'{"id": 2}', b'\r{"id": 3}']
+    assert [line for _, line in _lines(positions._TextSourceChunks, path, whole)] == [
+        b'{"id": 1}',
+        b"",
+        b'{"id": 2}',
+        b'\r{"id": 3}',
+    ]

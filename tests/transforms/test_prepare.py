@@ -50,9 +50,10 @@ def _dedupe(request):
     the documents grouped by id."""
 
     def run(cfg):
+        from support import collect, collected
+
         from neural_ingest.transforms.prepare import PrepareDocuments
         from neural_ingest.transforms.read import ReadRecords
-        from support import collect, collected
 
         reread = ReadRecords(cfg) if request.param == "streamed" else None
         with beam.Pipeline("DirectRunner") as p:
@@ -68,7 +69,9 @@ def test_duplicate_ids_keep_the_last_in_source_order_like_an_upsert(tmp_path, _d
     """A later line wins whatever its text: today the text sorting first won ("AAA" beat the genuine record)."""
     from support import write_jsonl
 
-    write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "AAA early"}, {"id": "b", "text": "x"}, {"id": "a", "text": "zzz later"}])
+    write_jsonl(
+        tmp_path / "a.jsonl", [{"id": "a", "text": "AAA early"}, {"id": "b", "text": "x"}, {"id": "a", "text": "zzz later"}]
+    )
     write_jsonl(tmp_path / "b.jsonl", [{"id": "b", "text": "AAA in the later file"}])
     docs, skipped = _dedupe(SourceConfig(type="jsonl", path=str(tmp_path / "*.jsonl")))
     assert docs == [("a", "zzz later"), ("b", "AAA in the later file")]
@@ -88,7 +91,9 @@ def test_duplicate_ids_keep_the_last_row_of_csv_and_parquet(tmp_path, _dedupe):
     docs, skipped = _dedupe(SourceConfig(type="csv", path=str(tmp_path / "d.csv")))
     assert docs == [("a", "zzz last"), ("b", "x")]
     assert "line 4 of" in skipped[0].message and "line 2 of" in skipped[0].message
-    rows = [{"id": "a", "text": "AAA first"}] + [{"id": f"n{i}", "text": "t"} for i in range(5)] + [{"id": "a", "text": "zzz last"}]
+    rows = (
+        [{"id": "a", "text": "AAA first"}] + [{"id": f"n{i}", "text": "t"} for i in range(5)] + [{"id": "a", "text": "zzz last"}]
+    )
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet", row_group_size=3)  # the duplicates in different row groups
     docs, skipped = _dedupe(SourceConfig(type="parquet", path=str(tmp_path / "d.parquet")))
     assert ("a", "zzz last") in docs and len(docs) == 6
@@ -96,8 +101,9 @@ def test_duplicate_ids_keep_the_last_row_of_csv_and_parquet(tmp_path, _dedupe):
 
 
 def test_duplicates_without_a_position_keep_one_deterministically():
-    from neural_ingest.transforms.prepare import PrepareDocuments
     from support import collect, collected
+
+    from neural_ingest.transforms.prepare import PrepareDocuments
 
     rows = [{"id": "a", "text": "second"}, {"id": "b", "text": "x"}, {"id": "a", "text": "first"}]
     for _ in range(2):
@@ -117,10 +123,11 @@ def test_content_hash_id_is_deterministic():
 def test_deduplication_groups_only_id_position_pairs_never_the_documents(tmp_path):
     """Memory that does not grow with the corpus on the local runner: the only shuffle under Prepare is
     the (id, position) pairs of the second, uncounted read; the documents stream past the duplicates."""
+    from support import write_jsonl
+
     from neural_ingest.transforms.counters import UNCOUNTED
     from neural_ingest.transforms.prepare import PrepareDocuments
     from neural_ingest.transforms.read import ReadRecords
-    from support import write_jsonl
 
     write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "x"}])
     cfg = SourceConfig(type="jsonl", path=str(tmp_path / "a.jsonl"))

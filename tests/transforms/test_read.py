@@ -7,11 +7,11 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
+from support import collect, collected
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.transforms.counters import DEAD_LETTER, NAMESPACE
 from neural_ingest.transforms.read import ReadRecords
-from support import collect, collected
 
 
 def run_read(cfg: SourceConfig):

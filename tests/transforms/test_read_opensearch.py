@@ -6,10 +6,10 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 from opensearchpy import helpers
+from support import collect, collected, synthetic_docs
 
 from neural_ingest.config import OpenSearchSourceConfig
 from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch, plan_slices
-from support import collect, collected, synthetic_docs
 
 
 def _source(url: str, index: str, **kw) -> OpenSearchSourceConfig:
@@ -64,7 +64,7 @@ def test_query_and_id_field(os_client, opensearch_url, index_name):
 
 def test_missing_index_fails_clearly(opensearch_url):
     cfg = _source(opensearch_url, "no-such-index-anywhere")
-    with pytest.raises(Exception, match="does not exist: check source.index"):
+    with pytest.raises(Exception, match=r"does not exist: check source\.index"):
         _read(cfg, "missing")
 
 

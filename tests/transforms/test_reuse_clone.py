@@ -16,8 +16,21 @@ from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
 from neural_ingest.transforms.positions import ReadLinesWithOffsets
 from neural_ingest.transforms.reuse import (
-    CHANGED, DUPLICATES, FETCH, GONE, LIVE, NEW, SRC, Change, FetchLinesFn, JoinStampsFn, doc_digest, join_stamps,
-    jsonl_ranges, lines_of, partition,
+    CHANGED,
+    DUPLICATES,
+    FETCH,
+    GONE,
+    LIVE,
+    NEW,
+    SRC,
+    Change,
+    FetchLinesFn,
+    JoinStampsFn,
+    doc_digest,
+    join_stamps,
+    jsonl_ranges,
+    lines_of,
+    partition,
 )
 
 
@@ -49,14 +62,18 @@ EXPECTED = {
 
 
 def test_each_id_gets_the_action_of_its_last_source_copy_against_the_live_stamp():
-    got = {doc_id: (what, rest[0] if what == "change" else tuple(rest)) for what, (doc_id, *rest) in join_stamps(SOURCE, LIVE_STAMPS)}
+    got = {
+        doc_id: (what, rest[0] if what == "change" else tuple(rest)) for what, (doc_id, *rest) in join_stamps(SOURCE, LIVE_STAMPS)
+    }
     assert got == EXPECTED
 
 
 @given(st.permutations(SOURCE))
 @settings(max_examples=30, deadline=None)
 def test_the_last_copy_wins_whatever_order_the_records_come_in(order):
-    got = {doc_id: (what, rest[0] if what == "change" else tuple(rest)) for what, (doc_id, *rest) in join_stamps(order, LIVE_STAMPS)}
+    got = {
+        doc_id: (what, rest[0] if what == "change" else tuple(rest)) for what, (doc_id, *rest) in join_stamps(order, LIVE_STAMPS)
+    }
     assert got == EXPECTED
 
 
@@ -68,7 +85,9 @@ def test_the_join_in_a_pipeline_counts_unchanged_and_lists_what_to_write_read_ba
         out = (p | beam.Create(batches(SRC, SOURCE) + batches(LIVE, LIVE_STAMPS)) | beam.GroupByKey()
                | beam.ParDo(JoinStampsFn(dedupe=True)).with_outputs(FETCH, DUPLICATES, main="changes"))
         assert_that(out.changes, equal_to([(k, v[1]) for k, v in EXPECTED.items() if v[0] == "change"]), label="changes")
-        assert_that(out[FETCH], equal_to([("a", ("f", 10))]), label="fetch")  # the earlier copy: read back to be listed as skipped
+        assert_that(
+            out[FETCH], equal_to([("a", ("f", 10))]), label="fetch"
+        )  # the earlier copy: read back to be listed as skipped
         assert_that(out[DUPLICATES], equal_to([("a", (2, ("f", 90)))]), label="duplicates")
 
 
@@ -127,7 +146,10 @@ def test_scan_offsets_match_readlineswithoffsets_also_compressed(tmp_path):
     packed.write_bytes(buf.getvalue())
     assert _offsets_beam(str(plain)) == [(0, b'{"id": "a"}'), (12, b""), (13, b'{"id": "b"}'), (26, b'{"id": "c"}')]
     assert jsonl_ranges(str(packed), 10) == [(str(packed), 0, float("inf"))]
-    assert list(FetchLinesFn().process(((str(packed), 0), [26, 13]))) == [(str(packed), 13, b'{"id": "b"}'), (str(packed), 26, b'{"id": "c"}')]
+    assert list(FetchLinesFn().process(((str(packed), 0), [26, 13]))) == [
+        (str(packed), 13, b'{"id": "b"}'),
+        (str(packed), 26, b'{"id": "c"}'),
+    ]
 
 
 def test_a_live_slice_that_cannot_be_read_fails_the_scan_in_the_dofns_own_thread(tmp_path, opensearch_url):
@@ -160,7 +182,7 @@ def test_live_stamps_are_read_in_big_pages_and_parallel_slices():
     from neural_ingest.config import OpenSearchSourceConfig
     from neural_ingest.transforms.reuse import stamps_reader
 
-    base = dict(type="opensearch", hosts=["http://x:9200"], index="live", text_fields=["text"])
+    base = {"type": "opensearch", "hosts": ["http://x:9200"], "index": "live", "text_fields": ["text"]}
     small = stamps_reader(OpenSearchSourceConfig(**base, page_size=200))
     assert (small.page_size, small.slices) == (2000, 2)
     big = stamps_reader(OpenSearchSourceConfig(**base, page_size=5000, slices=4))
