@@ -25,9 +25,10 @@ import apache_beam as beam
 from neural_ingest.chunking import ChunkPlan, ChunkTokenizer
 from neural_ingest.encoders.base import Encoder, vector_problem
 from neural_ingest.encoders.sparse_weights import drop_absent
-from neural_ingest.records import PREPARE, DeadLetter, Document
+from neural_ingest.records import PREPARE, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.isolate import Failure, isolated
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,7 @@ class ChunkFn(beam.DoFn):
             try:
                 chunks = self.plan.chunk(doc.text, self._tok)
             except Exception as e:  # noqa: BLE001 - a tokenizer error must be a dead letter, not a crash
-                counters.failed(PREPARE, "chunking_failed")
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTER, DeadLetter(PREPARE, "chunking_failed", str(e)[:2000], doc.source, doc_id=doc.id)
-                )
+                yield counters.dead_letter(PREPARE, "chunking_failed", str(e)[:2000], doc.source, doc_id=doc.id)
                 return
             counters.inc("chunks", len(chunks))
             units = [c["text"] for c in chunks]
@@ -106,9 +104,10 @@ def encode_chunked(fn: Any, batch: Sequence[Document]) -> Iterable[Any]:
     encode calls of ``batch_size`` texts, and the vectors go back to their documents in chunk order.
     A failing call is retried document by document; a document with any bad chunk vector is a dead
     letter as a whole (it is never indexed with chunks missing)."""
-    texts = [c["text"] for d in batch for c in d.chunks or ()]
     size = max(1, fn.encoder.batch_size())
-    try:
+
+    def encode_chunks(docs: Sequence[Document]) -> list[Any]:
+        texts = [c["text"] for d in docs for c in d.chunks or ()]
         vectors: list[Any] = []
         for i in range(0, len(texts), size):
             part = texts[i : i + size]
@@ -116,15 +115,17 @@ def encode_chunked(fn: Any, batch: Sequence[Document]) -> Iterable[Any]:
             if len(out) != len(part):
                 raise ValueError(f"encoder returned {len(out)} vectors for {len(part)} texts")
             vectors.extend(out)
-    except Exception as e:  # noqa: BLE001 - any model error must become a dead letter, not a crash
-        if len(batch) > 1:
-            log.warning("batch of %d chunked documents failed to encode (%s); retrying one by one", len(batch), e)
-            for doc in batch:
-                yield from encode_chunked(fn, [doc])
-            return
-        reason = getattr(e, "reason", None) or type(e).__name__
-        yield fn._dead(batch[0], reason, str(e)[:2000], getattr(e, "status", None), getattr(e, "attempts", 1) or 1)
-        return
+        return vectors
+
+    for item in isolated(batch, encode_chunks, what="batch of chunked documents"):
+        if isinstance(item, Failure):
+            yield fn._dead(item.item, *item.dead_letter())
+        else:
+            yield from _chunk_vectors(fn, *item)
+
+
+def _chunk_vectors(fn: Any, batch: Sequence[Document], vectors: list[Any]) -> Iterable[Any]:
+    """The documents with one vector per chunk, in chunk order; a document with any bad chunk vector is a dead letter."""
     info = fn._loaded.info
     ok = n_chunks = pos = 0
     for doc in batch:

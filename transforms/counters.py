@@ -77,6 +77,19 @@ def skipped(reason: str, n: int = 1) -> None:
     inc(f"skipped.{reason}", n)
 
 
+def dead_letter(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None, status: int | None = None,
+                attempts: int = 1) -> Any:
+    """Every stage's one failure path: count ``failed.<stage>.<reason>`` and return the record's dead letter as the
+    ``dead_letter`` tagged output."""
+    import apache_beam as beam
+
+    from neural_ingest.records import DeadLetter
+
+    failed(stage, reason)
+    return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(stage, reason, message, record, doc_id=doc_id, status=status,
+                                                             attempts=attempts))
+
+
 def skip_record(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None) -> Any:
     """Count a skipped record and return it as a tagged output, so skips are listed, never silent."""
     import apache_beam as beam

@@ -8,12 +8,13 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from neural_ingest.encoders.base import EncodeError, Encoder, vector_problem
+from neural_ingest.encoders.base import Encoder, vector_problem
 from neural_ingest.encoders.sparse_weights import drop_absent
-from neural_ingest.records import ENCODE, DeadLetter, Document
+from neural_ingest.records import ENCODE, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.isolate import Failure, isolated
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,7 @@ class EncodeBatchFn(beam.DoFn):
     def _dead(
         self, doc: Document, reason: str, message: str, status: int | None = None, attempts: int = 1
     ) -> beam.pvalue.TaggedOutput:
-        counters.failed(ENCODE, reason)
-        return beam.pvalue.TaggedOutput(
-            DEAD_LETTER, DeadLetter(ENCODE, reason, message, doc, doc_id=doc.id, status=status, attempts=attempts)
-        )
+        return counters.dead_letter(ENCODE, reason, message, doc, doc_id=doc.id, status=status, attempts=attempts)
 
     def process(self, batch: Any) -> Iterable[Any]:
         if not self.lists:
@@ -83,29 +81,26 @@ class EncodeBatchFn(beam.DoFn):
         """The batch's vectors, in order (EncodeWindowFn encodes from the tokens its sort already took)."""
         return self.encoder.encode(self._loaded, [d.text for d in batch])
 
+    def _checked(self, batch: Sequence[Document]) -> list[Any]:
+        vectors = self._encode(batch)
+        if len(vectors) != len(batch):
+            raise ValueError(f"encoder returned {len(vectors)} vectors for {len(batch)} texts")
+        return vectors
+
     def _outputs(self, batch: Sequence[Document]) -> Iterable[Any]:
         if batch and batch[0].chunks is not None:  # chunking on: one vector per chunk (transforms/chunk.py)
             from neural_ingest.transforms.chunk import encode_chunked
 
             yield from encode_chunked(self, batch)
             return
-        try:
-            vectors = self._encode(batch)
-            if len(vectors) != len(batch):
-                raise ValueError(f"encoder returned {len(vectors)} vectors for {len(batch)} texts")
-        except Exception as e:  # noqa: BLE001 - any model error must become a dead letter, not a crash
-            if len(batch) > 1:
-                log.warning("batch of %d failed to encode (%s); retrying one by one", len(batch), e)
-                for doc in batch:
-                    yield from self._outputs([doc])
-                return
-            # An EncodeError may name its reason (e.g. http_429, timeout), HTTP status and attempts.
-            if isinstance(e, EncodeError):
-                reason, status, attempts = e.reason or type(e).__name__, e.status, e.attempts or 1
+        for item in isolated(batch, self._checked):
+            if isinstance(item, Failure):
+                yield self._dead(item.item, *item.dead_letter())
             else:
-                reason, status, attempts = type(e).__name__, None, 1
-            yield self._dead(batch[0], reason, str(e)[:2000], status, attempts)
-            return
+                yield from self._embedded(*item)
+
+    def _embedded(self, batch: Sequence[Document], vectors: list[Any]) -> Iterable[Any]:
+        """The batch's documents with their vectors, each vector checked (a bad one: that document's dead letter)."""
         ok = 0
         info = self._loaded.info
         valid = dense_batch_valid(vectors, info)  # one check for the whole batch; else each vector's own

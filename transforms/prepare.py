@@ -20,7 +20,7 @@ import apache_beam as beam
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.metadata import MetadataError, json_value, lone_surrogate
-from neural_ingest.records import PREPARE, DeadLetter, Document, content_id
+from neural_ingest.records import PREPARE, Document, content_id
 from neural_ingest.transforms import counters, positions
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
@@ -54,8 +54,7 @@ class PrepareFn(counters.Tallied, beam.DoFn):
         self._text_counters = [(f, f"text_field.{f}") for f in cfg.text_fields]  # names built once, not per record
 
     def _dead(self, reason: str, message: str, record: Any, doc_id: str | None = None):
-        counters.failed(PREPARE, reason)
-        return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(PREPARE, reason, message, record, doc_id=doc_id))
+        return counters.dead_letter(PREPARE, reason, message, record, doc_id=doc_id)
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
         yield self._prepare(record)

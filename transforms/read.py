@@ -17,7 +17,7 @@ from apache_beam.io import fileio
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
-from neural_ingest.records import READ, DeadLetter
+from neural_ingest.records import READ
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER
@@ -30,8 +30,7 @@ from neural_ingest.transforms.positions import (
 
 
 def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
-    counters.failed(READ, reason)
-    return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(READ, reason, message, record))
+    return counters.dead_letter(READ, reason, message, record)
 
 
 class ParseJsonLine(counters.Tallied, beam.DoFn):

@@ -22,7 +22,7 @@ import apache_beam as beam
 from neural_ingest.config import OpenSearchSourceConfig
 from neural_ingest.errors import NeuralIngestError
 from neural_ingest.metadata import record_problem
-from neural_ingest.records import READ, DeadLetter
+from neural_ingest.records import READ
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
 
@@ -198,8 +198,7 @@ class ReadSliceFn(beam.DoFn):
             yield record
         elif self.count_read:
             reason, message = problem
-            counters.failed(READ, reason)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(READ, reason, message, record, doc_id=str(record.get("_id"))))
+            yield counters.dead_letter(READ, reason, message, record, doc_id=str(record.get("_id")))
         else:
             log.warning("stored document %r cannot be reused (%s); it is encoded again", record.get("_id"), problem[1])
 

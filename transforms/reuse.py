@@ -622,13 +622,11 @@ class ChangesOnlyFn(beam.DoFn):
 
 
 def _source_changed(doc: Document) -> Any:
-    from neural_ingest.records import READ, DeadLetter
-    from neural_ingest.transforms.counters import DEAD_LETTER
+    from neural_ingest.records import READ
 
-    counters.failed(READ, "source_changed")
-    return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(
+    return counters.dead_letter(
         READ, "source_changed", f"the record read back at {doc.position} is not the one this run classified there: the "
-        "source changed during the run; run again once it is complete", doc.source, doc_id=doc.id))
+        "source changed during the run; run again once it is complete", doc.source, doc_id=doc.id)
 
 
 class StoredVectorsFn(beam.DoFn):

@@ -9,7 +9,7 @@ import apache_beam as beam
 
 from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.metadata import json_value
-from neural_ingest.records import INDEX, DeadLetter, Document
+from neural_ingest.records import INDEX, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
 
@@ -30,10 +30,7 @@ def to_source(doc: Document, text_field: str) -> dict[str, Any]:
 def dead_letter(record: Any, reason: str, message: str, doc_id: str | None = None, status: int | None = None,
                 attempts: int = 1) -> beam.pvalue.TaggedOutput:
     """The write stage's one failure path: count ``failed.index.<reason>`` and return the tagged dead letter."""
-    counters.failed(INDEX, reason)
-    return beam.pvalue.TaggedOutput(
-        DEAD_LETTER, DeadLetter(INDEX, reason, message, record, doc_id=doc_id, status=status, attempts=attempts)
-    )
+    return counters.dead_letter(INDEX, reason, message, record, doc_id=doc_id, status=status, attempts=attempts)
 
 
 class BulkIndexFn(beam.DoFn):

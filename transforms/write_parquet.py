@@ -16,7 +16,7 @@ import pyarrow as pa
 from apache_beam.utils.windowed_value import WindowedValue
 
 from neural_ingest.metadata import MetadataError, metadata_json
-from neural_ingest.records import INDEX, DeadLetter, Document
+from neural_ingest.records import INDEX, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import ArrowTable
 from neural_ingest.transforms.counters import DEAD_LETTER
@@ -30,8 +30,7 @@ def metadata_or_dead(doc: Document) -> Any:
     try:
         return metadata_json(doc.metadata)
     except MetadataError as e:
-        counters.failed(INDEX, "invalid_metadata")
-        return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(INDEX, "invalid_metadata", f"metadata {e}", doc, doc_id=doc.id))
+        return counters.dead_letter(INDEX, "invalid_metadata", f"metadata {e}", doc, doc_id=doc.id)
 
 
 def record_batch(schema: pa.Schema, text_field: str, fields: list[str], rows: list[tuple[Document, str]]) -> pa.RecordBatch:

@@ -8,8 +8,9 @@ from servers.fixtures import FAST_RETRY, embedding_server, make_server  # noqa: 
 from support import cosine
 
 from neural_ingest.config import parse_config
-from neural_ingest.encoders import EncodeError, make_encoder
+from neural_ingest.encoders import make_encoder
 from neural_ingest.encoders.remote import RemoteError, RemoteSetupError
+from neural_ingest.transforms.isolate import Failure, isolated
 
 TEXTS = [
     "Volcanoes form where magma reaches the surface.",
@@ -30,18 +31,14 @@ def remote(block: dict):
 
 
 def encode_each(enc, loaded, texts):
-    """What the encode DoFn does: the batch, then one by one if the batch raised."""
-    try:
-        return enc.encode(loaded, texts), {}
-    except EncodeError:
-        pass
+    """What the encode DoFn does (transforms/isolate.py): the batch, then one by one if the batch raised."""
     out, errors = [], {}
-    for t in texts:
-        try:
-            out.append(enc.encode(loaded, [t])[0])
-        except EncodeError as e:
+    for got in isolated(texts, lambda part: enc.encode(loaded, list(part))):
+        if isinstance(got, Failure):
             out.append(None)
-            errors[t] = e
+            errors[got.item] = got.error
+        else:
+            out.extend(got[1])
     return out, errors
 
 
