@@ -70,10 +70,17 @@ class BulkIndexFn(beam.DoFn):
                 items.append(make_item(doc, self.cfg.index, doc.id, to_source(doc, self.cfg.text_field)))
             except (TypeError, ValueError) as e:  # NaN or unserialisable metadata
                 yield self._dead(doc, "invalid_document", f"cannot serialise document as JSON: {e}")
-        ok = 0
         w = self._writer
         before = w.retried_items, w.retried_requests, w.splits
-        for res in self._writer.write(items):
+        results = list(w.write(items))
+        deltas = (w.retried_items - before[0], w.retried_requests - before[1], w.splits - before[2])
+        yield from self._report_results(results, deltas)
+
+    def _report_results(self, results: Iterable[Any], deltas: tuple[int, int, int]) -> Iterable[Any]:
+        """The one bulk-result reporter: each landed document's id (``emit_ids``) or each failed one's dead letter,
+        then the ``indexed`` and ``retried.index.*`` counts (``deltas``: items retried, requests retried, splits)."""
+        ok = 0
+        for res in results:
             if res.ok:
                 ok += 1
                 if self.emit_ids:
@@ -81,9 +88,9 @@ class BulkIndexFn(beam.DoFn):
             else:
                 yield self._dead(res.item.key, res.error_type or "bulk_error", res.message or "", res.status, res.item.attempts)
         counters.inc("indexed", ok)
-        counters.inc("retried.index.items", w.retried_items - before[0])
-        counters.inc("retried.index.requests", w.retried_requests - before[1])
-        counters.inc("retried.index.splits", w.splits - before[2])
+        counters.inc("retried.index.items", deltas[0])
+        counters.inc("retried.index.requests", deltas[1])
+        counters.inc("retried.index.splits", deltas[2])
         counters.Progress.add("indexed", ok, self.progress_every)
 
 

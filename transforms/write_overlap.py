@@ -25,7 +25,6 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
 from neural_ingest.records import Document
-from neural_ingest.transforms import counters
 from neural_ingest.transforms.write_opensearch import BulkIndexFn, to_source
 
 log = logging.getLogger(__name__)
@@ -86,21 +85,8 @@ class OverlappedBulkIndexFn(BulkIndexFn):
 
         for doc, message in invalid:
             yield windowed(self._dead(doc, "invalid_document", message))
-        ok = 0
-        for res in results:
-            if res.ok:
-                ok += 1
-                if self.emit_ids:
-                    yield WindowedValue(res.item.doc_id, timestamp, (window,))
-            else:
-                yield windowed(
-                    self._dead(res.item.key, res.error_type or "bulk_error", res.message or "", res.status, res.item.attempts)
-                )
-        counters.inc("indexed", ok)
-        counters.inc("retried.index.items", deltas[0])
-        counters.inc("retried.index.requests", deltas[1])
-        counters.inc("retried.index.splits", deltas[2])
-        counters.Progress.add("indexed", ok, self.progress_every)
+        for out in self._report_results(results, deltas):  # BulkIndexFn's reporter, outside process(): windowed here
+            yield windowed(out) if isinstance(out, beam.pvalue.TaggedOutput) else WindowedValue(out, timestamp, (window,))
 
     def _drain(self, keep: int) -> Iterable[Any]:
         """Report finished requests; wait for the oldest until at most ``keep`` remain outstanding."""
