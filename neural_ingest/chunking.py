@@ -233,13 +233,13 @@ def plan_chunking(cfg: Any, encoders: Sequence[tuple[str, Any]], loaded: Sequenc
     (truncate mode with no local model to count tokens with).
 
     ``encoders`` are (field, Encoder), ``loaded`` their loaded models, in the same order. Local
-    encoders are those with ``token_lengths`` (dense and neural sparse); remote services keep their
+    encoders are those that ``counts_tokens`` (dense and neural sparse); remote services keep their
     own tokenizers, so their truncation is not counted.
     """
     from neural_ingest.config import ConfigError
 
     c = cfg.chunking
-    local = [(f, ld) for (f, e), ld in zip(encoders, loaded) if callable(getattr(e, "token_lengths", None))]
+    local = [(f, ld) for (f, e), ld in zip(encoders, loaded) if e.counts_tokens]
     max_lengths = {f: int(ld.info.max_seq_length) for f, ld in local if ld.info.max_seq_length}
     if c.mode == "truncate":
         if not max_lengths:

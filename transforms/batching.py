@@ -29,7 +29,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
-from neural_ingest.encoders.base import Tokenized
+from neural_ingest.encoders.base import Encoder, Tokenized
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.encode import EncodeBatchFn
@@ -55,10 +55,9 @@ class BatchPlan:
         return max(self.window or 32 * self.batch_size, self.batch_size)
 
 
-def plan_for(encoder: Any, max_seq_length: int | None = None) -> BatchPlan:
-    """The batching plan for an encoder: its config's ``batching`` block, else fixed-size batches."""
-    cfg = getattr(encoder, "cfg", None)
-    b = getattr(cfg, "batching", None)
+def plan_for(encoder: Encoder[Any], max_seq_length: int | None = None) -> BatchPlan:
+    """The batching plan for an encoder: its ``batching()``, else fixed-size batches."""
+    b = encoder.batching()
     size = encoder.batch_size()
     if b is None:
         return BatchPlan(size, mode="fixed")
@@ -68,7 +67,7 @@ def plan_for(encoder: Any, max_seq_length: int | None = None) -> BatchPlan:
         length=b.length,
         window=b.window,
         max_tokens=b.max_tokens,
-        max_seq_length=max_seq_length or getattr(cfg, "max_seq_length", None),
+        max_seq_length=max_seq_length or encoder.max_seq_length(),
     )
 
 
@@ -194,7 +193,7 @@ class EncodeWindowFn(EncodeBatchFn):
         plain = [i for i, d in enumerate(docs) if getattr(d, "chunks", None) is None]
         limit = self.truncation_limit
         self._tokens = {}
-        if self.plan.length == "tokens" and plain and hasattr(self.encoder, "token_lengths"):
+        if self.plan.length == "tokens" and plain and self.encoder.counts_tokens:
             texts = [docs[i].text for i in plain]
             over: int | None = None
             if (tokenized := self._tokenize(texts, limit)) is not None:
@@ -255,14 +254,14 @@ class EncodeWindowFn(EncodeBatchFn):
             yield done[i]
 
 
-def counts_tokens(encoder: Any) -> bool:
+def counts_tokens(encoder: Encoder[Any]) -> bool:
     """True when the encode step counts every document's tokens with the model (sorted by token counts)."""
     plan = plan_for(encoder)
-    return plan.mode == "sorted" and plan.length == "tokens" and callable(getattr(encoder, "token_lengths", None))
+    return plan.mode == "sorted" and plan.length == "tokens" and encoder.counts_tokens
 
 
 def batching_for(
-    encoder: Any,
+    encoder: Encoder[Any],
     field: str,
     progress_every: float,
     truncation_limit: int | None = None,

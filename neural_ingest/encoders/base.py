@@ -9,44 +9,23 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from apache_beam.utils import shared
 
 from neural_ingest.errors import NeuralIngestError
+from neural_ingest.model_info import SPACE_TYPES, ModelInfo, Vector
+
+if TYPE_CHECKING:
+    from neural_ingest.config import BatchingConfig
 
 M = TypeVar("M")
 
-# A dense vector is a float32 numpy array; a sparse vector is {token: weight}.
-Vector = Any
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the index mapping and query-time encoding need to know about a loaded model."""
-
-    name: str
-    kind: str  # "dense" | "sparse"
-    dimension: int | None = None
-    similarity: str | None = None  # "cosine" | "dot" | "euclidean"
-    normalized: bool | None = None
-    max_seq_length: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def space_type(self) -> str | None:
-        """k-NN space type matching the model's similarity function."""
-        return SPACE_TYPES.get(self.similarity or "")
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["space_type"] = self.space_type
-        return d
-
-
-SPACE_TYPES = {"cosine": "cosinesimil", "dot": "innerproduct", "euclidean": "l2"}
-
+__all__ = [  # ModelInfo, SPACE_TYPES and Vector live in neural_ingest.model_info (no Beam); re-exported from here
+    "MODEL_LOAD_LOG_ENV", "SPACE_TYPES", "EncodeError", "Encoder", "Loaded", "ModelInfo", "Tokenized", "Vector",
+    "acquire_shared", "vector_problem",
+]
 
 class EncodeError(NeuralIngestError, RuntimeError):
     """A batch (or one text) could not be encoded; the message says why, for the dead letter.
@@ -85,9 +64,16 @@ class Tokenized:
 
 
 class Encoder(ABC, Generic[M]):
-    """Load a model, encode batches of text, say how big a batch should be."""
+    """Load a model, encode batches of text, say how big a batch should be.
+
+    What the transforms need from an encoder is here, as Beam's ModelHandler carries ``batch_elements_kwargs``:
+    ``batch_size`` and ``batching`` (how documents are grouped into encode calls), ``max_seq_length`` (the
+    configured truncation, known before the model loads), ``counts_tokens`` / ``token_lengths`` (a local model
+    that can count a text's tokens: length-sorted batches and truncation counts), ``tokenize`` /
+    ``encode_tokenized`` (one tokenization per text)."""
 
     kind: str = "dense"
+    counts_tokens: bool = False  # True: token_lengths works (a local model with its own tokenizer)
 
     @abstractmethod
     def share_key(self) -> str:
@@ -117,6 +103,19 @@ class Encoder(ABC, Generic[M]):
     @abstractmethod
     def batch_size(self) -> int:
         """Documents per encode call."""
+
+    def batching(self) -> BatchingConfig | None:
+        """How documents are grouped into encode calls (the config's ``batching`` block); None: fixed batches of
+        ``batch_size`` in arrival order (remote services, which batch and split on their own)."""
+        return None
+
+    def max_seq_length(self) -> int | None:
+        """The configured truncation in tokens (None: the model's own, known once it is loaded)."""
+        return None
+
+    def token_lengths(self, loaded: Loaded[M], texts: Sequence[str]) -> list[int]:
+        """Token counts after the model's truncation (only where ``counts_tokens``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not count tokens")
 
     def acquire(self) -> Loaded[M]:
         """The process-wide shared model for this encoder, loading it on first use."""

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from neural_ingest.catalogue import verify_loaded
-from neural_ingest.config import SentenceTransformersEncoderConfig
+from neural_ingest.config import BatchingConfig, SentenceTransformersEncoderConfig
 from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Tokenized, Vector
 from neural_ingest.encoders.device import resolve_device
 from neural_ingest.model_resolve import resolve_model_dir
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 class SentenceTransformerEncoder(Encoder[Any]):  # a SentenceTransformer, or a FastSentenceModel on onnx/openvino
     kind = "dense"
+    counts_tokens = True
 
     def __init__(self, cfg: SentenceTransformersEncoderConfig):
         self.cfg = cfg
@@ -31,6 +32,12 @@ class SentenceTransformerEncoder(Encoder[Any]):  # a SentenceTransformer, or a F
 
     def batch_size(self) -> int:
         return self.cfg.batch_size
+
+    def batching(self) -> BatchingConfig:
+        return self.cfg.batching
+
+    def max_seq_length(self) -> int | None:
+        return self.cfg.max_seq_length
 
     def load_model(self) -> Loaded[Any]:
         # Weights come from local disk only; never let a missing file turn into a hub download.

@@ -19,7 +19,7 @@ from hashlib import blake2b
 
 import numpy as np
 
-from neural_ingest.config import HashEncoderConfig
+from neural_ingest.config import BatchingConfig, HashEncoderConfig
 from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Vector
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -61,6 +61,9 @@ class HashEncoder(Encoder[None]):
 
     def batch_size(self) -> int:
         return self.cfg.batch_size
+
+    def batching(self) -> BatchingConfig:
+        return self.cfg.batching
 
     def load_model(self) -> Loaded[None]:
         d = self.cfg.dimension

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from neural_ingest.config import NeuralSparseEncoderConfig
+from neural_ingest.config import BatchingConfig, NeuralSparseEncoderConfig
 from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Vector
 from neural_ingest.encoders.device import resolve_device
 from neural_ingest.encoders.sparse_prune import prune
@@ -128,6 +128,7 @@ def _query_model_idf(query_model: str, models_dir: str | None) -> Path | None:
 
 class NeuralSparseEncoder(Encoder[SparseModel]):
     kind = "sparse"
+    counts_tokens = True
 
     def __init__(self, cfg: NeuralSparseEncoderConfig):
         self.cfg = cfg
@@ -141,6 +142,12 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
 
     def batch_size(self) -> int:
         return self.cfg.batch_size
+
+    def batching(self) -> BatchingConfig:
+        return self.cfg.batching
+
+    def max_seq_length(self) -> int | None:
+        return self.cfg.max_seq_length
 
     # ------------------------------------------------------------------ loading
     def load_model(self) -> Loaded[SparseModel]:

@@ -55,8 +55,11 @@ class Recorder(Encoder):
     calls: ClassVar[list] = []
 
     def __init__(self, batch: int = 8, window: int = 40, length: str = "chars"):
-        self.cfg = type("Cfg", (), {"batching": BatchingConfig(window=window, length=length), "max_seq_length": None})()
+        self._batching = BatchingConfig(window=window, length=length)
         self._batch = batch
+
+    def batching(self) -> BatchingConfig:
+        return self._batching
 
     def share_key(self) -> str:
         return "fake-recorder"

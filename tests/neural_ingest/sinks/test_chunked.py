@@ -71,13 +71,19 @@ def test_separate_storage_reserves_parent_fields():
 
 # --------------------------------------------------------------------------- plan
 class _Local:
-    def token_lengths(self, loaded, texts):  # marks a local encoder
+    counts_tokens = True  # a local encoder (Encoder.counts_tokens)
+
+    def token_lengths(self, loaded, texts):
         return []
+
+
+class _Remote:
+    counts_tokens = False
 
 
 def test_plan_with_only_remote_encoders_needs_a_tokenizer():
     cfg = parse_config(base(mode="chunk"))
-    remote = [("embedding", object())]
+    remote = [("embedding", _Remote())]
     loaded = [SimpleNamespace(info=ModelInfo(name="r", kind="dense", dimension=8))]
     with pytest.raises(ConfigError, match=r"chunking.tokenizer"):
         plan_chunking(cfg, remote, loaded)
