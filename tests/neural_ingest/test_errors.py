@@ -66,12 +66,3 @@ def test_unknown_model_error_reads_as_its_message():
 
     assert str(UnknownModelError("no such model")) == "no such model"
 
-
-def test_model_info_imports_without_beam():
-    """What the mapping and query time need of a model is importable without Beam (or torch)."""
-    import subprocess
-    import sys
-
-    code = "import sys, neural_ingest.model_info; print('apache_beam' in sys.modules, 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
