@@ -130,21 +130,7 @@ def export_model(name: str, out: str, model_path: str | None, models_dir: str | 
 @click.option("--force", is_flag=True, help="Register again even if a recorded model id is still on the cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recorded models as JSON.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value.")
-def register(
-    config: str,
-    host: str | None,
-    model_format: str,
-    artifacts: tuple[str, ...],
-    from_local: bool,
-    allow_local_upload: bool,
-    deploy: bool,
-    search_pipeline: str | None,
-    state_path: str | None,
-    timeout: float,
-    force: bool,
-    as_json: bool,
-    overrides: tuple[str, ...],
-) -> None:
+def register(config: str, host: str | None, as_json: bool, overrides: tuple[str, ...], **options: Any) -> None:
     """Register (and deploy) in ML Commons the models CONFIG's pipeline uses, and record their ids."""
     import logging
 
@@ -152,34 +138,21 @@ def register(
         logging.getLogger("opensearch").setLevel(logging.ERROR)
     cfg = load_config(config, overrides)
     sink, sink_cfg = _cluster(cfg, host, config)
-    if from_local and model_format.upper() != "TORCH_SCRIPT":
+    options["model_format"] = options["model_format"].upper()
+    if options["from_local"] and options["model_format"] != "TORCH_SCRIPT":
         raise UserError("--from-local builds TorchScript zips: use --format torch_script, or give ONNX zips with --artifact")
-    if search_pipeline and not sink:
+    if options["search_pipeline"] and not sink:
         raise UserError("--search-pipeline sets the index's default pipeline: the config needs an OpenSearch sink")
 
     def echo(m: str) -> None:
         click.echo(m, err=as_json)
 
-    with _cluster_errors(sink_cfg):
-        planned, records, registry, pipeline = _register(
-            cfg,
-            sink_cfg,
-            sink.index if sink else None,
-            model_format=model_format.upper(),
-            artifacts=artifacts,
-            from_local=from_local,
-            allow_local_upload=allow_local_upload,
-            deploy=deploy,
-            search_pipeline=search_pipeline,
-            state_path=state_path,
-            timeout=timeout,
-            force=force,
-            echo=echo,
-        )
+    with _cluster_errors(sink_cfg):  # options: the other click options, as _register's keyword arguments
+        planned, records, registry, pipeline = _register(cfg, sink_cfg, sink.index if sink else None, echo=echo, **options)
     _print_registration(planned, records, registry, pipeline, sink_cfg, as_json)
     from neural_ingest.ml_commons import deploy_failures
 
-    failures = deploy_failures(records) if deploy else []
+    failures = deploy_failures(records) if options["deploy"] else []
     if failures:
         raise UserError("; ".join(failures) + f" (model ids recorded in {registry.path}; run again to retry the deploy)")
 
