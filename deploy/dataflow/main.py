@@ -107,9 +107,15 @@ def _outputs(p: beam.Pipeline, label: str) -> list[beam.PCollection]:
     return found
 
 
+def _records(element: Any) -> int:
+    """Records an element stands for: a file source's read and its documents flow as lists (chunks of ~1000)."""
+    return len(element) if type(element) is list else 1
+
+
 def _count(p: beam.Pipeline, name: str, pcolls: list[beam.PCollection]) -> Any:
     merged = tuple(pcolls) | f"{name}All" >> beam.Flatten(pipeline=p) if pcolls else p | f"{name}None" >> beam.Create([])
-    return beam.pvalue.AsSingleton(merged | f"{name}Count" >> beam.combiners.Count.Globally())
+    counted = merged | f"{name}Records" >> beam.Map(_records) | f"{name}Count" >> beam.CombineGlobally(sum)
+    return beam.pvalue.AsSingleton(counted)
 
 
 def launch(cfg: Any, beam_args: list[str], summary_path: str = "") -> str:
