@@ -194,7 +194,7 @@ def test_a_run_that_crashes_still_writes_its_summary(tmp_path, _model, monkeypat
     def boom(self, record):  # around the per-record isolation (a bad record is a dead letter, not a crash)
         raise RuntimeError("simulated bug in prepare")
 
-    monkeypatch.setattr(PrepareFn, "process", boom)
+    monkeypatch.setattr(PrepareFn, "_prepare", boom)  # one record, on the per-record and the per-chunk path
     r = cli("run", config(tmp_path), "--summary", str(tmp_path / "s.json"))
     assert r.exit_code == 1
     s = json.loads((tmp_path / "s.json").read_text())
