@@ -198,6 +198,10 @@ def recall_line(r: dict[str, Any]) -> str:
             f"queries; {r.get('engine')}: {params})")
     if r.get("reused_from"):
         line += f"; measured on {r['reused_from']}, which this index is unchanged from (not a document written or deleted)"
+    carried = r.get("carried_from")
+    if isinstance(carried, dict):
+        line += (f"; the exact answers carried from {carried['index']}'s check: {carried['written_searched']:,} documents "
+                 f"written since searched exhaustively, {carried['searched_in_full']} queries searched in full")
     return line
 
 

@@ -209,7 +209,7 @@ def run_ingest(
     write_mode: str = REPLACE,
     *,
     config_path: str | None = None,
-    known_recall: Any = None,
+    recall_check: Any = None,
 ) -> RunSummary:
     """Run the pipeline and summarise it. A run that fails still writes its summary (status "failed",
     the error and its exit code) to ``summary_path``, and prints it when the pipeline had started."""
@@ -255,10 +255,11 @@ def run_ingest(
         Progress.end()
         seconds = time.monotonic() - t0
         prep.sink.finalize(run_id, success=True)
-        # known_recall (reindex): the recall of an index this run left exactly as it was, not measured again
-        recall = known_recall() if known_recall is not None else None
-        if recall is None and write_mode == REPLACE:
-            recall = prep.sink.measure_recall(prep.encoders, prep.fields)
+        # recall_check (reindex, sinks/recall_probes.py): the live index's recall or probes carried forward
+        recall = None
+        if write_mode == REPLACE:
+            recall = (recall_check(prep.sink, prep.encoders, prep.fields) if recall_check is not None
+                      else prep.sink.measure_recall(prep.encoders, prep.fields))
         stack.close()
     except BaseException as e:
         stack.close()

@@ -21,8 +21,12 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
+
+from neural_ingest.config.sinks import KNN_MAX_K
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 MSEARCH_BATCH = 50
 MIN_SAMPLE = 20
 LOW_RECALL = 0.95  # below it the summary warns
+
+Hit = tuple[str, float]  # (document id, score)
 
 
 def first_sentence(text: str, min_words: int = MIN_QUERY_WORDS) -> str | None:
@@ -80,14 +86,16 @@ def plain_query(field: str, vector: Sequence[float], k: int) -> dict[str, Any]:
     return {"size": k, "_source": False, "query": {"knn": {field: {"vector": [float(x) for x in vector], "k": k}}}}
 
 
-def exact_query(field: str, vector: Sequence[float], k: int, space_type: str) -> dict[str, Any]:
-    """Brute force over every document: knn_score with the field's space type (same order as the knn query)."""
+def exact_query(field: str, vector: Sequence[float], k: int, space_type: str,
+                among: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Brute force over every document (or those ``among`` matches): knn_score with the field's space type (same
+    order as the knn query)."""
     return {
         "size": k,
         "_source": False,
         "query": {
             "script_score": {
-                "query": {"match_all": {}},
+                "query": among or {"match_all": {}},
                 "script": {
                     "source": "knn_score",
                     "lang": "knn",
@@ -98,20 +106,26 @@ def exact_query(field: str, vector: Sequence[float], k: int, space_type: str) ->
     }
 
 
-def _msearch_ids(client: Any, index: str, bodies: list[dict[str, Any]]) -> list[list[str]]:
-    out: list[list[str]] = []
+def msearch_hits(client: Any, index: str, bodies: list[dict[str, Any]], preference: str | None = None) -> list[list[Hit]]:
+    """(id, score) of each body's hits, best first, in MSEARCH_BATCH requests; a failed query raises."""
+    head: dict[str, Any] = {"index": index, **({"preference": preference} if preference else {})}
+    out: list[list[Hit]] = []
     for i in range(0, len(bodies), MSEARCH_BATCH):
         lines: list[Any] = []
         for b in bodies[i:i + MSEARCH_BATCH]:
-            lines += [{"index": index}, b]
+            lines += [head, b]
         res = client.msearch(body=lines, request_timeout=300)
         for r in res["responses"]:
             if "error" in r:
                 err = r["error"]
                 reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, dict) else err
                 raise RuntimeError(f"query failed: {str(reason or err)[:300]}")
-            out.append([h["_id"] for h in r["hits"]["hits"]])
+            out.append([(h["_id"], float(h["_score"] or 0.0)) for h in r["hits"]["hits"]])
     return out
+
+
+def _msearch_ids(client: Any, index: str, bodies: list[dict[str, Any]]) -> list[list[str]]:
+    return [[doc_id for doc_id, _ in hits] for hits in msearch_hits(client, index, bodies)]
 
 
 def recall_at_k(approx: list[list[str]], exact: list[list[str]], k: int) -> float:
@@ -122,12 +136,41 @@ def recall_at_k(approx: list[list[str]], exact: list[list[str]], k: int) -> floa
 
 def measure(client: Any, index: str, field: str, vectors: Sequence[Sequence[float]], k: int, space_type: str) -> float:
     """recall@k of the plain knn query against brute force, for query ``vectors``."""
+    return probe(client, index, field, vectors, k, space_type, k)[0]
+
+
+def probe(client: Any, index: str, field: str, vectors: Sequence[Sequence[float]], k: int, space_type: str,
+          depth: int) -> tuple[float, FieldProbes]:
+    """recall@k for query ``vectors``, and the probes a later night carries forward (each query's exact top ``depth``)."""
     approx = _msearch_ids(client, index, [plain_query(field, v, k) for v in vectors])
-    exact = _msearch_ids(client, index, [exact_query(field, v, k, space_type) for v in vectors])
-    return recall_at_k(approx, exact, k)
+    exact = msearch_hits(client, index, [exact_query(field, v, depth, space_type) for v in vectors])
+    probes = FieldProbes(space_type, [[float(x) for x in v] for v in vectors], exact,
+                         [hits[-1][1] if len(hits) >= depth else None for hits in exact])
+    return recall_at_k(approx, [[i for i, _ in hits] for hits in exact], k), probes
 
 
-def _field_facts(client: Any, index: str, field: str) -> dict[str, Any]:
+@dataclass
+class FieldProbes:
+    """One dense field's recall probes on an index: the query vectors and, per query, its exact hits best first.
+    ``bound[q]``: every document scoring above it is in ``exact[q]`` (None: every document of the index is)."""
+
+    space_type: str
+    vectors: list[list[float]]
+    exact: list[list[Hit]]
+    bound: list[float | None]
+
+
+@dataclass
+class Probes:
+    """What a recall check asked and found (sinks/recall_probes.py carries it to the next night)."""
+
+    k: int
+    depth: int
+    source: str
+    fields: dict[str, FieldProbes] = dc_field(default_factory=dict)
+
+
+def field_facts(client: Any, index: str, field: str) -> dict[str, Any]:
     """Engine, space type and HNSW parameters as the index has them (not as configured)."""
     props = next(iter(client.indices.get_mapping(index=index).values()))["mappings"].get("properties", {})
     fm = props.get(field, {})
@@ -148,14 +191,25 @@ def _field_facts(client: Any, index: str, field: str) -> dict[str, Any]:
 def check_index(sink: Any, encoders: list[tuple[str, Any]], fields: dict[str, Any]) -> dict[str, Any] | None:
     """recall@k of the built index for the run's summary; None where there is nothing to measure (check off,
     no dense field). Never raises: a failed measurement is reported as such, the run's result stands."""
+    return check_index_probes(sink, encoders, fields)[0]
+
+
+def probe_depth(k: int) -> int:
+    """Exact hits kept per query: twice k, so a night that rewrites or deletes a few of them still knows the top k."""
+    return min(KNN_MAX_K, 2 * k)
+
+
+def check_index_probes(sink: Any, encoders: list[tuple[str, Any]], fields: dict[str, Any],
+                       depth: int | None = None) -> tuple[dict[str, Any] | None, Probes | None]:
+    """check_index, and its probes (exact top ``depth`` per query; None when nothing was measured)."""
     rcfg = sink.cfg.recall
     dense = [(f, e) for f, e in encoders if fields[f].kind == "dense"]
     if rcfg.sample_queries <= 0 or not dense:
-        return None
+        return None, None
     k = rcfg.k
     base: dict[str, Any] = {"k": k, "queries": 0, "recall_at_k": None}
     if getattr(sink, "chunking", None) is not None:
-        return {**base, "skipped": "chunked index: vectors are per chunk, so recall per document is not measured"}
+        return {**base, "skipped": "chunked index: vectors are per chunk, so recall per document is not measured"}, None
     client, index = sink.client, sink.index_name
     try:
         if rcfg.queries_path:
@@ -166,20 +220,25 @@ def check_index(sink: Any, encoders: list[tuple[str, Any]], fields: dict[str, An
             texts = [q for q in (first_sentence(t) for t in sample_texts(client, index, sink.cfg.text_field, n, rcfg.seed)) if q]
             source = "first sentences of sampled documents"
         if not texts:
-            return {**base, "skipped": f"no query text ({source}): set sink.recall.queries_path"}
+            return {**base, "skipped": f"no query text ({source}): set sink.recall.queries_path"}, None
         t0 = time.monotonic()
+        probes = Probes(k, max(k, depth or k), source)
         by_field: dict[str, Any] = {}
         for fname, encoder in dense:
-            facts = _field_facts(client, index, fname)
+            facts = field_facts(client, index, fname)
             vecs = encoder.encode_queries(encoder.acquire(), texts)
-            r = measure(client, index, fname, vecs, k, facts["space_type"])
+            r, probes.fields[fname] = probe(client, index, fname, vecs, k, facts["space_type"], probes.depth)
             by_field[fname] = {"recall_at_k": round(r, 4), "engine": facts["engine"], "params": facts["params"]}
     except Exception as e:  # noqa: BLE001 - the measurement must not fail a run that indexed everything
         log.warning("recall check of %s failed: %s", index, e)
-        return {**base, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"}
+        return {**base, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"}, None
+    return summarise(base, len(texts), source, by_field, time.monotonic() - t0), probes
+
+
+def summarise(base: dict[str, Any], queries: int, source: str, by_field: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The summary's recall section: the worst field's figure, and every field's when there are several."""
     worst = min(by_field, key=lambda f: by_field[f]["recall_at_k"])
-    out = {**base, "queries": len(texts), "query_source": source, "field": worst, **by_field[worst],
-           "seconds": round(time.monotonic() - t0, 2)}
+    out = {**base, "queries": queries, "query_source": source, "field": worst, **by_field[worst], "seconds": round(seconds, 2)}
     if len(by_field) > 1:
         out["by_field"] = by_field
     return out

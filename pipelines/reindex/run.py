@@ -27,7 +27,7 @@ from neural_ingest.pipelines.reindex.plan import (
     settings,
 )
 from neural_ingest.pipelines.reindex.validation import Validation, validate
-from neural_ingest.sinks import aliases
+from neural_ingest.sinks import aliases, recall_probes
 from neural_ingest.sinks.base import SinkError
 from neural_ingest.summary import RunSummary
 from neural_ingest.transforms import manifest
@@ -141,18 +141,20 @@ def reindex(
             "index_hash": index_hash(cfg, prep.fields),
         }
         stored = live_reader(cfg, plan.live) if plan.live and not chunk_mode(cfg) else None
-        out, known_recall = _manifest_out(cfg, client, rcfg, alias, plan.new_index), None
+        out = _manifest_out(cfg, client, rcfg, alias, plan.new_index)
+        store, probes_key = manifest.manifest_index(rcfg.lock_index), recall_probes.settings_hash(cfg.sink, plan.model_hash)
+        recall = recall_probes.RecallCarry(client, store, probes_key)  # measured in full, its probes kept
         if stored is not None and cfg.source.type != "opensearch":  # file sources: small tuples joined, never documents
             stored = stored.model_copy(update={"page_size": 5000})
             if plan.mode == "incremental":
                 ref = _manifest_ref(cfg, client, rcfg, plan, stored, echo) if out is not None else None
                 live_recall = (aliases.get_meta(client, plan.live) or {}).get("recall")
+                recall = recall_probes.RecallCarry(client, store, probes_key, plan.live, live_recall, echo)
                 t = time.monotonic()
                 clone_index(client, plan.live, plan.new_index, meta)
                 log.info("cloned %s into %s in %.1f s", plan.live, plan.new_index, time.monotonic() - t)
                 reuse = CloneChanges(prep.fields, plan.model_hash, stored, new_cfg.source, new_cfg.sink,
                                      progress_every=cfg.run.progress_every_seconds, manifest=ref, manifest_out=out)
-                known_recall = _unchanged_recall(client, plan.live, plan.new_index, live_recall)
             else:
                 create_index(prep, client, plan.new_index, meta, run_id)
                 reuse = CountGone(plan.model_hash, stored, out)
@@ -163,7 +165,7 @@ def reindex(
         try:
             t = time.monotonic()
             summary = run_ingest(new_cfg, beam_args, summary_path, before_encode=reuse, config_path=config_path,
-                                 known_recall=known_recall)
+                                 recall_check=recall)
             log.info(
                 "pipeline %.1f s, recall check and the rest of the run %.1f s",
                 summary.seconds,
@@ -192,6 +194,7 @@ def reindex(
                             recall=summary.recall)
         if out is not None:
             _commit_manifest(client, out, cfg, plan, summary, echo)
+        recall.keep(plan.new_index)
         lock.check()  # still ours: nobody took over an expired lock meanwhile
         aliases.swap(client, alias, plan.new_index, plan.live, plan.live_is_index)
         aliases.update_meta(client, plan.new_index, promoted_at=aliases.utc_now().isoformat(timespec="seconds"))
@@ -252,25 +255,6 @@ def _manifest_ref(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, plan: R
         return None
     echo(f"stamps:      from the manifest of {plan.live} (in {mindex}): unchanged lines are not parsed")
     return manifest.ManifestRef(live, mindex, plan.live, header["uuid"], tuple(header["parts"]))
-
-
-def _unchanged_recall(client: Any, live: str, index: str, recall: Any) -> Callable[[], Any]:
-    """The live index's recorded recall, for a clone the run left exactly as it was (the same documents count and
-    every shard's max_seq_no: not a document written or deleted, so the same segments); None: measured."""
-
-    def known() -> Any:
-        if not isinstance(recall, dict) or recall.get("recall_at_k") is None:
-            return None
-        try:
-            before, after = manifest.fingerprint(client, live), manifest.fingerprint(client, index)
-        except Exception as e:  # noqa: BLE001 - measured instead
-            log.warning("recall: %s", e)
-            return None
-        if (before["count"], before["seq_no"]) != (after["count"], after["seq_no"]):
-            return None
-        return {**recall, "reused_from": live}
-
-    return known
 
 
 def _commit_manifest(client: Any, out: Any, cfg: PipelineConfig, plan: ReindexPlan, summary: RunSummary,
