@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +41,8 @@ from typing import Any
 
 import yaml
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from benchmarks.common import ROOT, logger, machine_info, timed
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = 1
 TOKENIZER_MODEL = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
 SCENARIOS = ("parquet", "opensearch", "reindex_full", "reindex_unchanged", "reindex_changed")
@@ -55,8 +52,7 @@ CHANGED_OFFSET = 7
 GIB = 1024**3
 
 
-def log(msg: str) -> None:
-    print(f"[growth {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = logger("growth")
 
 
 # --------------------------------------------------------------------------- corpora and model
@@ -207,20 +203,22 @@ def measure(cmd: list[str], log_path: Path, interval: float, roles: dict[str, tu
     """Run cmd (cwd: the checkout, PYTHONPATH: this checkout), poll its memory, reap it with wait4."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    t0 = time.perf_counter()
     with log_path.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-        poller = Poller(proc.pid, interval, roles)
-        poller.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+
+        def start_and_reap() -> tuple[Poller, int, Any]:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+            poller = Poller(proc.pid, interval, roles)
+            poller.start()
+            _, status, usage = os.wait4(proc.pid, 0)
+            return poller, os.waitstatus_to_exitcode(status), usage
+
+        seconds, (poller, exit_code, usage) = timed(start_and_reap)
         poller.stop.set()
         poller.join()
     roles_out = {
         r: {"peak_rss_gib": round(poller.role_peak[r] / GIB, 3), "processes": len(poller.role_pids[r])} for r in poller.roles
     }
-    return Measured(proc.returncode, seconds, poller.peak_tree, usage.ru_maxrss * 1024, len(poller.seen), roles_out)
+    return Measured(exit_code, seconds, poller.peak_tree, usage.ru_maxrss * 1024, len(poller.seen), roles_out)
 
 
 def cli() -> str:
@@ -454,8 +452,6 @@ class Growth:
         return out
 
     def write(self, started: str) -> dict[str, Any]:
-        from benchmarks.run import machine_info
-
         res = {
             "schema": SCHEMA,
             "kind": "growth",

@@ -25,37 +25,20 @@ import json
 import os
 import shutil
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import describe_machine, load_average, logger, timed_cpu
 from benchmarks.growth import (  # the same synthetic corpus and tiny model
     build_corpus,
     build_tiny_model,
 )
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 SCHEMA = 1
 TARGETS = {"tiny_parquet": 0.9, "hash_parquet": 0.5, "hash_opensearch": 0.9}
 
-
-def log(msg: str) -> None:
-    print(f"[overhead {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-_CPU: list[float] = []  # process CPU seconds (every thread) of the last timed call
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Wall seconds of ``fn()`` (and its process CPU seconds in ``_CPU``: on a loaded machine, the steadier measure)."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    out = fn()
-    _CPU[:] = [time.process_time() - c0]
-    return time.perf_counter() - t0, out
+log = logger("overhead")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -92,8 +75,8 @@ class Overhead:
         self.runs: list[dict[str, Any]] = []
         self.skipped: dict[str, str] = {}
 
-    def record(self, name: str, seconds: float, docs: int, **extra: Any) -> dict[str, Any]:
-        cpu = _CPU[0] if _CPU else seconds
+    def record(self, name: str, seconds: float, cpu: float, docs: int, **extra: Any) -> dict[str, Any]:
+        """One measurement: wall and process CPU seconds (timed_cpu) over ``docs`` documents."""
         r = {"name": name, "docs": docs, "seconds": round(seconds, 3), "docs_per_second": round(docs / seconds, 1),
              "cpu_seconds": round(cpu, 3), "docs_per_cpu_second": round(docs / max(cpu, 1e-6), 1), **extra}
         self.runs.append(r)
@@ -139,7 +122,7 @@ class Overhead:
         run_ingest(warm)
         self._drop(warm)
         c = cfg(name, self.corpus)
-        secs, summary = timed(lambda: run_ingest(c))
+        secs, cpu, summary = timed_cpu(lambda: run_ingest(c))
         if summary.indexed != self.n or summary.failed:
             raise RuntimeError(f"{name}: indexed {summary.indexed} of {self.n}, failed {summary.failed_by_reason}")
         if sink == "opensearch":
@@ -149,7 +132,7 @@ class Overhead:
         if extra.get("count_in_index", extra.get("rows_written")) != self.n:
             raise RuntimeError(f"{name}: {extra} for {self.n} documents")
         self._drop(c)
-        return self.record(name, secs, self.n, **extra)
+        return self.record(name, secs, cpu, self.n, **extra)
 
     def _drop(self, cfg: Any) -> None:
         if cfg.sink.type == "parquet":
@@ -178,8 +161,8 @@ class Overhead:
         ).acquire()
         st = held.model
         st.encode(self.texts[:256], batch_size=b, show_progress_bar=False)  # warm-up
-        secs, _ = timed(lambda: st.encode(self.texts, batch_size=b, convert_to_numpy=True, show_progress_bar=False))
-        self.record("tiny_direct_encode", secs, self.n, batch_size=b, threads=threads)
+        secs, cpu, _ = timed_cpu(lambda: st.encode(self.texts, batch_size=b, convert_to_numpy=True, show_progress_bar=False))
+        self.record("tiny_direct_encode", secs, cpu, self.n, batch_size=b, threads=threads)
         self.pipeline("tiny_parquet", enc, "parquet")
         del held
 
@@ -236,9 +219,9 @@ class Overhead:
 
     def hash_parquet(self) -> None:
         self.bare_loop(self.warm, self.work / "bare-warm")
-        secs, n = timed(lambda: self.bare_loop(self.corpus, self.work / "bare"))
+        secs, cpu, n = timed_cpu(lambda: self.bare_loop(self.corpus, self.work / "bare"))
         assert n == self.n
-        self.record("hash_bare_loop", secs, n, batch_size=self.args.hash_batch_size, write_batch=self.args.write_batch)
+        self.record("hash_bare_loop", secs, cpu, n, batch_size=self.args.hash_batch_size, write_batch=self.args.write_batch)
         shutil.rmtree(self.work / "bare", ignore_errors=True)
         self.pipeline("hash_parquet", self.hash_encoder(), "parquet")
 
@@ -246,7 +229,8 @@ class Overhead:
         return {"type": "hash", "dimension": self.args.dimension, "batch_size": self.args.hash_batch_size}
 
     # ------------------------------------------------------------------ (c) OpenSearch
-    def raw_bulk(self, records: list[dict[str, Any]], tag: str) -> float:
+    def raw_bulk(self, records: list[dict[str, Any]], tag: str) -> tuple[float, float]:
+        """(wall, CPU) seconds of ``helpers.bulk`` of ``records`` with their hash vectors into a fresh index."""
         from opensearchpy import helpers
 
         from neural_ingest.config import OpenSearchSinkConfig
@@ -278,28 +262,26 @@ class Overhead:
             client.indices.refresh(index=cfg.index)
 
         try:
-            secs, _ = timed(go)
+            secs, cpu, _ = timed_cpu(go)
             count = self._count(cfg.index)
             if count != len(records):
                 raise RuntimeError(f"raw bulk: {count} documents in the index, {len(records)} sent")
         finally:
             client.indices.delete(index=cfg.index, ignore=[404])
-        return secs
+        return secs, cpu
 
     def hash_opensearch(self) -> None:
         if not self.args.opensearch_url:
             self.skipped["opensearch"] = "no --opensearch-url (or $NEURAL_INGEST_OPENSEARCH_URL)"
             return
         self.raw_bulk(self.records[:256], "warm")
-        secs = self.raw_bulk(self.records, "rawbulk")
-        self.record("hash_raw_bulk", secs, self.n, count_in_index=self.n)
+        secs, cpu = self.raw_bulk(self.records, "rawbulk")
+        self.record("hash_raw_bulk", secs, cpu, self.n, count_in_index=self.n)
         self.pipeline("hash_opensearch", self.hash_encoder(), "opensearch")
 
     # ------------------------------------------------------------------ all
     def run(self) -> dict[str, Any]:
-        import platform
-
-        load_before = os.getloadavg()
+        load_before = load_average(2)
         self.setup()
         steps = {"tiny": self.tiny, "hash": self.hash_parquet, "opensearch": self.hash_opensearch}
         for name, step in steps.items():
@@ -310,12 +292,7 @@ class Overhead:
         result = {
             "schema": SCHEMA,
             "command": " ".join(["python -m benchmarks.overhead", *sys.argv[1:]]),
-            "machine": {
-                "cores": os.cpu_count(),
-                "python": platform.python_version(),
-                "load_before": [round(x, 2) for x in load_before],
-                "load_after": [round(x, 2) for x in os.getloadavg()],
-            },
+            "machine": {**describe_machine(), "load_before": load_before, "load_after": load_average(2)},
             "settings": {
                 k: getattr(self.args, k) for k in ("docs", "batch_size", "hash_batch_size", "write_batch", "dimension", "threads")
             },

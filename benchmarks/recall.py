@@ -17,15 +17,12 @@ import hashlib
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-MODEL = "huggingface/sentence-transformers/all-MiniLM-L6-v2"
+from benchmarks.common import logger, timed
+from benchmarks.harness import MODEL
 
 # (label, sink.knn settings); the first is the old default, "defaults" is the shipped one.
 GRID: list[tuple[str, dict[str, Any]]] = [
@@ -45,8 +42,7 @@ GRID: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def log(msg: str) -> None:
-    print(f"[recall {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = logger("recall")
 
 
 def _vectors(texts: list[str], cache: Path, tag: str, model: Any, as_queries: bool = False):
@@ -62,30 +58,13 @@ def _vectors(texts: list[str], cache: Path, tag: str, model: Any, as_queries: bo
 
 def build(url: str, records_path: str, vec_path: str, knn: dict[str, Any], info: Any) -> tuple[str, float]:
     """A fresh index loaded through the pipeline's sink stage; (index, seconds)."""
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from benchmarks.run import _encoded_documents
+    from benchmarks.opensearch_runs import load_through_sink
     from neural_ingest.config import OpenSearchSinkConfig
-    from neural_ingest.sinks.opensearch import OpenSearchSink
 
     cfg = OpenSearchSinkConfig(hosts=[url], index=f"bench-recall-{uuid.uuid4().hex[:8]}", knn=knn,
                                recall={"sample_queries": 0})
-    fields = {"embedding": info}
-    t0 = time.perf_counter()
-    sink = OpenSearchSink(cfg)
-    sink.chunking = None
-    sink.prepare(fields, "bench")
-    p = beam.Pipeline(options=PipelineOptions(["--runner", "DirectRunner"]))
-    _ = (
-        p
-        | beam.Create([(records_path, vec_path)], reshuffle=False)
-        | beam.FlatMap(_encoded_documents)
-        | sink.write("bench", fields, 3600)
-    )
-    p.run().wait_until_finish()
-    sink.finalize("bench", True)
-    return cfg.index, time.perf_counter() - t0
+    secs, _ = timed(lambda: load_through_sink(cfg, {"embedding": info}, records_path, vec_path))
+    return cfg.index, secs
 
 
 def measure_grid(

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def _weights_key(model_dir: Path, has_normalize: bool) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic(path: Path, write: Any) -> Path:
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Build ``path`` through a temporary name, so concurrent workers never load a half-written file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     write(tmp)
@@ -84,13 +84,14 @@ def export_onnx(model_dir: Path, out: Path, has_normalize: bool) -> Path:
     st.eval()
 
     class _Graph(torch.nn.Module):
-        def __init__(self, inner):
+        def __init__(self, inner: SentenceTransformer) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
             feats = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.inner(feats)["sentence_embedding"]
+            out: torch.Tensor = self.inner(feats)["sentence_embedding"]
+            return out
 
     sample = st.tokenizer(
         ["an example sentence", "a second, somewhat longer example sentence"], padding=True, return_tensors="pt"
@@ -208,6 +209,7 @@ class FastSentenceModel:
         folder = root / f"{model_dir.name}-{_weights_key(model_dir, self._has_normalize)}"
         onnx_path = export_onnx(model_dir, folder / "model.onnx", self._has_normalize)
         threads = threads or os.cpu_count() or 1
+        self._run: Callable[[dict[str, np.ndarray]], np.ndarray]  # token-id inputs -> sentence embeddings
         if backend == "onnx":
             import onnxruntime as ort
 
@@ -236,7 +238,7 @@ class FastSentenceModel:
     def get_embedding_dimension(self) -> int:
         return self._dimension
 
-    def __iter__(self):  # no torch modules: normalization is inside the graph
+    def __iter__(self) -> Iterator[Any]:  # no torch modules: normalization is inside the graph
         return iter(())
 
     def encode(

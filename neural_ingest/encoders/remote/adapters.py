@@ -10,25 +10,40 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from neural_ingest.config import ConfigError
+from neural_ingest.config.remote_encoders import (
+    HttpEncoderConfig,
+    OpenAIEncoderConfig,
+    OpenSearchMLEncoderConfig,
+    TEIEncoderConfig,
+    _RemoteEncoderBase,
+)
 from neural_ingest.encoders.remote.client import RemoteSetupError
 from neural_ingest.encoders.remote.jsonpath import PathError, evaluate, has_wildcard, parse_path
 from neural_ingest.encoders.remote.redact import Redactor, safe_url
 
+if TYPE_CHECKING:  # pragma: no cover
+    from neural_ingest.encoders.remote.client import RemoteClient
 
-class Adapter:
+C = TypeVar("C", bound=_RemoteEncoderBase)
+Request = tuple[str, Any, dict[str, str]]  # (url, JSON body, headers)
+
+
+class Adapter(Generic[C]):
+    """The request/response shape of one remote kind, over that kind's config ``C``."""
+
     method = "POST"
 
-    def __init__(self, cfg: Any, redactor: Redactor):
+    def __init__(self, cfg: C, redactor: Redactor) -> None:
         self.cfg = cfg
         self.redact = redactor
 
     def display_url(self) -> str:
         return self.cfg.url
 
-    def request(self, texts: Sequence[str], *, query: bool = False) -> tuple[str, Any, dict[str, str]]:
+    def request(self, texts: Sequence[str], *, query: bool = False) -> Request:
         raise NotImplementedError
 
     def parse(self, payload: Any, n: int) -> list[Any]:
@@ -48,7 +63,7 @@ class Adapter:
     def auth(self) -> tuple[str, str] | None:
         return None
 
-    def setup(self, client: Any) -> dict[str, Any]:
+    def setup(self, client: RemoteClient) -> dict[str, Any]:
         """Pre-flight beyond the probe (e.g. ask ML Commons about the model); returns ModelInfo extras."""
         return {}
 
@@ -80,19 +95,19 @@ def sparse_from_pairs(item: Any, vocab: dict[int, str] | None = None) -> Any:
 
 
 # --------------------------------------------------------------------------- OpenAI
-class OpenAIAdapter(Adapter):
+class OpenAIAdapter(Adapter[OpenAIEncoderConfig]):
     """OpenAI-compatible ``POST {url}/embeddings`` (OpenAI, Azure-style gateways, vLLM, infinity, Ollama...)."""
 
     def display_url(self) -> str:
         return _join(self.cfg.url, "/embeddings")
 
-    def request(self, texts, *, query=False):
+    def request(self, texts: Sequence[str], *, query: bool = False) -> Request:
         body: dict[str, Any] = {"model": self.cfg.model, "input": list(texts), "encoding_format": "float"}
         if self.cfg.send_dimensions and self.cfg.dimension:
             body["dimensions"] = self.cfg.dimension
         return self.display_url(), body, self.headers()
 
-    def parse(self, payload, n):
+    def parse(self, payload: Any, n: int) -> list[Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             raise ValueError('expected {"data": [{"index": i, "embedding": [...]}, ...]}')
         items = payload["data"]
@@ -105,10 +120,10 @@ class OpenAIAdapter(Adapter):
 
 
 # --------------------------------------------------------------------------- TEI
-class TEIAdapter(Adapter):
+class TEIAdapter(Adapter[TEIEncoderConfig]):
     """text-embeddings-inference: ``POST /embed`` (dense) and ``POST /embed_sparse`` (sparse)."""
 
-    def __init__(self, cfg: Any, redactor: Redactor) -> None:
+    def __init__(self, cfg: TEIEncoderConfig, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         self._vocab: dict[int, str] | None = None
         if cfg.output == "sparse" and cfg.vocab_path:
@@ -117,13 +132,13 @@ class TEIAdapter(Adapter):
     def display_url(self) -> str:
         return _join(self.cfg.url, "/embed_sparse" if self.cfg.output == "sparse" else "/embed")
 
-    def request(self, texts, *, query=False):
+    def request(self, texts: Sequence[str], *, query: bool = False) -> Request:
         body: dict[str, Any] = {"inputs": list(texts), "truncate": self.cfg.truncate}
         if self.cfg.output == "dense":
             body["normalize"] = self.cfg.normalize
         return self.display_url(), body, self.headers()
 
-    def parse(self, payload, n):
+    def parse(self, payload: Any, n: int) -> list[Any]:
         if not isinstance(payload, list):
             raise ValueError(f"expected a JSON list with one embedding per text, got {type(payload).__name__}")
         if self.cfg.output == "sparse":
@@ -147,7 +162,7 @@ def load_vocab(path: str) -> dict[int, str]:
 
 
 # --------------------------------------------------------------------------- ML Commons
-class OpenSearchMLAdapter(Adapter):
+class OpenSearchMLAdapter(Adapter[OpenSearchMLEncoderConfig]):
     """``POST /_plugins/_ml/models/<model_id>/_predict`` on a model deployed in ML Commons.
 
     Local text-embedding and sparse-encoding models take ``{"text_docs": [...]}``; remote models take
@@ -157,7 +172,7 @@ class OpenSearchMLAdapter(Adapter):
     maps, or what a post_process_function returns), unless ``response_path`` says otherwise.
     """
 
-    def __init__(self, cfg: Any, redactor: Redactor) -> None:
+    def __init__(self, cfg: OpenSearchMLEncoderConfig, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         self.algorithm: str | None = None  # learnt in setup(): REMOTE, TEXT_EMBEDDING, SPARSE_ENCODING...
 
@@ -167,7 +182,7 @@ class OpenSearchMLAdapter(Adapter):
     def _predict_url(self, model_id: str) -> str:
         return f"{self.cfg.url.rstrip('/')}/_plugins/_ml/models/{model_id}/_predict"
 
-    def auth(self):
+    def auth(self) -> tuple[str, str] | None:
         # Empty values (``${OPENSEARCH_USER:-}`` unset) mean no Basic auth, as for the sink.
         if self.cfg.username and self.cfg.password is not None and self.cfg.password.get_secret_value():
             return (self.cfg.username, self.cfg.password.get_secret_value())
@@ -181,7 +196,7 @@ class OpenSearchMLAdapter(Adapter):
         # runs for in-cluster callers (neural search, ingest processors). Local models read text_docs.
         return "parameters" if self.algorithm == "REMOTE" else "text_docs"
 
-    def request(self, texts, *, query=False):
+    def request(self, texts: Sequence[str], *, query: bool = False) -> Request:
         model_id = (self.cfg.query_model_id if query else None) or self.cfg.model_id
         if self._input_mode() == "parameters":
             body: dict[str, Any] = {"parameters": {self.cfg.parameters_key: list(texts)}}
@@ -191,7 +206,7 @@ class OpenSearchMLAdapter(Adapter):
                 body.update(return_number=True, target_response=["sentence_embedding"])
         return self._predict_url(model_id), body, self.headers()
 
-    def parse(self, payload, n):
+    def parse(self, payload: Any, n: int) -> list[Any]:
         if self.cfg.response_path:
             return _vectors_from(evaluate(self.cfg.response_path, payload), n, self.cfg.response_path)
         if not isinstance(payload, dict) or not isinstance(payload.get("inference_results"), list):
@@ -228,7 +243,7 @@ class OpenSearchMLAdapter(Adapter):
             )
         raise ValueError(f"output {out.get('name')!r} has neither data nor dataAsMap")
 
-    def setup(self, client) -> dict[str, Any]:
+    def setup(self, client: RemoteClient) -> dict[str, Any]:
         """Ask ML Commons about the model: it must exist; learn its algorithm, state and dimension."""
         url = f"{self.cfg.url.rstrip('/')}/_plugins/_ml/models/{self.cfg.model_id}"
         try:
@@ -289,12 +304,12 @@ POST_PROCESS = {
 _PLACEHOLDER = re.compile(r"\$\{(parameters|credential)\.([A-Za-z0-9_\-]+)\}")
 
 
-class HttpTemplateAdapter(Adapter):
+class HttpTemplateAdapter(Adapter[HttpEncoderConfig]):
     """A request template in the style of an ML Commons connector action: ``url``, ``headers`` and
     ``request_body`` with ``${parameters.X}`` / ``${credential.X}`` placeholders, the texts going into
     ``${parameters.<input>}``; the result read with ``response_path`` (or a post_process_function)."""
 
-    def __init__(self, cfg: Any, redactor: Redactor) -> None:
+    def __init__(self, cfg: HttpEncoderConfig, redactor: Redactor) -> None:
         super().__init__(cfg, redactor)
         pre = PRE_PROCESS.get(cfg.pre_process_function or "", (None, None))
         self.input_name = cfg.input_parameter or pre[0] or "input"
@@ -303,7 +318,7 @@ class HttpTemplateAdapter(Adapter):
         self.response_path: str = cfg.response_path or POST_PROCESS[cfg.post_process_function or ""]
         self.method = cfg.method
 
-    def max_batch(self):
+    def max_batch(self) -> int | None:
         return self._max_batch
 
     def _value(self, group: str, name: str, texts: Sequence[str] | None) -> Any:
@@ -351,7 +366,7 @@ class HttpTemplateAdapter(Adapter):
             h["Authorization"] = f"Bearer {self.cfg.api_key.get_secret_value()}"
         return h
 
-    def request(self, texts, *, query=False):
+    def request(self, texts: Sequence[str], *, query: bool = False) -> Request:
         url = self._fill_text(self.cfg.url, None, json_context=False)
         tpl = self.cfg.request_body
         if isinstance(tpl, str):
@@ -367,7 +382,7 @@ class HttpTemplateAdapter(Adapter):
             body = self._fill_obj(tpl, texts)
         return url, body, self.headers()
 
-    def parse(self, payload, n):
+    def parse(self, payload: Any, n: int) -> list[Any]:
         value = evaluate(self.response_path, payload)
         if self.cfg.output == "sparse":
             value = _vectors_from(value, n, self.response_path)
@@ -379,7 +394,7 @@ def check_response_path(path: str) -> None:
     parse_path(path)
 
 
-ADAPTERS = {
+ADAPTERS: dict[str, type[Adapter[Any]]] = {
     "openai": OpenAIAdapter,
     "tei": TEIAdapter,
     "opensearch_ml": OpenSearchMLAdapter,

@@ -193,7 +193,7 @@ def estimate_tokens(text: str, chars_per_token: float) -> int:
 class RemoteClient:
     """Session, limits and the request loop for one remote encoder config (see module doc)."""
 
-    def __init__(self, cfg: Any, adapter: Adapter, redactor: Redactor, *, dimension: int | None = None):
+    def __init__(self, cfg: Any, adapter: Adapter[Any], redactor: Redactor, *, dimension: int | None = None):
         self.cfg = cfg
         self.adapter = adapter
         self.redact = redactor
