@@ -86,11 +86,19 @@ class ManifestOut:
 
 # --------------------------------------------------------------------------- encoding
 def encode_part(alias: str, index: str, part: int, rows: list[tuple[str, int, int, int]]) -> dict[str, Any]:
-    ids = [r[0] for r in rows]
-    nums = np.array([r[1:] for r in rows], dtype=np.uint64).reshape(-1, 3)
+    return encode_block(alias, index, part, *block(rows))
+
+
+def block(rows: list[tuple[str, int, int, int]]) -> tuple[list[str], np.ndarray]:
+    """(id, raw, doc, content) rows -> (ids, an (n, 3) uint64 array): the form rows travel and are stored in."""
+    return [r[0] for r in rows], np.array([r[1:] for r in rows], dtype=np.uint64).reshape(-1, 3)
+
+
+def encode_block(alias: str, index: str, part: int, ids: list[str], nums: np.ndarray) -> dict[str, Any]:
     blob = zlib.compress(json.dumps(ids).encode("ascii"), 1)
-    return {"alias": alias, "index": index, "kind": "part", "part": part, "rows": len(rows),
-            "ids": base64.b64encode(blob).decode("ascii"), "nums": base64.b64encode(nums.tobytes()).decode("ascii")}
+    return {"alias": alias, "index": index, "kind": "part", "part": part, "rows": len(ids),
+            "ids": base64.b64encode(blob).decode("ascii"),
+            "nums": base64.b64encode(np.ascontiguousarray(nums, dtype=np.uint64).tobytes()).decode("ascii")}
 
 
 def decode_part(doc: dict[str, Any]) -> tuple[list[str], np.ndarray]:
@@ -103,23 +111,20 @@ def decode_part(doc: dict[str, Any]) -> tuple[list[str], np.ndarray]:
 
 # --------------------------------------------------------------------------- the loaded manifest
 class Manifest:
-    """A committed manifest in memory: raw digest -> (id, doc, content) for the scan, and per partition the live
-    stamps (id, doc, content, same model) for the join."""
+    """A committed manifest in memory: raw digest -> where its row is (partition << 32 | row) for the scan, and per
+    partition the rows themselves (ids, and (raw, doc, content) digests) for the join."""
 
     def __init__(self, parts: dict[int, tuple[list[str], np.ndarray]]):
         self.parts = parts
-        self.by_raw: dict[int, tuple[str, int, int, int]] = {}  # raw -> (id, doc digest, text digest, partition)
-        for part, (ids, nums) in parts.items():
-            for doc_id, (raw, d, c) in zip(ids, nums.tolist()):
-                if raw:
-                    self.by_raw[raw] = (doc_id, d, c, part)
+        self.by_raw: dict[int, int] = {}  # one int a document: a tuple each would cost ~100 bytes more at 1,000,000
+        for part, (_, nums) in parts.items():
+            raws = nums[:, 0].tolist()
+            self.by_raw.update((raw, part << 32 | row) for row, raw in enumerate(raws) if raw)
 
-    def live(self, part: int) -> list[tuple[str, int, int, bool]]:
+    def rows(self, part: int) -> tuple[list[str], np.ndarray]:
+        """(ids, (raw, doc, content) digests) of a partition."""
         got = self.parts.get(part)
-        if got is None:
-            return []
-        ids, nums = got
-        return [(i, d, c, True) for i, (_, d, c) in zip(ids, nums.tolist())]
+        return got if got is not None else ([], np.zeros((0, 3), dtype=np.uint64))
 
 
 _CACHE: dict[tuple[str, str, str], Manifest] = {}
@@ -167,17 +172,18 @@ class WriteManifestFn(beam.DoFn):
     def teardown(self) -> None:
         self.client.close()
 
-    def process(self, item: tuple[int, Iterable[list]]) -> Iterable[Any]:
-        part, batches = item
-        rows = [r for batch in batches for r in batch]
-        doc = encode_part(self.out.alias, self.out.index, part, rows)
+    def process(self, item: tuple[int, Iterable[tuple[list[str], np.ndarray]]]) -> Iterable[Any]:
+        part, blocks = item[0], list(item[1])
+        ids = [i for b in blocks for i in b[0]]
+        nums = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros((0, 3), dtype=np.uint64)
+        doc = encode_block(self.out.alias, self.out.index, part, ids, nums)
         self.client.index(index=self.out.manifest_index, id=part_id(self.out.index, part), body=doc,
                           params={"request_timeout": 120})
         return []
 
 
 class ManifestRows(beam.PTransform):
-    """(partition, [rows]) batches -> written as the build's manifest parts."""
+    """(partition, (ids, digests)) blocks (manifest.block) -> written as the build's manifest parts."""
 
     def __init__(self, out: ManifestOut):
         super().__init__()
@@ -188,7 +194,7 @@ class ManifestRows(beam.PTransform):
 
 
 class StampRowsFn(beam.DoFn):
-    """Stamped Documents of a full build -> (partition, [(id, raw, doc, content)]) batches; the raw digest from the
+    """Stamped Documents of a full build -> (partition, (ids, digests)) blocks of (id, raw, doc, content); the raw digest from the
     position ParseJsonLine gave (0 when it has none)."""
 
     _BATCH = 2000
@@ -206,14 +212,14 @@ class StampRowsFn(beam.DoFn):
         batch = self._parts.setdefault(part, [])
         batch.append((doc.id, raw, short(mark["doc_sha256"]), short(mark["content_sha256"])))
         if len(batch) >= self._BATCH:
-            yield part, self._parts.pop(part)
+            yield part, block(self._parts.pop(part))
 
     def finish_bundle(self) -> Iterable[Any]:
         from apache_beam.transforms.window import GlobalWindow
         from apache_beam.utils.windowed_value import WindowedValue
 
         for part, batch in self._parts.items():
-            yield WindowedValue((part, batch), 0, [GlobalWindow()])
+            yield WindowedValue((part, block(batch)), 0, [GlobalWindow()])
         self._parts = {}
 
 

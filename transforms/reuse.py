@@ -31,6 +31,7 @@ import math
 import queue
 import threading
 import zlib
+from array import array
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -47,6 +48,7 @@ from neural_ingest.transforms.manifest import (
     ManifestRef,
     ManifestRows,
     StampRowsFn,
+    block,
     line_digest,
     short,
 )
@@ -177,7 +179,7 @@ class ReuseStoredVectors(beam.PTransform):
 
 
 # --------------------------------------------------------------------------- the clone path (file sources)
-SRC, LIVE = 0, 1
+SRC, LIVE, KNOWN = 0, 1, 2  # KNOWN: lines whose bytes are a manifest row's, as (path, row numbers, byte offsets)
 ENCODE, VECTORS = "encode", "vectors"  # what a written document needs: encoding, or its stored vectors
 NEW, CHANGED, GONE = 0, 1, 2  # a source id absent from the live index; present but changed; a live id gone from the source
 FETCH, DUPLICATES, ROWS = "fetch", "duplicates", "rows"
@@ -269,16 +271,16 @@ class JoinStampsFn(beam.DoFn):
         self.manifest = manifest  # the live stamps come from the live index's manifest, not from LIVE batches
         self.rows = rows and dedupe  # emit the new index's manifest rows (tagged ``rows``)
 
-    def process(self, item: tuple[int, Iterable[tuple[int, list]]]) -> Iterable[Any]:
+    def process(self, item: tuple[int, Iterable[tuple[int, Any]]]) -> Iterable[Any]:
         part, batches = item[0], list(item[1])
-        source = (s for side, batch in batches if side == SRC for s in batch)
+        source: Iterable[tuple] = (s for side, batch in batches if side == SRC for s in batch)
+        unchanged = 0
         if self.manifest is not None:
-            from neural_ingest.transforms.manifest import load
-
-            live: Iterable[tuple] = load(self.manifest).live(part)
+            source, live, unchanged, kept = _known_lines(self.manifest, part, batches)
+            if self.rows and len(kept[0]):
+                yield beam.pvalue.TaggedOutput(ROWS, (part, kept))
         else:
             live = (s for side, batch in batches if side == LIVE for s in batch)
-        unchanged = 0
         rows: list | None = [] if self.rows else None
         for what, (doc_id, *rest) in join_stamps(source, live, self.dedupe, rows):
             if what == "unchanged":
@@ -292,11 +294,42 @@ class JoinStampsFn(beam.DoFn):
                 for pos in others:
                     yield beam.pvalue.TaggedOutput(FETCH, (doc_id, pos))
         if rows:
-            yield beam.pvalue.TaggedOutput(ROWS, (part, rows))
+            yield beam.pvalue.TaggedOutput(ROWS, (part, block(rows)))
         counters.inc("indexed", unchanged)
         counters.inc(REUSED, unchanged)
         if unchanged:
             counters.Progress.add("reused", unchanged, self.progress_every)
+
+
+def _known_lines(ref: ManifestRef, part: int, batches: list[tuple[int, Any]]) -> tuple[list[tuple], list[tuple], int, Any]:
+    """The manifest's side of a partition's join, in arrays: a live document whose line the scan saw exactly once
+    (KNOWN) and whose id no other line of the source carries is unchanged, counted and its manifest row kept as it
+    is, with no tuple made for it. Every other live document (unseen, seen twice, or whose id is also on a parsed
+    line) and the parsed lines go through join_stamps as before. Returns (source stamps, live stamps, unchanged,
+    (ids, digests) of the unchanged rows)."""
+    from neural_ingest.transforms.manifest import load
+
+    ids, nums = load(ref).rows(part)
+    source = [s for side, batch in batches if side == SRC for s in batch]
+    known = [batch for side, batch in batches if side == KNOWN]
+    rows = np.concatenate([np.frombuffer(b[1], dtype=np.int64) for b in known]) if known else np.zeros(0, dtype=np.int64)
+    slow = np.bincount(rows, minlength=len(ids)) != 1  # unseen, or seen on two lines (the same bytes twice)
+    if source:
+        where = {doc_id: r for r, doc_id in enumerate(ids)}
+        for s in source:
+            r = where.get(s[0])
+            if r is not None:
+                slow[r] = True
+    for path, rows_bytes, offsets_bytes in known:  # the positions of the live documents that need the whole join
+        at = np.frombuffer(rows_bytes, dtype=np.int64)
+        offsets = np.frombuffer(offsets_bytes, dtype=np.int64)
+        for r, offset in zip(at[slow[at]].tolist(), offsets[slow[at]].tolist()):
+            raw, d, c = nums[r].tolist()
+            source.append((ids[r], (path, offset), d, c, raw))
+    slow_rows = np.nonzero(slow)[0].tolist()
+    live = [(ids[r], *nums[r, 1:].tolist(), True) for r in slow_rows]
+    fast = np.nonzero(~slow)[0]
+    return source, live, len(fast), ([ids[r] for r in fast.tolist()], nums[fast])
 
 
 class DeleteFromCloneFn(beam.DoFn):
@@ -421,7 +454,7 @@ class ScanJsonlFn(beam.DoFn):
         from neural_ingest.transforms.read import ParseJsonLine
 
         self.parse, self.prepare = ParseJsonLine(self.cfg.encoding), PrepareFn(self.cfg)
-        # raw-line digest -> (id, doc digest, text digest) of the live index's documents: such a line is not parsed
+        # raw-line digest -> where its manifest row is (partition << 32 | row): such a line is not parsed
         self.known = load(self.manifest).by_raw if self.manifest is not None else {}
 
     def start_bundle(self) -> None:
@@ -467,6 +500,7 @@ class ScanJsonlFn(beam.DoFn):
             return
         path, start, end = item
         parts: dict[int, list[tuple]] = {}
+        known_at: dict[int, tuple[array, array]] = {}  # partition -> (manifest row numbers, byte offsets) of known lines
         n = known_lines = 0
         known, blake2b, from_bytes = self.known, hashlib.blake2b, int.from_bytes
         with _open(path) as f:
@@ -475,16 +509,14 @@ class ScanJsonlFn(beam.DoFn):
                 if self._readers and n % self._DRAIN_EVERY == 0:
                     yield from self._drain()
                 raw = (from_bytes(blake2b(line, digest_size=8).digest(), "big") >> 1) or 1  # = line_digest(line)
-                hit = known.get(raw)
-                if hit is not None:  # the very bytes of a live document's line: its id and digests, no parsing
+                code = known.get(raw)
+                if code is not None:  # the very bytes of a live document's line: its manifest row, no parsing
                     known_lines += 1
-                    doc_id, digest, content, part = hit
-                    batch = parts.get(part)
-                    if batch is None:
-                        batch = parts[part] = []
-                    batch.append((doc_id, (path, offset), digest, content, raw))
-                    if len(batch) >= _BATCH:
-                        yield part, (SRC, parts.pop(part))
+                    at = known_at.get(code >> 32)
+                    if at is None:
+                        at = known_at[code >> 32] = (array("q"), array("q"))
+                    at[0].append(code & 0xFFFFFFFF)
+                    at[1].append(offset)
                     continue
                 for record in self.parse.process((path, offset, line)):
                     if isinstance(record, beam.pvalue.TaggedOutput):
@@ -502,6 +534,8 @@ class ScanJsonlFn(beam.DoFn):
         self.parse.count("read", known_lines)
         for part, batch in parts.items():
             yield part, (SRC, batch)
+        for part, (rows, offsets) in known_at.items():
+            yield part, (KNOWN, (path, rows.tobytes(), offsets.tobytes()))
         yield from self._drain()
 
 

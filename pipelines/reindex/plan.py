@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,6 +267,30 @@ def clone_index(client: Any, live: str, index: str, meta: dict[str, Any]) -> Non
     client.cluster.health(index=index, params={"wait_for_status": "yellow"})
     client.indices.put_mapping(index=index, body={"_meta": {aliases.META_KEY: meta}})
     client.indices.put_settings(index=index, body={"index": {"blocks": {"write": None}, "refresh_interval": "-1"}})
+
+
+def warm_up(sink_cfg: Any, index: str) -> threading.Thread:
+    """Load the clone's k-NN graphs into the nodes' native memory (k-NN's warmup API) on a thread of its own, while
+    the night's pipeline runs: the recall check, the validation and the first client queries after the swap would
+    otherwise wait for that load (the clone's segment files are new to the k-NN cache, though their graphs are the
+    live index's). Best effort: lucene fields need no warmup, and a failure only costs that wait later."""
+
+    def run() -> None:
+        from neural_ingest.sinks.opensearch_client import make_client
+
+        t = time.monotonic()
+        client = make_client(sink_cfg)
+        try:
+            client.transport.perform_request("GET", f"/_plugins/_knn/warmup/{index}", params={"request_timeout": 600})
+            log.info("k-NN graphs of %s loaded into memory in %.1f s", index, time.monotonic() - t)
+        except Exception as e:  # noqa: BLE001 - an optimisation: the first query loads the graphs instead
+            log.info("k-NN warmup of %s skipped: %s", index, " ".join(str(e).split())[:200])
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, name=f"knn-warmup-{index}", daemon=True)
+    thread.start()
+    return thread
 
 
 def refresh(client: Any, index: str, timeout: float) -> None:

@@ -25,6 +25,7 @@ from neural_ingest.pipelines.reindex.plan import (
     open_lock,
     plan_reindex,
     settings,
+    warm_up,
 )
 from neural_ingest.pipelines.reindex.validation import Validation, validate
 from neural_ingest.sinks import aliases, recall_probes
@@ -153,6 +154,7 @@ def reindex(
                 t = time.monotonic()
                 clone_index(client, plan.live, plan.new_index, meta)
                 log.info("cloned %s into %s in %.1f s", plan.live, plan.new_index, time.monotonic() - t)
+                warm_up(new_cfg.sink, plan.new_index)  # the clone's graphs load while the pipeline runs
                 reuse = CloneChanges(prep.fields, plan.model_hash, stored, new_cfg.source, new_cfg.sink,
                                      progress_every=cfg.run.progress_every_seconds, manifest=ref, manifest_out=out)
             else:

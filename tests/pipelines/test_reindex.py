@@ -768,3 +768,27 @@ def test_an_unchanged_night_reports_the_live_recall_and_a_changed_night_measures
     assert recall.ok and f"measured on {live.plan.new_index}" in recall.detail
     changed = reindex(reindex_config([{**d, "body": "Tides follow the moon."} if d["id"] == "r-0002" else d for d in docs]))
     assert changed.summary.encoded == 1 and "reused_from" not in changed.summary.recall
+
+
+def test_warm_up_loads_the_new_indexs_graphs_before_any_query(os_client, index_name, make_config):
+    """The clone's faiss graphs are loaded by the night's warmup thread, not by the recall check's first query."""
+    from neural_ingest.pipelines.reindex.plan import warm_up
+    from neural_ingest.sinks import knn_support
+
+    ok, why = knn_support.faiss_available(os_client)
+    if not ok:
+        pytest.skip(f"faiss is unavailable on the test node: {why}")
+    os_client.indices.create(index=index_name, body={"settings": {"index": {"knn": True}}, "mappings": {"properties": {
+        "v": {"type": "knn_vector", "dimension": 4, "method": {"name": "hnsw", "engine": "faiss", "space_type": "l2"}}}}})
+    for i in range(20):
+        os_client.index(index=index_name, id=str(i), body={"v": [i, 1.0, 2.0, 3.0]})
+    os_client.indices.refresh(index=index_name)
+
+    def cached() -> dict:
+        stats = os_client.transport.perform_request("GET", "/_plugins/_knn/stats")
+        return {i: n for node in stats["nodes"].values() for i, n in node.get("indices_in_cache", {}).items()}
+
+    assert index_name not in cached()
+    cfg = make_config(sink="opensearch", index=index_name)
+    warm_up(cfg.sink, index_name).join(timeout=120)
+    assert cached()[index_name]["graph_count"] >= 1

@@ -2,18 +2,26 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neural_ingest.config import SourceConfig
 from neural_ingest.fingerprint import content_hash
-from neural_ingest.transforms import manifest
+from neural_ingest.transforms import counters, manifest
 from neural_ingest.transforms.counters import DEAD_LETTER
 from neural_ingest.transforms.reuse import (
+    DUPLICATES,
+    FETCH,
+    KNOWN,
+    LIVE,
+    ROWS,
     SRC,
     FetchLinesFn,
+    JoinStampsFn,
     ScanJsonlFn,
     doc_hash,
+    join_stamps,
     partition,
 )
 
@@ -34,15 +42,19 @@ def test_digests_fit_beams_signed_int_coder():
     assert manifest.short("f" * 64) < 2**63
 
 
-def _scan(path, known: dict) -> list:
-    """ScanJsonlFn over a whole file, with ``known`` as the live manifest's raw-line index."""
+def _scan(path, known: dict) -> tuple[list, list]:
+    """ScanJsonlFn over a whole file, with ``known`` as the live manifest's raw-line index: (parsed stamps, known lines
+    as (partition, path, manifest rows, offsets))."""
     cfg = SourceConfig(type="jsonl", path=str(path))
     fn = ScanJsonlFn(cfg)
     fn.setup()
     fn.known = known
     fn.start_bundle()
     out = list(fn.process((str(path), 0, path.stat().st_size)))
-    return [s for part, (side, batch) in out if side == SRC for s in batch]
+    parsed = [s for part, (side, batch) in out if side == SRC for s in batch]
+    seen = [(part, b[0], np.frombuffer(b[1], dtype=np.int64).tolist(), np.frombuffer(b[2], dtype=np.int64).tolist())
+            for part, (side, b) in out if side == KNOWN]
+    return parsed, seen
 
 
 def test_a_known_line_is_not_parsed_and_a_changed_one_is(tmp_path, monkeypatch):
@@ -51,16 +63,69 @@ def test_a_known_line_is_not_parsed_and_a_changed_one_is(tmp_path, monkeypatch):
     path = tmp_path / "d.jsonl"
     same, changed = b'{"id": "a", "text": "kept as it was"}', b'{"id": "b", "text": "a new text"}'
     path.write_bytes(same + b"\n" + changed + b"\n")
-    known = {manifest.line_digest(same): ("a", 11, 12, partition("a"))}  # what the live index's manifest says of that very line
+    known = {manifest.line_digest(same): partition("a") << 32 | 5}  # that very line is row 5 of the live manifest's part
     prepared: list = []
     real = PrepareFn.process
     monkeypatch.setattr(PrepareFn, "process", lambda self, r: prepared.append(r) or real(self, r))
-    stamps = _scan(path, known)
+    stamps, seen = _scan(path, known)
     assert [r["id"] for r in prepared] == ["b"]
     digest = manifest.short(doc_hash("a new text", {}))
-    assert stamps == [("a", (str(path), 0), 11, 12, manifest.line_digest(same)),
-                      ("b", (str(path), len(same) + 1), digest, manifest.short(content_hash("a new text")),
+    assert stamps == [("b", (str(path), len(same) + 1), digest, manifest.short(content_hash("a new text")),
                        manifest.line_digest(changed))]
+    assert seen == [(partition("a"), str(path), [5], [0])]
+
+
+_LIVE = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(1, 3), st.integers(1, 3)), max_size=8,
+                 unique_by=lambda r: r[0])
+
+
+@given(_LIVE, st.lists(st.tuples(st.booleans(), st.integers(0, 7), st.sampled_from("abcdefghij"), st.integers(1, 3)),
+                       max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_the_join_from_known_lines_is_the_join_of_every_stamp(live_rows, lines):
+    """However the source repeats, rewrites, drops or adds ids, the manifest's array path (known lines as row numbers)
+    gives the same changes, duplicates, fetches, unchanged count and new manifest rows as joining every stamp."""
+    ids = [r[0] for r in live_rows]
+    nums = np.array([(100 + i, d, c) for i, (_, d, c) in enumerate(live_rows)], dtype=np.uint64).reshape(-1, 3)
+    ref = manifest.ManifestRef(None, "locks", "live", "uuid-x")
+    manifest._CACHE.clear()
+    manifest._CACHE[("locks", "live", "uuid-x")] = manifest.Manifest({0: (ids, nums)})
+    every, src, rows, offsets = [], [], [], []
+    for n, (is_known, row, doc_id, d) in enumerate(lines):
+        if is_known and row < len(ids):  # the very bytes of a live document's line
+            rows.append(row)
+            offsets.append(n * 10)
+            every.append((ids[row], ("f", n * 10), int(nums[row, 1]), int(nums[row, 2]), int(nums[row, 0])))
+        else:  # a parsed line: new, changed, or a copy of a live id with other bytes
+            src.append((doc_id, ("f", n * 10), d, d, 500 + n))
+            every.append(src[-1])
+    batches = [(SRC, src), (KNOWN, ("f", np.array(rows, np.int64).tobytes(), np.array(offsets, np.int64).tobytes()))]
+
+    def run(fn, item):
+        got: dict = {"changes": [], FETCH: [], DUPLICATES: [], ROWS: [], "counted": []}
+        real = counters.inc
+        counters.inc = lambda name, n=1: got["counted"].append((name, n))  # type: ignore[assignment]
+        try:
+            for out in fn.process(item):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    got[out.tag].append(out.value)
+                else:  # the other copies of an id in any order (a GroupByKey's is arbitrary too)
+                    got["changes"].append((out[0], out[1]._replace(others=tuple(sorted(out[1].others)))))
+        finally:
+            counters.inc = real  # type: ignore[assignment]
+        blocks = [b for _, b in got.pop(ROWS)]
+        got["rows"] = sorted((i, *n) for b in blocks for i, n in zip(b[0], np.asarray(b[1]).tolist()))
+        return {k: sorted(v, key=repr) for k, v in got.items()}
+
+    live = [(i, int(d), int(c), True) for i, (_, d, c) in zip(ids, nums.tolist())]
+    expected_rows: list = []
+    expected = list(join_stamps(every, live, True, expected_rows))
+    got = run(JoinStampsFn(True, manifest=ref, rows=True), (0, batches))
+    assert got["changes"] == sorted(((i, r[0]._replace(others=tuple(sorted(r[0].others)))) for w, (i, *r) in expected
+                                     if w == "change"), key=repr)
+    assert got["rows"] == sorted(expected_rows)
+    old = run(JoinStampsFn(True, rows=True), (0, [(SRC, every), (LIVE, live)]))
+    assert got == old
 
 
 def test_a_line_changed_under_the_run_is_a_source_changed_dead_letter(tmp_path):
