@@ -31,7 +31,6 @@ import math
 import queue
 import threading
 import zlib
-from array import array
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -44,6 +43,7 @@ from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.manifest import (
+    NO_MANIFEST,
     ManifestOut,
     ManifestRef,
     ManifestRows,
@@ -423,6 +423,32 @@ def block_lines(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
         yield pos, last
 
 
+_CHUNK_LINES = 20_000  # lines digested and looked up at once (and between two looks at the live stamps read meanwhile)
+
+
+def line_chunks(f: Any, start: int, end: float) -> Iterable[tuple[list[int], list[bytes]]]:
+    """block_lines as (offsets, lines) lists of up to _CHUNK_LINES: what the scan digests and looks up at once."""
+    offsets: list[int] = []
+    lines: list[bytes] = []
+    for offset, line in block_lines(f, start, end):
+        offsets.append(offset)
+        lines.append(line)
+        if len(lines) >= _CHUNK_LINES:
+            yield offsets, lines
+            offsets, lines = [], []
+    if lines:
+        yield offsets, lines
+
+
+def line_digests(lines: list[bytes]) -> np.ndarray:
+    """manifest.line_digest of each line, as one uint64 array (the shift and the 0 -> 1 rule done at once)."""
+    blake2b = hashlib.blake2b
+    raw = np.frombuffer(b"".join([blake2b(line, digest_size=8).digest() for line in lines]), dtype=">u8").astype(np.uint64)
+    raw >>= np.uint64(1)
+    raw[raw == 0] = 1
+    return raw
+
+
 def jsonl_ranges(path: str, size: int) -> list[tuple[str, int, float]]:
     """(path, start, end) blocks of a JSONL file; a compressed one is one range (it cannot be split)."""
     from apache_beam.io.filesystem import CompressionTypes
@@ -442,8 +468,6 @@ class ScanJsonlFn(beam.DoFn):
     instead of running as a stage of its own before or after it. Everything is emitted from the DoFn's own
     thread: during the scan, and what is left in finish_bundle."""
 
-    _DRAIN_EVERY = 2000  # lines scanned between two looks at the live stamps read meanwhile
-
     def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
                  manifest: ManifestRef | None = None):
         self.cfg, self.live, self.model_hash, self.manifest = cfg, live, model_hash, manifest
@@ -455,7 +479,7 @@ class ScanJsonlFn(beam.DoFn):
 
         self.parse, self.prepare = ParseJsonLine(self.cfg.encoding), PrepareFn(self.cfg)
         # raw-line digest -> where its manifest row is (partition << 32 | row): such a line is not parsed
-        self.known = load(self.manifest).by_raw if self.manifest is not None else {}
+        self.index = load(self.manifest) if self.manifest is not None else NO_MANIFEST
 
     def start_bundle(self) -> None:
         self.parse.start_bundle()
@@ -500,43 +524,48 @@ class ScanJsonlFn(beam.DoFn):
             return
         path, start, end = item
         parts: dict[int, list[tuple]] = {}
-        known_at: dict[int, tuple[array, array]] = {}  # partition -> (manifest row numbers, byte offsets) of known lines
-        n = known_lines = 0
-        known, blake2b, from_bytes = self.known, hashlib.blake2b, int.from_bytes
+        known_rows: list[np.ndarray] = []  # manifest codes (partition << 32 | row) and byte offsets of the known lines
+        known_offsets: list[np.ndarray] = []
         with _open(path) as f:
-            for offset, line in block_lines(f, start, end):
-                n += 1
-                if self._readers and n % self._DRAIN_EVERY == 0:
+            for offsets, lines in line_chunks(f, start, end):
+                raws = line_digests(lines)
+                codes, found = self.index.lookup(raws)  # the very bytes of a live document's line: its row, no parsing
+                if found.any():
+                    known_rows.append(codes[found])
+                    known_offsets.append(np.asarray(offsets, dtype=np.int64)[found])
+                for i in np.flatnonzero(~found).tolist():
+                    yield from self._parsed(path, offsets[i], lines[i], int(raws[i]), parts)
+                if self._readers:
                     yield from self._drain()
-                raw = (from_bytes(blake2b(line, digest_size=8).digest(), "big") >> 1) or 1  # = line_digest(line)
-                code = known.get(raw)
-                if code is not None:  # the very bytes of a live document's line: its manifest row, no parsing
-                    known_lines += 1
-                    at = known_at.get(code >> 32)
-                    if at is None:
-                        at = known_at[code >> 32] = (array("q"), array("q"))
-                    at[0].append(code & 0xFFFFFFFF)
-                    at[1].append(offset)
-                    continue
-                for record in self.parse.process((path, offset, line)):
-                    if isinstance(record, beam.pvalue.TaggedOutput):
-                        yield record
-                        continue
-                    for out in self.prepare.process(record):
-                        if not isinstance(out, Document):
-                            yield out
-                            continue
-                        part = partition(out.id)
-                        batch = parts.setdefault(part, [])
-                        batch.append((out.id, (path, offset), doc_digest(out), short(content_hash(out.text)), raw))
-                        if len(batch) >= _BATCH:
-                            yield part, (SRC, parts.pop(part))
-        self.parse.count("read", known_lines)
+        codes = np.concatenate(known_rows) if known_rows else np.zeros(0, dtype=np.int64)
+        self.parse.count("read", len(codes))
         for part, batch in parts.items():
             yield part, (SRC, batch)
-        for part, (rows, offsets) in known_at.items():
-            yield part, (KNOWN, (path, rows.tobytes(), offsets.tobytes()))
+        if len(codes):
+            offsets_all = np.concatenate(known_offsets)
+            part_of = codes >> 32
+            order = np.argsort(part_of, kind="stable")
+            bounds = np.flatnonzero(np.diff(part_of[order])) + 1
+            for group in np.split(order, bounds):
+                rows = (codes[group] & 0xFFFFFFFF).astype(np.int64)
+                yield int(part_of[group[0]]), (KNOWN, (path, rows.tobytes(), offsets_all[group].tobytes()))
         yield from self._drain()
+
+    def _parsed(self, path: str, offset: int, line: bytes, raw: int, parts: dict[int, list[tuple]]) -> Iterable[Any]:
+        """A line the manifest does not know: parsed and prepared, down to its stamp (batched per partition)."""
+        for record in self.parse.process((path, offset, line)):
+            if isinstance(record, beam.pvalue.TaggedOutput):
+                yield record
+                continue
+            for out in self.prepare.process(record):
+                if not isinstance(out, Document):
+                    yield out
+                    continue
+                part = partition(out.id)
+                batch = parts.setdefault(part, [])
+                batch.append((out.id, (path, offset), doc_digest(out), short(content_hash(out.text)), raw))
+                if len(batch) >= _BATCH:
+                    yield part, (SRC, parts.pop(part))
 
 
 _END = object()

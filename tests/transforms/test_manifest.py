@@ -42,13 +42,13 @@ def test_digests_fit_beams_signed_int_coder():
     assert manifest.short("f" * 64) < 2**63
 
 
-def _scan(path, known: dict) -> tuple[list, list]:
-    """ScanJsonlFn over a whole file, with ``known`` as the live manifest's raw-line index: (parsed stamps, known lines
-    as (partition, path, manifest rows, offsets))."""
+def _scan(path, known: manifest.Manifest) -> tuple[list, list]:
+    """ScanJsonlFn over a whole file, with ``known`` as the live manifest: (parsed stamps, known lines as (partition,
+    path, manifest rows, offsets))."""
     cfg = SourceConfig(type="jsonl", path=str(path))
     fn = ScanJsonlFn(cfg)
     fn.setup()
-    fn.known = known
+    fn.index = known
     fn.start_bundle()
     out = list(fn.process((str(path), 0, path.stat().st_size)))
     parsed = [s for part, (side, batch) in out if side == SRC for s in batch]
@@ -63,7 +63,8 @@ def test_a_known_line_is_not_parsed_and_a_changed_one_is(tmp_path, monkeypatch):
     path = tmp_path / "d.jsonl"
     same, changed = b'{"id": "a", "text": "kept as it was"}', b'{"id": "b", "text": "a new text"}'
     path.write_bytes(same + b"\n" + changed + b"\n")
-    known = {manifest.line_digest(same): partition("a") << 32 | 5}  # that very line is row 5 of the live manifest's part
+    nums = np.array([(7 + r, 1, 1) for r in range(5)] + [(manifest.line_digest(same), 11, 12)], dtype=np.uint64)
+    known = manifest.Manifest({partition("a"): (["x0", "x1", "x2", "x3", "x4", "a"], nums)})  # that line is row 5
     prepared: list = []
     real = PrepareFn.process
     monkeypatch.setattr(PrepareFn, "process", lambda self, r: prepared.append(r) or real(self, r))
@@ -153,3 +154,20 @@ def test_a_range_read_whole_gives_the_lines_and_offsets_of_the_line_reader(tmp_p
         end = min(start + block, size)
         with open(path, "rb") as a, open(path, "rb") as b:
             assert list(block_lines(a, start, end)) == list(lines_of(b, start, end)), (start, end)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=30), st.data())
+@settings(max_examples=100, deadline=None)
+def test_lines_are_digested_and_looked_up_at_once_as_one_by_one(lines, data):
+    from neural_ingest.transforms.reuse import line_digests
+
+    raws = line_digests(lines)
+    assert raws.tolist() == [manifest.line_digest(line) for line in lines]
+    known = data.draw(st.lists(st.sampled_from(lines), unique=True)) if lines else []
+    nums = np.array([(manifest.line_digest(line), 1, 2) for line in known], dtype=np.uint64).reshape(-1, 3)
+    index = manifest.Manifest({3: ([f"id{i}" for i in range(len(known))], nums)})
+    codes, found = index.lookup(raws)
+    for line, code, hit in zip(lines, codes.tolist(), found.tolist()):
+        assert hit == (line in known)
+        if hit:
+            assert code == 3 << 32 | known.index(line)
