@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from neural_ingest.model_info import DenseVector
+
 log = logging.getLogger(__name__)
 
 MIN_QUERY_WORDS = 3
@@ -75,12 +77,12 @@ def sample_size(most: int, documents: int) -> int:
     return min(most, documents, max(MIN_SAMPLE, documents // 10))
 
 
-def plain_query(field: str, vector: Sequence[float], k: int) -> dict[str, Any]:
+def plain_query(field: str, vector: DenseVector, k: int) -> dict[str, Any]:
     """What a client application sends: k neighbours, size k, the index's own search settings."""
     return {"size": k, "_source": False, "query": {"knn": {field: {"vector": [float(x) for x in vector], "k": k}}}}
 
 
-def exact_query(field: str, vector: Sequence[float], k: int, space_type: str) -> dict[str, Any]:
+def exact_query(field: str, vector: DenseVector, k: int, space_type: str) -> dict[str, Any]:
     """Brute force over every document: knn_score with the field's space type (same order as the knn query)."""
     return {
         "size": k,
@@ -120,7 +122,7 @@ def recall_at_k(approx: list[list[str]], exact: list[list[str]], k: int) -> floa
     return sum(shares) / len(shares) if shares else 0.0
 
 
-def measure(client: Any, index: str, field: str, vectors: Sequence[Sequence[float]], k: int, space_type: str) -> float:
+def measure(client: Any, index: str, field: str, vectors: Sequence[DenseVector], k: int, space_type: str) -> float:
     """recall@k of the plain knn query against brute force, for query ``vectors``."""
     approx = _msearch_ids(client, index, [plain_query(field, v, k) for v in vectors])
     exact = _msearch_ids(client, index, [exact_query(field, v, k, space_type) for v in vectors])
