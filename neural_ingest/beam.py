@@ -36,6 +36,7 @@ from neural_ingest.config import (
     SourceConfig,
     encoder_field,
 )
+from neural_ingest.model_info import Vector, as_sparse
 from neural_ingest.records import Document
 from neural_ingest.transforms.prepare import PrepareFn
 
@@ -205,7 +206,7 @@ class _EncoderModelHandler(ModelHandler[Any, Any, Any]):
         """The process-wide shared model (one per worker process, also shared with EmbedAndIndex's encode step)."""
         return self._encoder.acquire()
 
-    def _vectors(self, model: Any, texts: list[str]) -> list[Any]:
+    def _vectors(self, model: Any, texts: list[str]) -> list[Vector]:
         return self._encoder.encode(model, texts)
 
     def run_inference(
@@ -308,11 +309,11 @@ class NeuralSparseModelHandler(_EncoderModelHandler):
         super().__init__(model, **batching)
         self.task = task
 
-    def _vectors(self, model: Any, texts: list[str]) -> list[Any]:
+    def _vectors(self, model: Any, texts: list[str]) -> list[Vector]:
         from neural_ingest.encoders.sparse_weights import drop_absent
 
         maps = self._encoder.encode_queries(model, texts) if self.task == "query" else self._encoder.encode(model, texts)
-        return [drop_absent(m) for m in maps]
+        return [drop_absent(as_sparse(m)) for m in maps]
 
 
 _LOADED: dict[str, Any] = {}  # models EmbedAndIndex loaded on the driver, held so in-process workers reuse them

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from neural_ingest.config import EncoderConfig, PipelineConfig, encoder_field
 from neural_ingest.encoders import make_encoder
-from neural_ingest.encoders.base import ModelInfo, Vector
-from neural_ingest.sinks import Sink, make_sink
-from neural_ingest.sinks.base import Hit, Searcher, SinkError
+from neural_ingest.model_info import ModelInfo, Vector, as_dense, as_sparse
+from neural_ingest.sinks import make_sink
+from neural_ingest.sinks.base import DenseQuery, Hit, Searcher, SinkError, SparseQuery
 
 
 def _encoder_of_kind(cfg: PipelineConfig, kind: str, mode: str) -> EncoderConfig:
@@ -24,15 +24,9 @@ def encode_query(enc_cfg: EncoderConfig, query: str) -> tuple[str, ModelInfo, Ve
     return encoder_field(enc_cfg), loaded.info, encoder.encode_queries(loaded, [query])[0]
 
 
-def documents_in(sink: Sink) -> int | None:
-    """How many documents the sink holds (None: it cannot tell), after checking that what `search` reads is
-    there: a missing index, alias or dataset is one SinkError naming it and the fix, before any model loads."""
-    return sink.searchable_count()
-
-
 def no_hits_reason(cfg: PipelineConfig, mode: str) -> str:
     """Why a search found nothing, for the one line `search` prints instead of an empty table."""
-    if documents_in(make_sink(cfg.sink)) == 0:
+    if make_sink(cfg.sink).searchable_count() == 0:
         return f"{cfg.sink.describe()} holds no documents: run `neural-ingest run CONFIG` first"
     if mode == "sparse":
         return "no document shares a token with the query"
@@ -49,7 +43,7 @@ def search(
     if k < 1:
         raise ValueError(f"k must be at least 1 (got {k})")
     sink = make_sink(cfg.sink, chunking=cfg.chunking)  # chunked: documents scored by their best chunk (Hit.passage)
-    if documents_in(sink) == 0:
+    if sink.searchable_count() == 0:  # a missing index / dataset: SinkError here, before any model loads
         return []
     searcher = sink.searcher([encoder_field(e) for e in cfg.encoders])
     from opensearchpy import exceptions as os_exc
@@ -64,12 +58,22 @@ def search(
         raise SinkError(connection_problem(cfg.sink, e)) from None
 
 
+def _dense_query(enc_cfg: EncoderConfig, query: str) -> DenseQuery:
+    field, info, vector = encode_query(enc_cfg, query)
+    return field, info, as_dense(vector)
+
+
+def _sparse_query(enc_cfg: EncoderConfig, query: str) -> SparseQuery:
+    field, info, vector = encode_query(enc_cfg, query)
+    return field, info, as_sparse(vector)
+
+
 def _search(sink: Searcher, cfg: PipelineConfig, query: str, k: int, mode: str, weights: tuple[float, float] | None) -> list[Hit]:
     if mode == "hybrid":
-        dense = encode_query(_encoder_of_kind(cfg, "dense", mode), query)
-        sparse = encode_query(_encoder_of_kind(cfg, "sparse", mode), query)
+        dense = _dense_query(_encoder_of_kind(cfg, "dense", mode), query)
+        sparse = _sparse_query(_encoder_of_kind(cfg, "sparse", mode), query)
         return sink.search_hybrid(dense, sparse, k, weights)
-    field, info, vector = encode_query(_encoder_of_kind(cfg, mode, mode), query)
+    enc_cfg = _encoder_of_kind(cfg, mode, mode)
     if mode == "sparse":
-        return sink.search_sparse(field, info, vector, k)
-    return sink.search(field, info, vector, k)
+        return sink.search_sparse(*_sparse_query(enc_cfg, query), k)
+    return sink.search(*_dense_query(enc_cfg, query), k)

@@ -19,7 +19,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from neural_ingest.chunking import plan_chunking
+from neural_ingest.chunking import ChunkPlan, plan_chunking
 from neural_ingest.config import ConfigError, PipelineConfig, encoder_field
 from neural_ingest.distributed import absolute_paths
 from neural_ingest.encoders import Encoder, ModelInfo, make_encoder
@@ -47,11 +47,11 @@ def new_run_id() -> str:
 class Prepared:
     """What the driver resolved before building the pipeline."""
 
-    encoders: list[tuple[str, Encoder]]
+    encoders: list[tuple[str, Encoder[Any]]]
     fields: dict[str, ModelInfo]
     sink: Sink
     keep_alive: list[Any]  # loaded models held so in-process workers reuse them
-    chunking: Any = None  # neural_ingest.chunking.ChunkPlan: chunk, or count truncation (None: neither)
+    chunking: ChunkPlan | None = None  # chunk, or count truncation (None: neither)
 
 
 def prepare(cfg: PipelineConfig, write_mode: str = REPLACE) -> Prepared:
@@ -71,7 +71,8 @@ def prepare(cfg: PipelineConfig, write_mode: str = REPLACE) -> Prepared:
 
 
 def build_ingest(
-    p: beam.Pipeline, cfg: PipelineConfig, prep: Prepared, run_id: str, before_encode: beam.PTransform | None = None
+    p: beam.Pipeline, cfg: PipelineConfig, prep: Prepared, run_id: str,
+    before_encode: beam.PTransform[Any, Any] | None = None,
 ) -> None:
     """``before_encode`` (e.g. reindex's vector reuse) takes the prepared Documents and returns
     {"documents": to encode, "ready": already carrying their vectors, optionally "dead_letter"}; one with
@@ -79,7 +80,7 @@ def build_ingest(
     every = cfg.run.progress_every_seconds
     ready = []
     chunked = False  # docs' elements are lists of Documents (file sources: one Beam element a chunk, read to write)
-    if getattr(before_encode, "reads_source", False):
+    if before_encode is not None and getattr(before_encode, "reads_source", False):
         # reindex's incremental night of a file source (transforms/reuse.py CloneChanges) reads and prepares the
         # source itself: only the documents to write come out (truncation is counted for those it encodes)
         pre = p | "ReadChanges" >> before_encode
@@ -87,9 +88,13 @@ def build_ingest(
         before_encode = None
     else:
         files = cfg.source.type != "opensearch"
-        read = p | "Read" >> ReadRecords(cfg.source, getattr(before_encode, "line_digests", False), chunked=files)
-        reread = ReadRecords(cfg.source, chunked=True) if files else None  # files: ids found by a light second read
-        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)
+        # The ignores below: ReadRecords / PrepareDocuments take index sources too, but their
+        # annotations (transforms/read.py, prepare.py) say SourceConfig; drop these once they take AnySourceConfig
+        line_digests = getattr(before_encode, "line_digests", False)
+        read = p | "Read" >> ReadRecords(cfg.source, line_digests, chunked=files)  # type: ignore[arg-type]
+        # files: ids found by a light second read
+        reread = ReadRecords(cfg.source, chunked=True) if files else None  # type: ignore[arg-type]
+        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)  # type: ignore[arg-type]
         docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
         chunked = files
     _ = skipped | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
@@ -97,7 +102,7 @@ def build_ingest(
     chunk_step = prep.chunking is not None and not counted
     if chunked and (chunk_step or before_encode is not None):  # these take one Document an element
         docs, chunked = docs | "Unchunk" >> Unchunk(), False
-    if chunk_step:  # chunks (chunking.mode: chunk) and truncation counts
+    if chunk_step and prep.chunking is not None:  # chunks (chunking.mode: chunk) and truncation counts
         chunked_docs = docs | "Chunk" >> ChunkDocuments(prep.chunking, prep.encoders)
         docs = chunked_docs["documents"]
         dead.append(chunked_docs[DEAD_LETTER])
@@ -121,7 +126,9 @@ def build_ingest(
     _ = tuple(dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(cfg.dead_letter.path, run_id)
 
 
-def truncation_counted_by_encode(chunking: Any, encoders: list[tuple[str, Encoder]], before_encode: Any) -> dict[str, int]:
+def truncation_counted_by_encode(
+    chunking: ChunkPlan | None, encoders: list[tuple[str, Encoder[Any]]], before_encode: object
+) -> dict[str, int]:
     """{field: max tokens} when the truncation counts can come from the encode step: truncate mode, one
     local model to count for (so ``truncated`` is its ``truncated.<field>``), which sorts its batches by
     token counts anyway, and every document reaches it (no reuse step before encoding). That step then
@@ -205,7 +212,7 @@ def run_ingest(
     cfg: PipelineConfig,
     beam_args: list[str] | None = None,
     summary_path: str | None = None,
-    before_encode: beam.PTransform | None = None,
+    before_encode: beam.PTransform[Any, Any] | None = None,
     write_mode: str = REPLACE,
     *,
     config_path: str | None = None,
@@ -288,7 +295,7 @@ def run_ingest(
             "or have queries rescore (docs/benchmark.md)"
         )
     summary.apply_error_budget(cfg.run.max_failed, cfg.run.max_failed_ratio)
-    for warning in summary.check_input(getattr(cfg.source, "path", None) or getattr(cfg.source, "index", "")):
+    for warning in summary.check_input(cfg.source.index if cfg.source.type == "opensearch" else cfg.source.path):
         log.warning("%s", warning)
     summary.ended_at = _utc_now()
     summary.exit_code = (

@@ -325,7 +325,7 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
         maps = self._run(loaded, texts, "document")
         p = self.cfg.prune
         if p.type == "none":
-            return maps
+            return list(maps)  # list(): the maps as a list[Vector] (list is invariant)
         return [prune(m, p.type, p.ratio) if all(np.isfinite(w) for w in m.values()) else m for m in maps]
 
     def encode_queries(self, loaded: Loaded[SparseModel], texts: Sequence[str]) -> list[Vector]:
@@ -334,8 +334,8 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
             return []
         sm = loaded.model
         if sm.query_mode == "model" or sm.static_query_route:
-            return self._run(loaded, texts, "query")
-        return self.tokenize_queries(loaded, texts)
+            return list(self._run(loaded, texts, "query"))
+        return list(self.tokenize_queries(loaded, texts))
 
     def tokenize_queries(self, loaded: Loaded[SparseModel], texts: Sequence[str]) -> list[dict[str, float]]:
         """SPARSE_TOKENIZE: distinct non-special tokens, each weighted ``idf.get(token, 1.0)``; zero weights dropped."""

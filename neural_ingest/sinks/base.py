@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import apache_beam as beam
-import numpy as np
 
-from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.errors import NeuralIngestError
 from neural_ingest.hits import Hit
 from neural_ingest.hybrid import DEFAULT_WEIGHTS, fuse
+from neural_ingest.model_info import DenseVector, ModelInfo, SparseVector
 
 __all__ = [
     "REPLACE",
@@ -20,7 +19,6 @@ __all__ = [
     "ChunkLayout",
     "DenseQuery",
     "Hit",
-    "QueryVector",
     "Searcher",
     "Sink",
     "SinkError",
@@ -41,10 +39,9 @@ REPLACE, UPSERT = "replace", "upsert"
 WRITE_MODES = (REPLACE, UPSERT)
 
 
-# A dense query vector; (field, model info, query) of each leg of a hybrid search.
-QueryVector = Sequence[float] | np.ndarray
-DenseQuery = tuple[str, ModelInfo, QueryVector]
-SparseQuery = tuple[str, ModelInfo, dict[str, float]]
+# (field, model info, query vector) of each leg of a hybrid search.
+DenseQuery = tuple[str, ModelInfo, DenseVector]
+SparseQuery = tuple[str, ModelInfo, SparseVector]
 
 
 class ChunkLayout(Protocol):
@@ -66,9 +63,9 @@ class Searcher(Protocol):
 
     def describe(self) -> str: ...
 
-    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]: ...
+    def search(self, field: str, info: ModelInfo, vector: DenseVector, k: int) -> list[Hit]: ...
 
-    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]: ...
+    def search_sparse(self, field: str, info: ModelInfo, query: SparseVector, k: int) -> list[Hit]: ...
 
     def search_hybrid(
         self, dense: DenseQuery, sparse: SparseQuery, k: int, weights: tuple[float, float] | None = None
@@ -132,10 +129,10 @@ class Sink(ABC):
         return self.count()
 
     @abstractmethod
-    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
+    def search(self, field: str, info: ModelInfo, vector: DenseVector, k: int) -> list[Hit]:
         """The k best documents for a query vector, best first."""
 
-    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
+    def search_sparse(self, field: str, info: ModelInfo, query: SparseVector, k: int) -> list[Hit]:
         """The k best documents for a sparse query ({token: weight}), scored by dot product, best first."""
         raise SinkError(f"{self.describe()} does not support sparse search")
 

@@ -9,8 +9,8 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
 from neural_ingest.config import OpenSearchSinkConfig
-from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.hybrid import DEFAULT_WEIGHTS, search_pipeline_body
+from neural_ingest.model_info import DenseVector, ModelInfo, SparseVector
 from neural_ingest.redact import redact_url
 from neural_ingest.sinks import sparse_query as sq
 from neural_ingest.sinks.base import (
@@ -19,7 +19,6 @@ from neural_ingest.sinks.base import (
     ChunkLayout,
     DenseQuery,
     Hit,
-    QueryVector,
     Searcher,
     Sink,
     SinkError,
@@ -209,10 +208,10 @@ class OpenSearchSink(Sink):
     def chunk_searcher(self, chunking: ChunkLayout, fields: list[str]) -> Searcher:
         return ChunkedOpenSearch(self, chunking, fields)
 
-    def knn_clause(self, field: str, vector: QueryVector, k: int) -> dict[str, Any]:
+    def knn_clause(self, field: str, vector: DenseVector, k: int) -> dict[str, Any]:
         return knn_clause(self.cfg.knn, field, vector, k)
 
-    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
+    def search(self, field: str, info: ModelInfo, vector: DenseVector, k: int) -> list[Hit]:
         body = {"size": k, "query": self.knn_clause(field, vector, k), "_source": {"excludes": [field]}}
         res = self.client.search(index=self.cfg.index, body=body)
         return [Hit(h["_id"], float(h["_score"]), h.get("_source", {})) for h in res["hits"]["hits"]]
@@ -246,7 +245,7 @@ class OpenSearchSink(Sink):
             self._neural = "opensearch-neural-search" in plugins
         return self._neural
 
-    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
+    def search_sparse(self, field: str, info: ModelInfo, query: SparseVector, k: int) -> list[Hit]:
         """neural_sparse (query_tokens) with neural-search, else linear rank_feature queries; score = dot product."""
         if self.neural_search_enabled():
             body = {"size": k, "query": sq.neural_sparse_clause(field, query), "_source": {"excludes": [field]}}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,11 +23,11 @@ from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_exc
 
 from neural_ingest.chunking import CHUNK_END, CHUNK_INDEX, CHUNK_KEYS, CHUNK_START, PARENT_ID, chunk_id
-from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.metadata import json_value
+from neural_ingest.model_info import DenseVector, ModelInfo, SparseVector, Vector
 from neural_ingest.records import Document
 from neural_ingest.sinks import sparse_query as sq
-from neural_ingest.sinks.base import ChunkLayout, DenseQuery, Hit, QueryVector, SinkError, SparseQuery
+from neural_ingest.sinks.base import ChunkLayout, DenseQuery, Hit, SinkError, SparseQuery
 from neural_ingest.sinks.knn_query import knn_clause
 from neural_ingest.sinks.opensearch_client import connection_problem
 from neural_ingest.sinks.scoring import fuse_with_passages
@@ -41,12 +41,9 @@ log = logging.getLogger(__name__)
 # Nested storage asks for the sink's knn.search_candidates parents (Lucene's HNSW queue; see KnnConfig).
 SEPARATE_OVERSAMPLE = 10
 
-# One chunk's vector as stored: a dense vector, or a sparse {token: weight} map.
-ChunkVector = Mapping[str, float] | Sequence[float] | np.ndarray
-
 
 # --------------------------------------------------------------------------- documents
-def _vec_json(vec: ChunkVector) -> dict[str, float] | list[float]:
+def _vec_json(vec: Vector) -> dict[str, float] | list[float]:
     if isinstance(vec, Mapping):
         return {str(k): float(v) for k, v in vec.items()}
     out: list[float] = np.asarray(vec).tolist()
@@ -167,13 +164,13 @@ class ChunkedOpenSearch:
     def separate_body(self, clause: dict[str, Any], k: int) -> dict[str, Any]:
         return {"size": k, "query": clause, "collapse": {"field": PARENT_ID}, "_source": {"excludes": list(self.fields)}}
 
-    def dense_body(self, field: str, vector: QueryVector, k: int) -> dict[str, Any]:
+    def dense_body(self, field: str, vector: DenseVector, k: int) -> dict[str, Any]:
         knn = self.sink.cfg.knn
         if self.plan.storage == "nested":
             return self.nested_body(knn_clause(knn, f"{self.plan.field}.{field}", vector, k), k)
         return self.separate_body(knn_clause(knn, field, vector, k * SEPARATE_OVERSAMPLE), k)
 
-    def sparse_body(self, field: str, query: dict[str, float], k: int) -> dict[str, Any]:
+    def sparse_body(self, field: str, query: SparseVector, k: int) -> dict[str, Any]:
         path = f"{self.plan.field}.{field}" if self.plan.storage == "nested" else field
         if self.sink.neural_search_enabled():
             clause = sq.neural_sparse_clause(path, query)
@@ -215,10 +212,10 @@ class ChunkedOpenSearch:
         except os_exc.OpenSearchException as e:
             raise SinkError(connection_problem(self.sink.cfg, e)) from None
 
-    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
+    def search(self, field: str, info: ModelInfo, vector: DenseVector, k: int) -> list[Hit]:
         return self._search(self.dense_body(field, vector, k))
 
-    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
+    def search_sparse(self, field: str, info: ModelInfo, query: SparseVector, k: int) -> list[Hit]:
         return self._search(self.sparse_body(field, query, k))
 
     def search_hybrid(

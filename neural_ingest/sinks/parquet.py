@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from neural_ingest.config import ParquetSinkConfig
-from neural_ingest.encoders.base import ModelInfo
-from neural_ingest.sinks.base import REPLACE, UPSERT, ChunkLayout, Hit, QueryVector, Searcher, Sink, SinkError
+from neural_ingest.model_info import DenseVector, ModelInfo, SparseVector
+from neural_ingest.sinks.base import REPLACE, UPSERT, ChunkLayout, Hit, Searcher, Sink, SinkError
 from neural_ingest.sinks.parquet_chunks import ChunkedParquet, parquet_schema
 from neural_ingest.sinks.scoring import dense_scores, sparse_scores
 
@@ -190,14 +190,14 @@ class ParquetSink(Sink):
             Hit(ids[i], float(scores[i]), {self.cfg.text_field: texts[i], **json.loads(metas[i] or "{}")}) for i in rows
         ]
 
-    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
+    def search(self, field: str, info: ModelInfo, vector: DenseVector, k: int) -> list[Hit]:
         """Exact search, scored the way OpenSearch's k-NN scores the same space type."""
         table, col = self._column(field)
         matrix = col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32)
         scores = dense_scores(matrix, np.asarray(vector, dtype=np.float32), info.space_type)
         return self._hits(table, np.argsort(-scores, kind="stable")[:k], scores)
 
-    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
+    def search_sparse(self, field: str, info: ModelInfo, query: SparseVector, k: int) -> list[Hit]:
         """Exact sparse search (scoring.sparse_scores, as OpenSearch scores it); only documents sharing a token match."""
         table, col = self._column(field)
         if not pa.types.is_map(col.type):

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 
 from neural_ingest.chunking import CHUNK_KEYS
-from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.metadata import metadata_json
+from neural_ingest.model_info import DenseVector, ModelInfo, SparseVector
 from neural_ingest.records import Document
-from neural_ingest.sinks.base import ChunkLayout, DenseQuery, Hit, QueryVector, SinkError, SparseQuery
+from neural_ingest.sinks.base import ChunkLayout, DenseQuery, Hit, SinkError, SparseQuery
 from neural_ingest.sinks.scoring import dense_scores, fuse_with_passages, sparse_scores
 
 if TYPE_CHECKING:  # the sink builds its searcher (ParquetSink.chunk_searcher) and the searcher reads the sink
@@ -123,14 +123,14 @@ class ChunkedParquet:
             out.append(Hit(ids[d], float(best[d]), {text_field: texts[d], **json.loads(metas[d] or "{}")}, passage))
         return out
 
-    def search(self, field: str, info: ModelInfo, vector: QueryVector, k: int) -> list[Hit]:
+    def search(self, field: str, info: ModelInfo, vector: DenseVector, k: int) -> list[Hit]:
         table, values, offsets = self._chunks(field)
         vec = self._child(values, field)
         matrix = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(vec), -1).astype(np.float32)
         scores = dense_scores(matrix, np.asarray(vector, dtype=np.float32), info.space_type)
         return self._top(table, values, offsets, scores, k)
 
-    def search_sparse(self, field: str, info: ModelInfo, query: dict[str, float], k: int) -> list[Hit]:
+    def search_sparse(self, field: str, info: ModelInfo, query: SparseVector, k: int) -> list[Hit]:
         table, values, offsets = self._chunks(field)
         col = self._child(values, field)
         if not pa.types.is_map(col.type):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from neural_ingest.config.sinks import KNN_MAX_K
+from neural_ingest.model_info import DenseVector
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,12 @@ def sample_size(most: int, documents: int) -> int:
     return min(most, documents, max(MIN_SAMPLE, documents // 10))
 
 
-def plain_query(field: str, vector: Sequence[float], k: int) -> dict[str, Any]:
+def plain_query(field: str, vector: DenseVector, k: int) -> dict[str, Any]:
     """What a client application sends: k neighbours, size k, the index's own search settings."""
     return {"size": k, "_source": False, "query": {"knn": {field: {"vector": [float(x) for x in vector], "k": k}}}}
 
 
-def exact_query(field: str, vector: Sequence[float], k: int, space_type: str,
+def exact_query(field: str, vector: DenseVector, k: int, space_type: str,
                 among: dict[str, Any] | None = None) -> dict[str, Any]:
     """Brute force over every document (or those ``among`` matches): knn_score with the field's space type (same
     order as the knn query)."""
@@ -134,12 +135,12 @@ def recall_at_k(approx: list[list[str]], exact: list[list[str]], k: int) -> floa
     return sum(shares) / len(shares) if shares else 0.0
 
 
-def measure(client: Any, index: str, field: str, vectors: Sequence[Sequence[float]], k: int, space_type: str) -> float:
+def measure(client: Any, index: str, field: str, vectors: Sequence[DenseVector], k: int, space_type: str) -> float:
     """recall@k of the plain knn query against brute force, for query ``vectors``."""
     return probe(client, index, field, vectors, k, space_type, k)[0]
 
 
-def probe(client: Any, index: str, field: str, vectors: Sequence[Sequence[float]], k: int, space_type: str,
+def probe(client: Any, index: str, field: str, vectors: Sequence[DenseVector], k: int, space_type: str,
           depth: int) -> tuple[float, FieldProbes]:
     """recall@k for query ``vectors``, and the probes a later night carries forward (each query's exact top ``depth``)."""
     approx = _msearch_ids(client, index, [plain_query(field, v, k) for v in vectors])

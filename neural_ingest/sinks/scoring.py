@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from neural_ingest.encoders.sparse_weights import lucene_quantize
 from neural_ingest.hits import Hit
 from neural_ingest.hybrid import DEFAULT_WEIGHTS, fuse, min_max
+from neural_ingest.model_info import SparseVector
 
 
 def dense_scores(matrix: np.ndarray, q: np.ndarray, space: str | None) -> np.ndarray:
@@ -31,7 +32,7 @@ def dense_scores(matrix: np.ndarray, q: np.ndarray, space: str | None) -> np.nda
     return scores
 
 
-def sparse_scores(col: pa.MapArray, query: dict[str, float]) -> np.ndarray:
+def sparse_scores(col: pa.MapArray, query: SparseVector) -> np.ndarray:
     """Dot product of the query with each stored map (0.0 where no token is shared), the stored weights truncated
     to the precision rank_features keeps, so scores agree with OpenSearch's."""
     tokens = [t for t, w in query.items() if w > 0]

@@ -1,6 +1,7 @@
 """What a reindex will do (alias, live index, new index, mode) and the index operations it uses: create, clone, refresh."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import threading
@@ -9,11 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neural_ingest.config import (
+    OpenSearchSinkConfig,
     OpenSearchSourceConfig,
     PipelineConfig,
     ReindexConfig,
 )
 from neural_ingest.fingerprint import identity_hash, model_identity
+from neural_ingest.model_info import ModelInfo
 from neural_ingest.sinks import aliases
 from neural_ingest.sinks.base import SinkError
 from neural_ingest.sinks.lock import IndexLock
@@ -92,12 +95,18 @@ class ReindexPlan:
 
 
 def settings(cfg: PipelineConfig) -> tuple[ReindexConfig, str]:
-    if cfg.sink.type != "opensearch":
+    sink = opensearch_sink(cfg)
+    rcfg = cfg.reindex or ReindexConfig()
+    return rcfg, rcfg.alias or sink.index
+
+
+def opensearch_sink(cfg: PipelineConfig) -> OpenSearchSinkConfig:
+    """The sink's settings, which a reindex needs to be OpenSearch's."""
+    if not isinstance(cfg.sink, OpenSearchSinkConfig):
         raise ReindexError(
             "reindex builds OpenSearch indices behind an alias: set sink.type: opensearch (sink.index names the alias)"
         )
-    rcfg = cfg.reindex or ReindexConfig()
-    return rcfg, rcfg.alias or cfg.sink.index
+    return cfg.sink
 
 
 def chunk_mode(cfg: PipelineConfig) -> str | None:
@@ -107,7 +116,7 @@ def chunk_mode(cfg: PipelineConfig) -> str | None:
 
 def live_reader(cfg: PipelineConfig, index: str) -> OpenSearchSourceConfig:
     """A source config that reads ``index`` with the sink's connection settings."""
-    s = cfg.sink
+    s = opensearch_sink(cfg)
     return OpenSearchSourceConfig(
         type="opensearch", hosts=s.hosts, index=index, username=s.username, password=s.password,
         aws_sigv4=s.aws_sigv4, verify_certs=s.verify_certs, ca_certs=s.ca_certs, timeout=s.bulk.timeout,
@@ -133,8 +142,9 @@ def describe_lock(lock: IndexLock) -> tuple[str, str | None]:
     return f"held by {doc.get('owner')} (run {doc.get('run_id')}) until {doc.get('expires_at')}", doc.get("run_id")
 
 
-def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool = False, replace_index: bool = False,
-                 now=None, lock_state: str = "", running: str | None = None, allow_shrink: bool = False) -> ReindexPlan:
+def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict[str, ModelInfo], *, full: bool = False,
+                 replace_index: bool = False, now: dt.datetime | None = None, lock_state: str = "",
+                 running: str | None = None, allow_shrink: bool = False) -> ReindexPlan:
     """What a run will do. ``running``: the run id holding the lock, whose index is never "unfinished"."""
     rcfg, alias = settings(cfg)
     identity = model_identity(cfg, fields)
@@ -208,12 +218,12 @@ def plan_reindex(cfg: PipelineConfig, client: Any, fields: dict, *, full: bool =
     )
 
 
-def index_hash(cfg: PipelineConfig, fields: dict) -> str:
+def index_hash(cfg: PipelineConfig, fields: dict[str, ModelInfo]) -> str:
     """Identity of the index the config creates (settings and mappings, sinks/mapping.index_body): an
     incremental night clones the live index only while it is the same, since a clone keeps the old ones."""
     from neural_ingest.sinks.mapping import index_body
 
-    return identity_hash(index_body(cfg.sink, fields))  # type: ignore[arg-type]
+    return identity_hash(index_body(opensearch_sink(cfg), fields))
 
 
 def _count(client: Any, index: str) -> int:

@@ -23,6 +23,7 @@ from neural_ingest.pipelines.reindex.plan import (
     index_hash,
     live_reader,
     open_lock,
+    opensearch_sink,
     plan_reindex,
     settings,
     warm_up,
@@ -99,7 +100,7 @@ def reindex(
     )
 
     rcfg, alias = settings(cfg)
-    client = make_client(cfg.sink)
+    client = make_client(opensearch_sink(cfg))
     prep0 = prepare(cfg)  # models loaded once: the mapping and the model identity need them
     problems = prep0.sink.check(prep0.fields) if dry_run else []
     if dry_run:
@@ -145,9 +146,11 @@ def reindex(
         out = _manifest_out(cfg, client, rcfg, alias, plan.new_index)
         store, probes_key = manifest.manifest_index(rcfg.lock_index), recall_probes.settings_hash(cfg.sink, plan.model_hash)
         recall = recall_probes.RecallCarry(client, store, probes_key)  # measured in full, its probes kept
+        reuse: CloneChanges | CountGone | ReuseStoredVectors
         if stored is not None and cfg.source.type != "opensearch":  # file sources: small tuples joined, never documents
             stored = stored.model_copy(update={"page_size": 5000})
             if plan.mode == "incremental":
+                assert plan.live is not None  # for mypy: stored reads the live index
                 ref = _manifest_ref(cfg, client, rcfg, plan, stored, echo) if out is not None else None
                 live_recall = (aliases.get_meta(client, plan.live) or {}).get("recall")
                 recall = recall_probes.RecallCarry(client, store, probes_key, plan.live, live_recall, echo)
@@ -216,7 +219,7 @@ def rollback(cfg: PipelineConfig, *, dry_run: bool = False, wait: float = 0.0) -
     from neural_ingest.sinks.opensearch_client import make_client
 
     rcfg, alias = settings(cfg)
-    client = make_client(cfg.sink)
+    client = make_client(opensearch_sink(cfg))
     try:
         if dry_run:
             live = aliases.live_index(client, alias)
@@ -250,6 +253,7 @@ def _manifest_out(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, alias: 
 def _manifest_ref(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, plan: ReindexPlan, live: Any,
                   echo: Callable[[str], None]) -> Any:
     """The live index's manifest when it describes that index exactly now; None (the stamps are read) otherwise."""
+    assert plan.live is not None  # for mypy: only an incremental night with a live index reads its manifest
     mindex = manifest.manifest_index(rcfg.lock_index)
     header, why = manifest.usable(client, mindex, plan.live, plan.model_hash, manifest.source_hash(cfg.source))
     if header is None:

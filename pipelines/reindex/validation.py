@@ -13,6 +13,7 @@ from neural_ingest.config import (
 from neural_ingest.pipelines.reindex.plan import (
     _count,
     chunk_mode,
+    opensearch_sink,
     refresh,
 )
 from neural_ingest.summary import RunSummary
@@ -46,7 +47,7 @@ def validate(cfg: PipelineConfig, client: Any, prep: Any, index: str, summary: R
              seed: int = 0, *, live: str | None = None, allow_shrink: bool = False) -> Validation:
     """The gate before the swap; ``live``: the index readers see now (the shrink guard compares with it)."""
     v = Validation()
-    refresh(client, index, cfg.sink.bulk.refresh_timeout)  # type: ignore[union-attr]
+    refresh(client, index, opensearch_sink(cfg).bulk.refresh_timeout)
     chunked = chunk_mode(cfg)
 
     expected = summary.read - summary.skipped
@@ -134,7 +135,8 @@ def self_retrieval(cfg: PipelineConfig, client: Any, prep: Any, index: str, vcfg
     come back among the top k on every encoder field."""
     from neural_ingest.sinks.opensearch import OpenSearchSink
 
-    text_field = cfg.sink.text_field
+    sink_cfg = opensearch_sink(cfg)
+    text_field = sink_cfg.text_field
     wanted = [text_field] + (list(prep.fields) if vcfg.query_vectors == "stored" else [])
     body = {
         "size": vcfg.sample_queries,
@@ -144,7 +146,7 @@ def self_retrieval(cfg: PipelineConfig, client: Any, prep: Any, index: str, vcfg
     hits = client.search(index=index, body=body)["hits"]["hits"]
     if not hits:
         return Check("self_retrieval", False, f"no document to sample in {index}")
-    sink = OpenSearchSink(cfg.sink.model_copy(update={"index": index}))
+    sink = OpenSearchSink(sink_cfg.model_copy(update={"index": index}))
     rates: dict[str, float] = {}
     misses: list[str] = []
     try:
