@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from benchmarks import opensearch_node
@@ -60,9 +60,7 @@ def load_through_sink(cfg: Any, fields: dict[str, Any], corpus_path: str, vector
 
 def raw_bulk(bench: Bench, vectors: Any) -> None:
     """``helpers.bulk`` of the corpus and its vectors into a fresh index with the sink's mapping, then a refresh."""
-    from opensearchpy import helpers
 
-    from neural_ingest.sinks.mapping import index_body
 
     client = opensearch_node.client(bench.os_url)
     cfg = sink_config(bench.os_url, f"bench-rawbulk-{uuid.uuid4().hex[:6]}")
@@ -70,26 +68,30 @@ def raw_bulk(bench: Bench, vectors: Any) -> None:
     records = bench.w.records
 
     def go() -> None:
-        client.indices.create(index=cfg.index, body=index_body(cfg, fields))
-        actions = (
-            {
-                "_index": cfg.index,
-                "_id": r["id"],
-                "_source": {"source": r["source"], "text": r["text"], "embedding": v.tolist()},
-            }
+        bulk_baseline(client, cfg, fields, len(records), (
+            {"_index": cfg.index, "_id": r["id"], "_source": {"source": r["source"], "text": r["text"], "embedding": v.tolist()}}
             for r, v in zip(records, vectors)
-        )
-        ok, errors = helpers.bulk(
-            client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes, request_timeout=120
-        )
-        if errors or ok != len(records):
-            raise RuntimeError(f"raw bulk: {ok} ok, errors {errors[:3]}")
-        client.indices.refresh(index=cfg.index)
+        ))
 
     secs, _ = timed(go)
     count = client.count(index=cfg.index)["count"]
     client.indices.delete(index=cfg.index, ignore=[404])
     bench.record("raw_bulk", None, secs, len(records), count_in_index=count, chunk_size=cfg.bulk.max_docs)
+
+
+def bulk_baseline(client: Any, cfg: Any, fields: dict[str, Any], expected: int, actions: Iterable[dict[str, Any]]) -> None:
+    """The raw baseline the sink stage is measured against: a fresh index with the pipeline's mapping, opensearch-py's
+    ``helpers.bulk`` in the sink's request sizes, a refresh."""
+    from opensearchpy import helpers
+
+    from neural_ingest.sinks.mapping import index_body
+
+    client.indices.create(index=cfg.index, body=index_body(cfg, fields))
+    ok, errors = helpers.bulk(client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes,
+                              request_timeout=120)
+    if errors or ok != expected:
+        raise RuntimeError(f"raw bulk: {ok} ok, errors {errors[:3]}")
+    client.indices.refresh(index=cfg.index)
 
 
 def indexing_stage(bench: Bench, vectors: Any, name: str = "indexing_stage", **sink_extra: Any) -> None:

@@ -231,12 +231,10 @@ class Overhead:
     # ------------------------------------------------------------------ (c) OpenSearch
     def raw_bulk(self, records: list[dict[str, Any]], tag: str) -> tuple[float, float]:
         """(wall, CPU) seconds of ``helpers.bulk`` of ``records`` with their hash vectors into a fresh index."""
-        from opensearchpy import helpers
 
         from neural_ingest.config import OpenSearchSinkConfig
         from neural_ingest.encoders.base import ModelInfo
         from neural_ingest.encoders.hash import hash_vectors
-        from neural_ingest.sinks.mapping import index_body
 
         dim = self.args.dimension
         vectors = hash_vectors([_text(r) for r in records], dim)  # the same vectors, computed before the clock starts
@@ -249,17 +247,12 @@ class Overhead:
         client = self.client()
 
         def go() -> None:
-            client.indices.create(index=cfg.index, body=index_body(cfg, fields))
-            actions = (
+            from benchmarks.opensearch_runs import bulk_baseline
+
+            bulk_baseline(client, cfg, fields, len(records), (
                 {"_index": cfg.index, "_id": r["id"], "_source": {"topic": r["topic"], "text": _text(r), "embedding": v.tolist()}}
                 for r, v in zip(records, vectors)
-            )
-            ok, errors = helpers.bulk(
-                client, actions, chunk_size=cfg.bulk.max_docs, max_chunk_bytes=cfg.bulk.max_bytes, request_timeout=120
-            )
-            if errors or ok != len(records):
-                raise RuntimeError(f"raw bulk: {ok} ok, errors {errors[:3]}")
-            client.indices.refresh(index=cfg.index)
+            ))
 
         try:
             secs, cpu, _ = timed_cpu(go)
