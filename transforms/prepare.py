@@ -18,7 +18,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from neural_ingest.config import SourceConfig
+from neural_ingest.config import AnySourceConfig
 from neural_ingest.metadata import MetadataError, json_value, lone_surrogate
 from neural_ingest.records import PREPARE, Document, content_id
 from neural_ingest.transforms import counters, positions
@@ -49,7 +49,7 @@ def record_id(record: dict[str, Any], id_field: str) -> tuple[str, tuple[str, st
 class PrepareFn(counters.Tallied, beam.DoFn):
     """Record -> Document, or its dead letter / skip (``text_field.<f>`` counted once a bundle)."""
 
-    def __init__(self, cfg: SourceConfig):
+    def __init__(self, cfg: AnySourceConfig):
         self.cfg = cfg
         self._text_counters = [(f, f"text_field.{f}") for f in cfg.text_fields]  # names built once, not per record
 
@@ -149,7 +149,7 @@ class PrepareDocuments(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCo
     ``chunked``: the records come as lists (``ReadRecords(chunked=True)``, the reread too) and the documents
     leave as lists, one Beam element a chunk; the rules, dead letters and counts are the same."""
 
-    def __init__(self, cfg: SourceConfig, reread: beam.PTransform[Any, Any] | None = None, chunked: bool = False):
+    def __init__(self, cfg: AnySourceConfig, reread: beam.PTransform[Any, Any] | None = None, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.reread = reread
@@ -178,7 +178,7 @@ class IdPositions(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]):
     record, the ids the documents will have (PrepareFn's own rules). Its dead letters and counts are the
     first read's, so here they are dropped (and its steps left out of the summary: counters.UNCOUNTED)."""
 
-    def __init__(self, cfg: SourceConfig, reread: beam.PTransform[Any, Any], chunked: bool = False):
+    def __init__(self, cfg: AnySourceConfig, reread: beam.PTransform[Any, Any], chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.reread = reread

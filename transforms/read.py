@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io import fileio
 
-from neural_ingest.config import OpenSearchSourceConfig, SourceConfig
+from neural_ingest.config import AnySourceConfig, SourceConfig
 from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ
 from neural_ingest.transforms import counters
@@ -282,7 +282,7 @@ class ReadRecords(beam.PTransform[beam.pvalue.PBegin, dict[str, beam.PCollection
     holds lists of dicts (JSONL: a chunk of lines parsed at once), so the steps after it handle one Beam
     element per list, not per record; dead letters stay one per record."""
 
-    def __init__(self, cfg: SourceConfig | OpenSearchSourceConfig, line_digests: bool = False, chunked: bool = False):
+    def __init__(self, cfg: AnySourceConfig, line_digests: bool = False, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.line_digests = line_digests  # JSONL: each position carries its raw line's digest (reindex's manifest)

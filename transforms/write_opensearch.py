@@ -13,7 +13,7 @@ from neural_ingest.records import INDEX, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER, DeadLetterOutput
 
-if TYPE_CHECKING:  # imported where used at run time: a worker that only reads needs neither
+if TYPE_CHECKING:  # at run time imported where used (setup), as the sinks are
     from opensearchpy import OpenSearch
 
     from neural_ingest.sinks.bulk import BulkResult, BulkWriter
