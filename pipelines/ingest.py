@@ -88,13 +88,11 @@ def build_ingest(
         before_encode = None
     else:
         files = cfg.source.type != "opensearch"
-        # The ignores below: ReadRecords / PrepareDocuments take index sources too, but their
-        # annotations (transforms/read.py, prepare.py) say SourceConfig; drop these once they take AnySourceConfig
         line_digests = getattr(before_encode, "line_digests", False)
-        read = p | "Read" >> ReadRecords(cfg.source, line_digests, chunked=files)  # type: ignore[arg-type]
+        read = p | "Read" >> ReadRecords(cfg.source, line_digests, chunked=files)
         # files: ids found by a light second read
-        reread = ReadRecords(cfg.source, chunked=True) if files else None  # type: ignore[arg-type]
-        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)  # type: ignore[arg-type]
+        reread = ReadRecords(cfg.source, chunked=True) if files else None
+        prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)
         docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
         chunked = files
     _ = skipped | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")

@@ -30,6 +30,7 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
 from neural_ingest.encoders.base import Encoder, Tokenized
+from neural_ingest.model_info import Vector
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.encode import EncodeBatchFn
@@ -111,7 +112,7 @@ def cut_batches(
     return batches
 
 
-class _WindowFn(beam.DoFn):
+class BufferDocumentsFn(beam.DoFn):
     """Buffer up to ``window_docs`` documents per Beam window; emit them as one list, in arrival order.
     An element that is a list of documents (a chunk: ``ReadRecords(chunked=True)`` on) adds all of them.
     ``exact``: lists of exactly ``window_docs`` (the rest at the bundle's end), as ``BatchElements`` of
@@ -125,7 +126,7 @@ class _WindowFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._buffers = {}
 
-    def process(self, element: Any, window=beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
+    def process(self, element: Any, window: Any = beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
         buf = self._buffers.setdefault(window, [])
         if type(element) is list:
             buf.extend(element)
@@ -155,8 +156,8 @@ class EncodeWindowFn(EncodeBatchFn):
     window of documents, encodes it in length-sorted batches, and emits the encoded documents in the
     window's order (dead letters as they come)."""
 
-    def __init__(self, encoder: Any, field: str, progress_every: float, plan: BatchPlan, truncation_limit: int | None = None,
-                 lists: bool = False):
+    def __init__(self, encoder: Encoder[Any], field: str, progress_every: float, plan: BatchPlan,
+                 truncation_limit: int | None = None, lists: bool = False):
         super().__init__(encoder, field, progress_every, lists)
         self.plan = plan
         # Truncate mode (chunking.py): the documents over this many tokens are counted here, from the counts
@@ -167,10 +168,11 @@ class EncodeWindowFn(EncodeBatchFn):
     def _count_tokens(self, texts: list[str], cap: int | None) -> list[int]:
         """Token counts from the shared model's tokenizer, truncated at ``cap`` (so no over-length
         warning); encoders without a ``tokenizer`` attribute count with their own ``token_lengths``."""
-        tok = getattr(self._loaded.model, "tokenizer", None)
+        loaded = self._model()
+        tok = getattr(loaded.model, "tokenizer", None)
         if tok is None or not cap:
-            return self.encoder.token_lengths(self._loaded, texts)
-        with self._loaded.lock:  # HF fast tokenizers are not thread-safe
+            return self.encoder.token_lengths(loaded, texts)
+        with loaded.lock:  # HF fast tokenizers are not thread-safe
             ids = tok(texts, add_special_tokens=True, truncation=True, max_length=cap)["input_ids"]
         return [len(x) for x in ids]
 
@@ -182,9 +184,10 @@ class EncodeWindowFn(EncodeBatchFn):
         if not callable(tokenize) or (limit and limit != getattr(info, "max_seq_length", None)):
             return None  # its truncation flags are at the model's maximum, the limit is another one
         try:
-            return tokenize(self._loaded, texts)
+            tokenized: Tokenized | None = tokenize(self._loaded, texts)
         except Exception:  # noqa: BLE001 - the counting path below decides what a failure means
             return None
+        return tokenized
 
     def _lengths(self, docs: list[Any]) -> list[int]:
         info = getattr(self._loaded, "info", None)
@@ -219,11 +222,11 @@ class EncodeWindowFn(EncodeBatchFn):
             lengths = [min(n, cap) for n in lengths]
         return lengths
 
-    def _encode(self, batch: Sequence[Any]) -> list[Any]:
+    def _encode(self, batch: Sequence[Any]) -> list[Vector]:
         """From the window's tokens where the encoder gave them (the same vectors), else from the texts."""
         tokens = self._tokens
         if tokens and all(id(d) in tokens for d in batch):
-            return self.encoder.encode_tokenized(self._loaded, [tokens[id(d)] for d in batch])
+            return self.encoder.encode_tokenized(self._model(), [tokens[id(d)] for d in batch])
         return super()._encode(batch)
 
     def process(self, window: Any) -> Iterable[Any]:
@@ -267,30 +270,31 @@ def batching_for(
     truncation_limit: int | None = None,
     chunked: bool = False,
     lists: bool = False,
-) -> tuple[beam.PTransform, beam.DoFn]:
+) -> tuple[beam.PTransform[Any, Any], EncodeBatchFn]:
     """(batching transform, encode DoFn) for an encoder's ``batching`` config: windows encoded in
     length-sorted batches (sorted, the default), or ``BatchElements`` of ``batch_size`` units in
     arrival order and the plain ``EncodeBatchFn`` (fixed). ``truncation_limit``: the window counts the
     documents over it (only where ``counts_tokens``). ``chunked``: elements may be lists of documents (fixed:
-    cut into lists of ``batch_size`` by ``_WindowFn(exact=True)``); ``lists``: the encoded documents leave as
+    cut into lists of ``batch_size`` by ``BufferDocumentsFn(exact=True)``); ``lists``: the encoded documents leave as
     one list a batch or window instead of one element each."""
     plan = plan_for(encoder)
     if plan.mode == "fixed":
         batch = (
-            beam.ParDo(_WindowFn(plan.batch_size, exact=True)).with_output_types(Chunk) if chunked
+            beam.ParDo(BufferDocumentsFn(plan.batch_size, exact=True)).with_output_types(Chunk) if chunked
             else beam.BatchElements(min_batch_size=plan.batch_size, max_batch_size=plan.batch_size, element_size_fn=_units)
         )
         return batch, EncodeBatchFn(encoder, field, progress_every, lists)
-    return beam.ParDo(_WindowFn(plan.window_docs)).with_output_types(Chunk), EncodeWindowFn(
+    return beam.ParDo(BufferDocumentsFn(plan.window_docs)).with_output_types(Chunk), EncodeWindowFn(
         encoder, field, progress_every, plan, truncation_limit, lists
     )
 
 
-class Unchunk(beam.PTransform):
+class Unchunk(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """Lists of documents (and single ones) -> one element a document, for steps that take them one by one."""
 
-    def expand(self, docs: beam.PCollection) -> beam.PCollection:
-        return docs | "Unchunk" >> beam.FlatMap(_each)
+    def expand(self, docs: beam.PCollection[Any]) -> beam.PCollection[Any]:
+        each: beam.PCollection[Any] = docs | "Unchunk" >> beam.FlatMap(_each)
+        return each
 
 
 def _each(element: Any) -> Iterable[Any]:

@@ -9,9 +9,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from neural_ingest.records import DeadLetter
 
 NAMESPACE = "neural_ingest"
 DEAD_LETTER = "dead_letter"  # tag of every transform's dead-letter output
@@ -19,6 +22,8 @@ UNCOUNTED = "UncountedIdPass"  # label of a second read (duplicate ids): its cou
 SKIPPED = "skipped"  # tag of records deliberately left out (empty text, duplicate id), written beside dead letters
 
 log = logging.getLogger("neural_ingest.progress")
+
+DeadLetterOutput: TypeAlias = TaggedOutput[str, DeadLetter]  # a record's dead letter (or skip) on its tagged output
 
 
 _COUNTERS: dict[str, Any] = {}  # name -> Beam's DelegatingCounter: it finds the current bundle's cell at each inc
@@ -78,26 +83,17 @@ def skipped(reason: str, n: int = 1) -> None:
 
 
 def dead_letter(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None, status: int | None = None,
-                attempts: int = 1) -> Any:
+                attempts: int = 1) -> DeadLetterOutput:
     """Every stage's one failure path: count ``failed.<stage>.<reason>`` and return the record's dead letter as the
     ``dead_letter`` tagged output."""
-    import apache_beam as beam
-
-    from neural_ingest.records import DeadLetter
-
     failed(stage, reason)
-    return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(stage, reason, message, record, doc_id=doc_id, status=status,
-                                                             attempts=attempts))
+    return TaggedOutput(DEAD_LETTER, DeadLetter(stage, reason, message, record, doc_id=doc_id, status=status, attempts=attempts))
 
 
-def skip_record(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None) -> Any:
+def skip_record(stage: str, reason: str, message: str, record: Any, doc_id: str | None = None) -> DeadLetterOutput:
     """Count a skipped record and return it as a tagged output, so skips are listed, never silent."""
-    import apache_beam as beam
-
-    from neural_ingest.records import DeadLetter
-
     skipped(reason)
-    return beam.pvalue.TaggedOutput(SKIPPED, DeadLetter(stage, reason, message, record, doc_id=doc_id))
+    return TaggedOutput(SKIPPED, DeadLetter(stage, reason, message, record, doc_id=doc_id))
 
 
 class Progress:

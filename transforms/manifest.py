@@ -23,12 +23,17 @@ import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import apache_beam as beam
 import numpy as np
 
+if TYPE_CHECKING:
+    from neural_ingest.config import OpenSearchSinkConfig, OpenSearchSourceConfig
+
 log = logging.getLogger(__name__)
+
+Row: TypeAlias = tuple[str, int, int, int]  # a manifest row: (id, raw-line digest, doc digest, text digest)
 
 VERSION = 1  # of the manifest's format and of the rules that map a line to its digests
 PARTS = 64  # = reuse.PARTITIONS: one part per partition of the ids
@@ -67,7 +72,7 @@ def source_hash(source: Any) -> str:
 class ManifestRef:
     """Where a committed manifest is and the index it describes (``live``: the reader config of that index)."""
 
-    live: Any
+    live: OpenSearchSourceConfig
     manifest_index: str
     index: str
     uuid: str
@@ -78,18 +83,18 @@ class ManifestRef:
 class ManifestOut:
     """Where a build writes its manifest parts (uncommitted until the driver commits them)."""
 
-    sink: Any
+    sink: OpenSearchSinkConfig
     manifest_index: str
     alias: str
     index: str
 
 
 # --------------------------------------------------------------------------- encoding
-def encode_part(alias: str, index: str, part: int, rows: list[tuple[str, int, int, int]]) -> dict[str, Any]:
+def encode_part(alias: str, index: str, part: int, rows: list[Row]) -> dict[str, Any]:
     return encode_block(alias, index, part, *block(rows))
 
 
-def block(rows: list[tuple[str, int, int, int]]) -> tuple[list[str], np.ndarray]:
+def block(rows: list[Row]) -> tuple[list[str], np.ndarray]:
     """(id, raw, doc, content) rows -> (ids, an (n, 3) uint64 array): the form rows travel and are stored in."""
     return [r[0] for r in rows], np.array([r[1:] for r in rows], dtype=np.uint64).reshape(-1, 3)
 
@@ -197,15 +202,18 @@ class WriteManifestFn(beam.DoFn):
         return []
 
 
-class ManifestRows(beam.PTransform):
+class ManifestRows(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]):
     """(partition, (ids, digests)) blocks (manifest.block) -> written as the build's manifest parts."""
 
     def __init__(self, out: ManifestOut):
         super().__init__()
         self.out = out
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        return rows | "ByPartition" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(WriteManifestFn(self.out))
+    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[Any]:
+        written: beam.PCollection[Any] = rows | "ByPartition" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(
+            WriteManifestFn(self.out)
+        )
+        return written
 
 
 class StampRowsFn(beam.DoFn):
@@ -214,8 +222,11 @@ class StampRowsFn(beam.DoFn):
 
     _BATCH = 2000
 
+    def __init__(self) -> None:
+        beam.DoFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
+
     def start_bundle(self) -> None:
-        self._parts: dict[int, list] = {}
+        self._parts: dict[int, list[Row]] = {}
 
     def process(self, doc: Any) -> Iterable[Any]:
         from neural_ingest.transforms.reuse import STAMP_FIELD, partition
@@ -234,7 +245,7 @@ class StampRowsFn(beam.DoFn):
         from apache_beam.utils.windowed_value import WindowedValue
 
         for part, batch in self._parts.items():
-            yield WindowedValue((part, block(batch)), 0, [GlobalWindow()])
+            yield WindowedValue((part, block(batch)), 0, (GlobalWindow(),))
         self._parts = {}
 
 

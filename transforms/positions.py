@@ -9,7 +9,7 @@ duplicates are resolved.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from apache_beam import coders, typehints
@@ -47,7 +47,7 @@ class _ClaimSpy:
         self.last = -1
 
     def try_claim(self, position: Any) -> bool:
-        ok = self._tracker.try_claim(position)
+        ok: bool = self._tracker.try_claim(position)
         if ok:
             self.last = position
         return ok
@@ -56,14 +56,16 @@ class _ClaimSpy:
         return getattr(self._tracker, name)
 
 
+# Beam's _TextSource methods are called by name here, not through super(): mypy's untyped-call exclusion
+# (pyproject: untyped_calls_exclude) matches Beam's names, and a super() call has none.
 class _TextSourceWithOffsets(textio._TextSource):
     def read_records(self, file_name: str, range_tracker: iobase.RangeTracker) -> Iterable[tuple[str, int, Any]]:
         spy = _ClaimSpy(range_tracker)
-        for record in super().read_records(file_name, spy):
+        for record in textio._TextSource.read_records(self, file_name, spy):
             yield file_name, spy.last, record
 
     def output_type_hint(self) -> Any:
-        return typehints.Tuple[str, int, super().output_type_hint()]
+        return typehints.Tuple[str, int, textio._TextSource.output_type_hint(self)]
 
 
 class ReadLinesWithOffsets(textio.ReadFromText):
@@ -97,11 +99,11 @@ class _TextSourceChunks(textio._TextSource):
         start = range_tracker.start_position()
         next_start = start
 
-        def unclaimed(stop_position: int) -> int:
+        def unclaimed(stop_position: int) -> object:  # 0, or Beam's SPLIT_POINTS_UNKNOWN sentinel (an object())
             return 0 if stop_position <= next_start else iobase.RangeTracker.SPLIT_POINTS_UNKNOWN
 
         range_tracker.set_split_points_unclaimed_callback(unclaimed)
-        with self.open_file(file_name) as f:
+        with textio._TextSource.open_file(self, file_name) as f:
             pos = 0
             data = b""
             if start > 0:  # the line that holds byte start-1 belongs to the split before: skip past its end
@@ -143,7 +145,7 @@ class _TextSourceChunks(textio._TextSource):
     def _claim(range_tracker: iobase.RangeTracker, chunk: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
         """The chunk's lines this split emits: each claimed as Beam's reader claims it, up to the first
         refused (it starts past the split's end, or a dynamic split took it)."""
-        claim = range_tracker.try_claim
+        claim: Callable[[int], bool] = range_tracker.try_claim
         for i, (offset, _line) in enumerate(chunk):
             if not claim(offset):
                 return chunk[:i]
@@ -152,7 +154,7 @@ class _TextSourceChunks(textio._TextSource):
     def _read_by_line(self, file_name: str, range_tracker: iobase.RangeTracker) -> Iterable[tuple[str, list[tuple[int, Any]]]]:
         spy = _ClaimSpy(range_tracker)
         chunk: list[tuple[int, Any]] = []
-        for record in super().read_records(file_name, spy):
+        for record in textio._TextSource.read_records(self, file_name, spy):
             chunk.append((spy.last, record))
             if len(chunk) >= CHUNK_LINES:
                 yield file_name, chunk
@@ -161,7 +163,7 @@ class _TextSourceChunks(textio._TextSource):
             yield file_name, chunk
 
     def output_type_hint(self) -> Any:
-        return typehints.Tuple[str, typehints.List[typehints.Tuple[int, super().output_type_hint()]]]
+        return typehints.Tuple[str, typehints.List[typehints.Tuple[int, textio._TextSource.output_type_hint(self)]]]
 
 
 class ReadLineChunksWithOffsets(textio.ReadFromText):

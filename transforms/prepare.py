@@ -18,12 +18,12 @@ from typing import Any
 
 import apache_beam as beam
 
-from neural_ingest.config import SourceConfig
+from neural_ingest.config import AnySourceConfig
 from neural_ingest.metadata import MetadataError, json_value, lone_surrogate
 from neural_ingest.records import PREPARE, Document, content_id
 from neural_ingest.transforms import counters, positions
 from neural_ingest.transforms.chunks import Chunk
-from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
+from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, DeadLetterOutput
 from neural_ingest.transforms.positions import pop_position
 
 
@@ -49,11 +49,11 @@ def record_id(record: dict[str, Any], id_field: str) -> tuple[str, tuple[str, st
 class PrepareFn(counters.Tallied, beam.DoFn):
     """Record -> Document, or its dead letter / skip (``text_field.<f>`` counted once a bundle)."""
 
-    def __init__(self, cfg: SourceConfig):
+    def __init__(self, cfg: AnySourceConfig):
         self.cfg = cfg
         self._text_counters = [(f, f"text_field.{f}") for f in cfg.text_fields]  # names built once, not per record
 
-    def _dead(self, reason: str, message: str, record: Any, doc_id: str | None = None):
+    def _dead(self, reason: str, message: str, record: Any, doc_id: str | None = None) -> DeadLetterOutput:
         return counters.dead_letter(PREPARE, reason, message, record, doc_id=doc_id)
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
@@ -140,7 +140,7 @@ class PrepareChunkFn(PrepareFn):
             yield docs
 
 
-class PrepareDocuments(beam.PTransform):
+class PrepareDocuments(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """dicts -> {"documents": Documents, "dead_letter": DeadLetters, "skipped": DeadLetters}.
 
     ``reread``: the source's reader once more (a fresh ``ReadRecords``), so duplicate ids are found from
@@ -149,13 +149,13 @@ class PrepareDocuments(beam.PTransform):
     ``chunked``: the records come as lists (``ReadRecords(chunked=True)``, the reread too) and the documents
     leave as lists, one Beam element a chunk; the rules, dead letters and counts are the same."""
 
-    def __init__(self, cfg: SourceConfig, reread: beam.PTransform | None = None, chunked: bool = False):
+    def __init__(self, cfg: AnySourceConfig, reread: beam.PTransform[Any, Any] | None = None, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.reread = reread
         self.chunked = chunked
 
-    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, records: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         prep = beam.ParDo(PrepareChunkFn(self.cfg)).with_output_types(Chunk) if self.chunked else beam.ParDo(PrepareFn(self.cfg))
         out = records | "Prepare" >> prep.with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         docs, skipped = out.documents, [out[SKIPPED]]
@@ -173,21 +173,22 @@ class PrepareDocuments(beam.PTransform):
         return {"documents": docs, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: tuple(skipped) | "Skipped" >> beam.Flatten()}
 
 
-class IdPositions(beam.PTransform):
+class IdPositions(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]):
     """PBegin -> (id, position) of every document, from a second read of the source: two small values a
     record, the ids the documents will have (PrepareFn's own rules). Its dead letters and counts are the
     first read's, so here they are dropped (and its steps left out of the summary: counters.UNCOUNTED)."""
 
-    def __init__(self, cfg: SourceConfig, reread: beam.PTransform, chunked: bool = False):
+    def __init__(self, cfg: AnySourceConfig, reread: beam.PTransform[Any, Any], chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.reread = reread
         self.chunked = chunked  # lists of records in; (bucket, {id: (count, last position)}) out, one a bucket and chunk
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[Any]:
         records = (pbegin | "Read" >> self.reread)["records"]
         fn = IdAndPositionChunkFn(self.cfg) if self.chunked else IdAndPositionFn(self.cfg)
-        return records | "IdAndPosition" >> beam.ParDo(fn)
+        pairs: beam.PCollection[Any] = records | "IdAndPosition" >> beam.ParDo(fn)
+        return pairs
 
 
 class IdAndPositionFn(PrepareFn):
@@ -263,7 +264,8 @@ class _CountLastCoder(beam.coders.Coder):
     _inner = beam.coders.FastPrimitivesCoder()
 
     def encode(self, value: Any) -> bytes:
-        return self._inner.encode(value)
+        encoded: bytes = self._inner.encode(value)
+        return encoded
 
     def decode(self, encoded: bytes) -> Any:
         count, last = self._inner.decode(encoded)
@@ -279,6 +281,9 @@ class _CountLastCoder(beam.coders.Coder):
 class CountAndLastPosition(beam.CombineFn):
     """positions of one id -> (how many, the last in source order): two small values an id however many
     copies it has, combined before the shuffle (no list of every position)."""
+
+    def __init__(self) -> None:
+        beam.CombineFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
 
     def create_accumulator(self) -> tuple[int, Any]:
         return 0, None
@@ -305,7 +310,8 @@ class _CountsLastCoder(beam.coders.Coder):
     _inner = beam.coders.FastPrimitivesCoder()
 
     def encode(self, value: Any) -> bytes:
-        return self._inner.encode(value)
+        encoded: bytes = self._inner.encode(value)
+        return encoded
 
     def decode(self, encoded: bytes) -> Any:
         return {k: (c, None if w is None else (sys.intern(w[0]), w[1])) for k, (c, w) in self._inner.decode(encoded).items()}
@@ -321,6 +327,9 @@ class CountAndLastPositions(beam.CombineFn):
     """CountAndLastPosition for a bucket of ids at once: {id: (count, last position)} maps (IdAndPositionChunkFn's,
     one a chunk) merged into one; the output keeps only the ids seen more than once. One small entry an id,
     as CountAndLastPosition keeps one accumulator an id."""
+
+    def __init__(self) -> None:
+        beam.CombineFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
 
     def create_accumulator(self) -> dict[str, tuple[int, Any]]:
         return {}
@@ -390,7 +399,7 @@ class KeepLastFn(beam.DoFn):
         )
 
 
-class DropDuplicateIds(beam.PTransform):
+class DropDuplicateIds(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Documents -> {"documents": one per id, "skipped": the duplicates}.
 
     With ``positions`` ((id, position) of every document, from IdPositions) only those small pairs are
@@ -399,13 +408,13 @@ class DropDuplicateIds(beam.PTransform):
     accumulator each), not the corpus. Without:
     one shuffle of the documents keyed by id (KeepOneFn), which holds them all on the local runner."""
 
-    def __init__(self, source_type: str = "jsonl", positions: beam.PCollection | None = None, chunked: bool = False):
+    def __init__(self, source_type: str = "jsonl", positions: beam.PCollection[Any] | None = None, chunked: bool = False):
         super().__init__()
         self.source_type = source_type
         self.positions = positions
         self.chunked = chunked  # lists of Documents, and positions as (bucket, {id: (count, last)}) (IdAndPositionChunkFn)
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         if self.positions is not None and self.chunked:
             dups = (
                 self.positions

@@ -15,12 +15,12 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io import fileio
 
-from neural_ingest.config import SourceConfig
+from neural_ingest.config import AnySourceConfig, SourceConfig
 from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import Chunk
-from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.counters import DEAD_LETTER, DeadLetterOutput
 from neural_ingest.transforms.positions import (
     POSITION,
     ReadLineChunksWithOffsets,
@@ -29,25 +29,18 @@ from neural_ingest.transforms.positions import (
 )
 
 
-def _dead(reason: str, message: str, record: Any) -> beam.pvalue.TaggedOutput:
+def _dead(reason: str, message: str, record: Any) -> DeadLetterOutput:
     return counters.dead_letter(READ, reason, message, record)
 
 
-class ParseJsonLine(counters.Tallied, beam.DoFn):
+class _JsonLines(counters.Tallied, beam.DoFn):
     """bytes line -> dict (``read`` counted once a bundle); malformed JSON, non-UTF-8 bytes, non-object lines, lone
-    surrogate escapes (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters."""
+    surrogate escapes (``"\\ud800"``: valid JSON, not Unicode) and nesting no later stage could carry are dead letters.
+    The rules of ParseJsonLine (a line an element) and ParseJsonChunk (a chunk of lines an element)."""
 
     def __init__(self, encoding: str = "utf-8", line_digests: bool = False):
         self.encoding = encoding
         self.line_digests = line_digests  # position (file, offset, raw-line digest): reindex's stamps manifest
-
-    def process(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
-        yield from self._outputs(item)
-
-    def _outputs(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
-        out = self._parse(*item)
-        if out is not None:
-            yield out
 
     def _parse(self, filename: str, offset: int, line: bytes) -> Any:
         """The line's one outcome: its record (a dict), its dead letter, or None (a blank line)."""
@@ -76,7 +69,19 @@ class ParseJsonLine(counters.Tallied, beam.DoFn):
         return with_position(obj, filename, offset)
 
 
-class ParseJsonChunk(ParseJsonLine):
+class ParseJsonLine(_JsonLines):
+    """(file, byte offset, line) -> its record (a dict), or its dead letter; nothing for a blank line."""
+
+    def process(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
+        yield from self._outputs(item)
+
+    def _outputs(self, item: tuple[str, int, bytes]) -> Iterable[Any]:
+        out = self._parse(*item)
+        if out is not None:
+            yield out
+
+
+class ParseJsonChunk(_JsonLines):
     """(file, [(byte offset, line), ...]) -> one list of records (ParseJsonLine's rules for each line; its
     dead letters one a line, as they come): one Beam element a chunk instead of one a line."""
 
@@ -104,7 +109,7 @@ class ToChunks(beam.DoFn):
     def start_bundle(self) -> None:
         self._buffers: dict[Any, list[Any]] = {}
 
-    def process(self, element: Any, window=beam.DoFn.WindowParam) -> Iterable[Any]:
+    def process(self, element: Any, window: Any = beam.DoFn.WindowParam) -> Iterable[Any]:
         buf = self._buffers.setdefault(window, [])
         buf.append(element)
         if len(buf) >= self.size:
@@ -220,6 +225,9 @@ class ParquetRowGroupsFn(beam.DoFn):
     """One Parquet file -> (path, row group index) per row group, so row groups are read in parallel (as
     Beam's splittable source does); a file whose footer cannot be read (truncated, not Parquet) is a dead letter."""
 
+    def __init__(self) -> None:
+        beam.DoFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
+
     def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
         import pyarrow.parquet as pq
 
@@ -269,18 +277,18 @@ def source_columns(cfg: SourceConfig) -> list[str]:
     return list(dict.fromkeys([*([cfg.id_field] if cfg.id_field else []), *cfg.text_fields, *cfg.metadata_fields]))
 
 
-class ReadRecords(beam.PTransform):
+class ReadRecords(beam.PTransform[beam.pvalue.PBegin, dict[str, beam.PCollection[Any]]]):
     """Source config -> {"records": dicts, "dead_letter": DeadLetters}. ``chunked`` (file sources): "records"
     holds lists of dicts (JSONL: a chunk of lines parsed at once), so the steps after it handle one Beam
     element per list, not per record; dead letters stay one per record."""
 
-    def __init__(self, cfg: SourceConfig, line_digests: bool = False, chunked: bool = False):
+    def __init__(self, cfg: AnySourceConfig, line_digests: bool = False, chunked: bool = False):
         super().__init__()
         self.cfg = cfg
         self.line_digests = line_digests  # JSONL: each position carries its raw line's digest (reindex's manifest)
         self.chunked = chunked and cfg.type != "opensearch"
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         c = self.cfg
         if self.chunked and c.type == "jsonl":
             lines = pbegin | "ReadLineChunks" >> ReadLineChunksWithOffsets(c.path, coder=coders.BytesCoder())
@@ -293,12 +301,13 @@ class ReadRecords(beam.PTransform):
             out["records"] = out["records"] | "ToChunks" >> beam.ParDo(ToChunks()).with_output_types(Chunk)
         return out
 
-    def _records(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def _records(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         c = self.cfg
         if c.type == "opensearch":  # an existing index: point in time + slices + search_after
             from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
 
-            return pbegin | "ReadOpenSearch" >> ReadFromOpenSearch(c)
+            read: dict[str, beam.PCollection[Any]] = pbegin | "ReadOpenSearch" >> ReadFromOpenSearch(c)
+            return read
         if c.type == "parquet":
             # Row groups read by us, not Beam's ReadFromParquet: its Table.to_pydict fails the whole run on one
             # ns timestamp or year past 9999, and a truncated file failed it too.

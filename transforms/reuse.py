@@ -31,27 +31,32 @@ import math
 import queue
 import threading
 import zlib
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import apache_beam as beam
 import numpy as np
 
-from neural_ingest.config import OpenSearchSourceConfig
+from neural_ingest.config import OpenSearchSinkConfig, OpenSearchSourceConfig, SourceConfig
 from neural_ingest.encoders.base import ModelInfo, vector_problem
 from neural_ingest.fingerprint import content_hash
-from neural_ingest.records import Document
+from neural_ingest.model_info import Vector
+from neural_ingest.records import DeadLetter, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.manifest import (
     NO_MANIFEST,
     ManifestOut,
     ManifestRef,
     ManifestRows,
+    Row,
     StampRowsFn,
     block,
     line_digest,
     short,
 )
+
+if TYPE_CHECKING:
+    from neural_ingest.transforms.read_opensearch import SliceSpec
 
 STAMP_FIELD = "neural_ingest"  # object field (enabled: false) in every document reindex writes
 READY = "ready"
@@ -69,10 +74,10 @@ def stamp(doc: Document, model_hash: str) -> Document:
     return dataclasses.replace(doc, metadata={**doc.metadata, STAMP_FIELD: mark})
 
 
-def stored_vectors(stored: dict[str, Any], fields: dict[str, ModelInfo]) -> dict[str, Any] | None:
+def stored_vectors(stored: dict[str, Any], fields: dict[str, ModelInfo]) -> dict[str, Vector] | None:
     """The stored document's vectors, as the encoders would have produced them; None if any is
     missing or would not pass the checks a freshly encoded vector must pass."""
-    out: dict[str, Any] = {}
+    out: dict[str, Vector] = {}
     for name, info in fields.items():
         value = stored.get(name)
         if value is None:
@@ -80,18 +85,18 @@ def stored_vectors(stored: dict[str, Any], fields: dict[str, ModelInfo]) -> dict
         if info.kind == "sparse":
             if not isinstance(value, dict):
                 return None
-            vec: Any = {str(k): float(v) for k, v in value.items()}
+            vec: Vector = {str(k): float(v) for k, v in value.items()}  # sparse: {token: weight}
         else:
             if not isinstance(value, list):
                 return None
-            vec = np.asarray(value, dtype=np.float32)
+            vec = np.asarray(value, dtype=np.float32)  # dense: a float32 array, as an encoder returns it
         if vector_problem(vec, info):
             return None
         out[name] = vec
     return out
 
 
-def reused(doc: Document, vectors: dict[str, Any], progress_every: float) -> Any:
+def reused(doc: Document, vectors: dict[str, Vector], progress_every: float) -> beam.pvalue.TaggedOutput[str, Document]:
     """``doc`` with its stored vectors, counted ``reused``, on the ``ready`` output (it skips encoding)."""
     counters.inc(REUSED)
     counters.Progress.add("reused", 1, progress_every)
@@ -122,7 +127,7 @@ class MatchStoredFn(beam.DoFn):
                 continue
             yield reused(doc, vectors, self.progress_every)
 
-    def _reusable(self, doc: Document, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _reusable(self, doc: Document, stored: dict[str, Any] | None) -> dict[str, Vector] | None:
         if not self.reuse or stored is None or getattr(doc, "chunks", None) is not None:
             return None
         mark = stored.get(STAMP_FIELD)
@@ -133,7 +138,7 @@ class MatchStoredFn(beam.DoFn):
         return stored_vectors(stored, self.fields)
 
 
-class ReuseStoredVectors(beam.PTransform):
+class ReuseStoredVectors(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Documents -> {"documents": to encode, "ready": with reused vectors}, all stamped.
 
     ``stored``: the live index to read (None on a first run: everything is encoded). ``reuse``:
@@ -158,7 +163,7 @@ class ReuseStoredVectors(beam.PTransform):
         self.manifest_out = manifest_out if stored is None else None  # a first build of a JSONL source writes one
         self.line_digests = self.manifest_out is not None
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
 
         model_hash = self.model_hash
@@ -188,6 +193,11 @@ _BATCH = 2000  # stamps per batch
 _DIGEST = 16  # hex characters of a stamp hash an older join carried (digests now travel as manifest.short ints)
 _BLOCK = 64 << 20  # JSONL is scanned in byte ranges of this size (a compressed file whole), read back in the same blocks
 
+# What the join carries, in batches per partition of the ids (no element per document):
+SourceStamp: TypeAlias = tuple[Any, ...]  # (id, position, doc digest[, text digest, raw-line digest]) of a source record
+LiveStamp: TypeAlias = tuple[str, int | None, int | None, bool]  # (id, doc digest, text digest, same model) of a live one
+StampBatch: TypeAlias = tuple[int, list[Any]]  # (SRC | LIVE, its stamps)
+
 
 def partition(doc_id: str) -> int:
     """Stable across processes and runs (Python's hash() is not)."""
@@ -213,12 +223,12 @@ class Change(NamedTuple):
     kind: int
     live_content: Any = None
     kept: Any = None
-    others: tuple = ()
+    others: tuple[Any, ...] = ()
     raw: int = 0  # the kept line's raw digest (0: unknown): the line read back must still be it
 
 
-def join_stamps(source: Iterable[tuple], live: Iterable[tuple], dedupe: bool = True,
-                rows: list | None = None) -> Iterable[tuple[str, Any]]:
+def join_stamps(source: Iterable[SourceStamp], live: Iterable[LiveStamp], dedupe: bool = True,
+                rows: list[Row] | None = None) -> Iterable[tuple[str, Any]]:
     """(id, position, doc digest) of every source record and (id, doc digest, text digest, same model) of every
     live document, of one partition -> ("unchanged", (id, copies)) for an id the clone already holds and
     ("change", (id, Change)) for one it must write or delete. The last copy in source order is the one that
@@ -271,9 +281,10 @@ class JoinStampsFn(beam.DoFn):
         self.manifest = manifest  # the live stamps come from the live index's manifest, not from LIVE batches
         self.rows = rows and dedupe  # emit the new index's manifest rows (tagged ``rows``)
 
-    def process(self, item: tuple[int, Iterable[tuple[int, Any]]]) -> Iterable[Any]:
+    def process(self, item: tuple[int, Iterable[StampBatch]]) -> Iterable[Any]:
         part, batches = item[0], list(item[1])
-        source: Iterable[tuple] = (s for side, batch in batches if side == SRC for s in batch)
+        source: Iterable[SourceStamp] = (s for side, batch in batches if side == SRC for s in batch)
+        live: Iterable[LiveStamp]
         unchanged = 0
         if self.manifest is not None:
             source, live, unchanged, kept = _known_lines(self.manifest, part, batches)
@@ -281,7 +292,7 @@ class JoinStampsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(ROWS, (part, kept))
         else:
             live = (s for side, batch in batches if side == LIVE for s in batch)
-        rows: list | None = [] if self.rows else None
+        rows: list[Row] | None = [] if self.rows else None
         for what, (doc_id, *rest) in join_stamps(source, live, self.dedupe, rows):
             if what == "unchanged":
                 kept, others = rest
@@ -301,7 +312,8 @@ class JoinStampsFn(beam.DoFn):
             counters.Progress.add("reused", unchanged, self.progress_every)
 
 
-def _known_lines(ref: ManifestRef, part: int, batches: list[tuple[int, Any]]) -> tuple[list[tuple], list[tuple], int, Any]:
+def _known_lines(ref: ManifestRef, part: int, batches: list[StampBatch]
+                 ) -> tuple[list[SourceStamp], list[LiveStamp], int, tuple[list[str], np.ndarray]]:
     """The manifest's side of a partition's join, in arrays: a live document whose line the scan saw exactly once
     (KNOWN) and whose id no other line of the source carries is unchanged, counted and its manifest row kept as it
     is, with no tuple made for it. Every other live document (unseen, seen twice, or whose id is also on a parsed
@@ -338,7 +350,7 @@ class DeleteFromCloneFn(beam.DoFn):
     never stale); passes each written (id, Change) on only once its delete is done, so nothing read back for
     it can reach the clone before."""
 
-    def __init__(self, sink_cfg: Any):
+    def __init__(self, sink_cfg: OpenSearchSinkConfig):
         self.sink_cfg = sink_cfg
 
     def setup(self) -> None:
@@ -468,7 +480,7 @@ class ScanJsonlFn(beam.DoFn):
     instead of running as a stage of its own before or after it. Everything is emitted from the DoFn's own
     thread: during the scan, and what is left in finish_bundle."""
 
-    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
+    def __init__(self, cfg: SourceConfig, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
                  manifest: ManifestRef | None = None):
         self.cfg, self.live, self.model_hash, self.manifest = cfg, live, model_hash, manifest
 
@@ -485,7 +497,7 @@ class ScanJsonlFn(beam.DoFn):
         self.parse.start_bundle()
         self.prepare.start_bundle()
         self._readers: list[_StampsReader] = []
-        self._pages: queue.Queue = queue.Queue(maxsize=4096)
+        self._pages: queue.Queue[Any] = queue.Queue(maxsize=4096)  # LIVE batches, _END, or a reader's exception
 
     def finish_bundle(self) -> Iterable[Any]:
         from apache_beam.transforms.window import GlobalWindow
@@ -495,9 +507,9 @@ class ScanJsonlFn(beam.DoFn):
         self.prepare.finish_bundle()
         for out in self._drain(wait=True):
             if isinstance(out, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
             else:
-                yield WindowedValue(out, 0, [GlobalWindow()])
+                yield WindowedValue(out, 0, (GlobalWindow(),))
 
     def _drain(self, wait: bool = False) -> Iterable[Any]:
         """What the readers put in the queue so far; with ``wait``, until every reader is done."""
@@ -518,12 +530,14 @@ class ScanJsonlFn(beam.DoFn):
         from neural_ingest.transforms.read_opensearch import SliceSpec
 
         if isinstance(item, SliceSpec):
+            if self.live is None:  # _ScanJsonl sends slices only with a live index to read
+                raise ValueError("a slice of the live index to scan, but no live index configured")
             reader = _StampsReader(self.live, item, self.model_hash, self._pages)
             self._readers.append(reader)
             reader.start()
             return
         path, start, end = item
-        parts: dict[int, list[tuple]] = {}
+        parts: dict[int, list[SourceStamp]] = {}
         known_rows: list[np.ndarray] = []  # manifest codes (partition << 32 | row) and byte offsets of the known lines
         known_offsets: list[np.ndarray] = []
         with _open(path) as f:
@@ -551,7 +565,7 @@ class ScanJsonlFn(beam.DoFn):
                 yield int(part_of[group[0]]), (KNOWN, (path, rows.tobytes(), offsets_all[group].tobytes()))
         yield from self._drain()
 
-    def _parsed(self, path: str, offset: int, line: bytes, raw: int, parts: dict[int, list[tuple]]) -> Iterable[Any]:
+    def _parsed(self, path: str, offset: int, line: bytes, raw: int, parts: dict[int, list[SourceStamp]]) -> Iterable[Any]:
         """A line the manifest does not know: parsed and prepared, down to its stamp (batched per partition)."""
         for record in self.parse.process((path, offset, line)):
             if isinstance(record, beam.pvalue.TaggedOutput):
@@ -574,7 +588,7 @@ _END = object()
 class _StampsReader(threading.Thread):
     """Reads one slice of the live index (ReadSliceFn, stamps only) into a queue: LIVE batches, then DONE."""
 
-    def __init__(self, live: OpenSearchSourceConfig, spec: Any, model_hash: str, out: queue.Queue):
+    def __init__(self, live: OpenSearchSourceConfig, spec: SliceSpec, model_hash: str, out: queue.Queue[Any]):
         super().__init__(daemon=True, name=f"live-stamps-{spec.slice_id}")
         self.live, self.spec, self.model_hash, self.out = live, spec, model_hash, out
         self.running = True
@@ -599,6 +613,9 @@ class FetchLinesFn(beam.DoFn):
     """((path, block), [byte offsets]) -> (path, offset, line), as ReadLinesWithOffsets yields them: only the lines
     of the records the clone needs, by seeking (forward, in order: a compressed file is read once at most)."""
 
+    def __init__(self) -> None:
+        beam.DoFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
+
     def process(self, item: tuple[tuple[str, int], Iterable[Any]]) -> Iterable[Any]:
         """Offsets, or (offset, raw-line digest) pairs: a line whose bytes are no longer the ones classified (the
         source changed under the run) is a dead letter (``source_changed``) instead."""
@@ -614,8 +631,8 @@ class FetchLinesFn(beam.DoFn):
                 yield path, offset, line
 
 
-def _changed_line(path: str, offset: int, line: bytes) -> Any:
-    from neural_ingest.records import READ, DeadLetter
+def _changed_line(path: str, offset: int, line: bytes) -> DeadLetter:
+    from neural_ingest.records import READ
 
     return DeadLetter(READ, "source_changed", f"the line at byte {offset} of {path} is not the one this run classified "
                       "there: the source changed during the run; run again once it is complete", {"file": path, "line": line})
@@ -632,14 +649,15 @@ def stamps_reader(live: OpenSearchSourceConfig) -> OpenSearchSourceConfig:
                                    "slices": max(live.slices or 1, _STAMPS_SLICES)})
 
 
-def _live_stamps(model_hash: str):
+def _live_stamps(model_hash: str) -> Callable[[list[dict[str, Any]]], Iterable[tuple[int, StampBatch]]]:
     """A page of live hits -> (partition, (LIVE, [(id, doc digest, text digest, same model)])) batches."""
 
-    def page(hits: list[dict[str, Any]]) -> Iterable[tuple[int, tuple[int, list]]]:
-        parts: dict[int, list[tuple]] = {}
+    def page(hits: list[dict[str, Any]]) -> Iterable[tuple[int, StampBatch]]:
+        parts: dict[int, list[LiveStamp]] = {}
         for hit in hits:
             mark = (hit.get("_source") or {}).get(STAMP_FIELD)
             doc_id = hit["_id"]
+            stamp_: LiveStamp
             if isinstance(mark, dict):
                 stamp_ = (doc_id, _short(mark.get("doc_sha256")), _short(mark.get("content_sha256")),
                           mark.get("model") == model_hash)
@@ -684,7 +702,7 @@ class ChangesOnlyFn(beam.DoFn):
             yield doc
 
 
-def _source_changed(doc: Document) -> Any:
+def _source_changed(doc: Document) -> counters.DeadLetterOutput:
     from neural_ingest.records import READ
 
     return counters.dead_letter(
@@ -739,7 +757,7 @@ def _count_skipped(dead: Any) -> Any:
     return dead
 
 
-class CloneChanges(beam.PTransform):
+class CloneChanges(beam.PTransform[beam.pvalue.PBegin, dict[str, beam.PCollection[Any]]]):
     """PBegin -> {"documents": to encode, "ready": metadata-only changes with their stored vectors, "dead_letter",
     "skipped"}: an incremental night of a file source into ``sink``, a ``_clone`` of the ``live`` index.
 
@@ -755,8 +773,8 @@ class CloneChanges(beam.PTransform):
 
     reads_source = True  # build_ingest: this transform reads and prepares the source itself
 
-    def __init__(self, fields: dict[str, ModelInfo], model_hash: str, live: OpenSearchSourceConfig, source: Any,
-                 sink: Any, progress_every: float = 10.0, manifest: ManifestRef | None = None,
+    def __init__(self, fields: dict[str, ModelInfo], model_hash: str, live: OpenSearchSourceConfig, source: SourceConfig,
+                 sink: OpenSearchSinkConfig, progress_every: float = 10.0, manifest: ManifestRef | None = None,
                  manifest_out: ManifestOut | None = None):
         super().__init__()
         self.fields, self.model_hash, self.live, self.source = fields, model_hash, live, source
@@ -765,7 +783,7 @@ class CloneChanges(beam.PTransform):
         self.manifest = manifest if jsonl else None  # the live index's committed manifest: no stamps read
         self.manifest_out = manifest_out if jsonl and source.deduplicate else None  # the new index's, written
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
         from neural_ingest.transforms.prepare import KeepLastFn
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
@@ -830,16 +848,16 @@ class CloneChanges(beam.PTransform):
         }
 
 
-class _ScanJsonl(beam.PTransform):
+class _ScanJsonl(beam.PTransform[beam.pvalue.PBegin, dict[str, beam.PCollection[Any]]]):
     """PBegin -> {"stamps", "dead_letter", "skipped"}: ScanJsonlFn over the files' byte ranges, and (``live``) the
     live index's stamps read in the same stage (a point in time per index, its slices; closed once all are read)."""
 
-    def __init__(self, cfg: Any, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
+    def __init__(self, cfg: SourceConfig, live: OpenSearchSourceConfig | None = None, model_hash: str = "",
                  manifest: ManifestRef | None = None):
         super().__init__()
         self.cfg, self.live, self.model_hash, self.manifest = cfg, live, model_hash, manifest
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         from apache_beam.io import fileio
 
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
@@ -863,20 +881,20 @@ class _ScanJsonl(beam.PTransform):
             work, pits = (opened.slices, ranges) | "SlicesAndRanges" >> beam.Flatten(), opened[PITS]
         out = work | "Scan" >> beam.ParDo(ScanJsonlFn(self.cfg, self.live, self.model_hash, self.manifest)).with_outputs(
             DEAD_LETTER, SKIPPED, DONE, main="stamps")
-        if pits is not None:
+        if pits is not None and self.live is not None:
             _ = pits | "ClosePits" >> beam.ParDo(ClosePitFn(self.live), done=beam.pvalue.AsList(out[DONE]))
         return {"stamps": out.stamps, DEAD_LETTER: out[DEAD_LETTER], SKIPPED: out[SKIPPED]}
 
 
-class _ScanRecords(beam.PTransform):
+class _ScanRecords(beam.PTransform[beam.pvalue.PBegin, dict[str, beam.PCollection[Any]]]):
     """PBegin -> {"stamps", "dead_letter", "skipped"} for CSV, Parquet and text files: the run's reader and
     PrepareFn, one stamp per element."""
 
-    def __init__(self, cfg: Any):
+    def __init__(self, cfg: SourceConfig):
         super().__init__()
         self.cfg = cfg
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
         from neural_ingest.transforms.prepare import PrepareFn
         from neural_ingest.transforms.read import ReadRecords
@@ -888,15 +906,15 @@ class _ScanRecords(beam.PTransform):
         return {"stamps": stamps, DEAD_LETTER: dead, SKIPPED: out[SKIPPED]}
 
 
-class _ReadBack(beam.PTransform):
+class _ReadBack(beam.PTransform[beam.pvalue.PBegin, dict[str, beam.PCollection[Any]]]):
     """PBegin -> {"documents", "dead_letter", "skipped"} of the JSONL records at the positions in ``wanted`` ((id,
     (path, offset))), by seeking; under counters.UNCOUNTED (the scan counted them)."""
 
-    def __init__(self, cfg: Any, wanted: beam.PCollection):
+    def __init__(self, cfg: SourceConfig, wanted: beam.PCollection[Any]):
         super().__init__()
         self.cfg, self.wanted = cfg, wanted
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection[Any]]:
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
         from neural_ingest.transforms.prepare import PrepareFn
         from neural_ingest.transforms.read import ParseJsonLine
@@ -914,15 +932,15 @@ class _ReadBack(beam.PTransform):
         return {"documents": out.documents, DEAD_LETTER: dead, SKIPPED: out[SKIPPED]}
 
 
-class _ReadAgain(beam.PTransform):
+class _ReadAgain(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[Any]]):
     """PBegin -> documents: CSV, Parquet and text sources read and prepared again
     (uncounted), only the documents of the ids to write or deduplicate kept."""
 
-    def __init__(self, cfg: Any, todo: beam.PCollection, duplicates: beam.PCollection):
+    def __init__(self, cfg: SourceConfig, todo: beam.PCollection[Any], duplicates: beam.PCollection[Any]):
         super().__init__()
         self.cfg, self.todo, self.duplicates = cfg, todo, duplicates
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[Any]:
         from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
         from neural_ingest.transforms.prepare import PrepareFn
         from neural_ingest.transforms.read import ReadRecords
@@ -930,12 +948,13 @@ class _ReadAgain(beam.PTransform):
         read = pbegin | "Read" >> ReadRecords(self.cfg)
         out = read["records"] | "Prepare" >> beam.ParDo(PrepareFn(self.cfg)).with_outputs(DEAD_LETTER, SKIPPED, main="documents")
         # its dead letters and skips are the scan's (a record that fails now failed then): not listed twice
-        return out.documents | "Wanted" >> beam.Filter(
+        wanted: beam.PCollection[Any] = out.documents | "Wanted" >> beam.Filter(
             lambda d, todo, dups: d.id in todo or d.id in dups, beam.pvalue.AsDict(self.todo), beam.pvalue.AsDict(self.duplicates)
         )
+        return wanted
 
 
-class CountGone(beam.PTransform):
+class CountGone(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Documents -> {"documents": stamped}, for a full build next to a live index (a model change, ``--full``):
     everything is encoded into an empty index; the live index's ids are joined with the documents' ids only to
     count the documents gone from the source (``deleted``)."""
@@ -945,7 +964,7 @@ class CountGone(beam.PTransform):
         self.model_hash, self.live, self.manifest_out = model_hash, live, manifest_out
         self.line_digests = manifest_out is not None  # build_ingest: the reader adds each line's digest
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         from neural_ingest.transforms.read_opensearch import ReadFromOpenSearch
 
         live = (docs.pipeline | "ReadLiveStamps" >> ReadFromOpenSearch(self.live, includes=[STAMP_FIELD], count_read=False,
@@ -960,13 +979,13 @@ class CountGone(beam.PTransform):
         return {"documents": stamped}
 
 
-def _manifest_rows(stamped: beam.PCollection, out: ManifestOut | None) -> None:
+def _manifest_rows(stamped: beam.PCollection[Any], out: ManifestOut | None) -> None:
     """A full build's manifest rows, from the stamped documents (their raw-line digests from the reader)."""
     if out is not None:
         _ = stamped | "ManifestRows" >> beam.ParDo(StampRowsFn()) | "Manifest" >> ManifestRows(out)
 
 
-def _count_gone(item: tuple[int, Iterable[tuple[int, list]]]) -> list:
+def _count_gone(item: tuple[int, Iterable[StampBatch]]) -> list[Any]:
     batches = list(item[1])
     ids = {s[0] for side, batch in batches if side == SRC for s in batch}
     counters.inc(DELETED, len({s[0] for side, batch in batches if side == LIVE for s in batch} - ids))

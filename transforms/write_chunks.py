@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -19,11 +19,15 @@ import pyarrow as pa
 from neural_ingest.chunking import chunk_id
 from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.records import Document
+from neural_ingest.sinks.base import ChunkLayout
 from neural_ingest.sinks.opensearch_chunks import delete_stale_chunks, nested_source, separate_sources
 from neural_ingest.sinks.parquet_chunks import parquet_row
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.counters import DEAD_LETTER
 from neural_ingest.transforms.write_opensearch import BulkIndexFn
+
+if TYPE_CHECKING:
+    from neural_ingest.sinks.bulk import BulkItem, BulkResult
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +35,13 @@ MAX_ID_BYTES = 512  # OpenSearch's _id limit
 
 
 class BulkIndexChunkedFn(BulkIndexFn):
-    def __init__(self, cfg: OpenSearchSinkConfig, plan: Any, progress_every: float = 10.0):
+    """BulkIndexFn for chunked Documents: a document's chunks in one (nested) or a document each (separate)."""
+
+    def __init__(self, cfg: OpenSearchSinkConfig, plan: ChunkLayout, progress_every: float = 10.0):
         super().__init__(cfg, progress_every)
         self.plan = plan
 
-    def _items(self, doc: Document) -> list[Any]:
+    def _items(self, doc: Document) -> list[BulkItem]:
         from neural_ingest.sinks.bulk import make_item
 
         if self.plan.storage == "nested":
@@ -48,7 +54,8 @@ class BulkIndexChunkedFn(BulkIndexFn):
         return items
 
     def _outputs(self, batch: Sequence[Document]) -> Iterable[Any]:
-        items, docs = [], []
+        items: list[BulkItem] = []
+        docs: list[tuple[Document, int]] = []
         for doc in batch:
             try:
                 its = self._items(doc)
@@ -57,9 +64,9 @@ class BulkIndexChunkedFn(BulkIndexFn):
                 continue
             items += its
             docs.append((doc, len(its)))
-        w = self._writer
+        w = self._bulk_writer()
         before = w.retried_items, w.retried_requests, w.splits
-        failed: dict[int, Any] = {}  # id(doc) -> first failed result
+        failed: dict[int, BulkResult] = {}  # id(doc) -> first failed result
         ok_chunks = 0
         for res in w.write(items):
             if res.ok:
@@ -68,15 +75,15 @@ class BulkIndexChunkedFn(BulkIndexFn):
                 failed.setdefault(id(res.item.key), res)
         landed = [doc for doc, _n in docs if id(doc) not in failed]
         for doc, n in docs:
-            res = failed.get(id(doc))
-            if res is not None:
-                msg = res.message or ""
+            bad = failed.get(id(doc))
+            if bad is not None:
+                msg = bad.message or ""
                 if n > 1:
-                    msg = f"chunk {res.item.doc_id}: {msg}"
-                yield self._dead(doc, res.error_type or "bulk_error", msg, res.status, res.item.attempts)
+                    msg = f"chunk {bad.item.doc_id}: {msg}"
+                yield self._dead(doc, bad.error_type or "bulk_error", msg, bad.status, bad.item.attempts)
         if self.plan.storage == "separate" and landed:
             try:
-                deleted = delete_stale_chunks(self._client, self.cfg.index, {d.id: len(d.chunks or []) for d in landed})
+                deleted = delete_stale_chunks(self._opensearch(), self.cfg.index, {d.id: len(d.chunks or []) for d in landed})
                 counters.inc("deleted_stale_chunks", deleted)
             except Exception as e:  # noqa: BLE001 - the documents' state in the index is wrong: dead letters
                 log.warning("could not delete stale chunks of %d documents: %s", len(landed), e)
@@ -93,16 +100,16 @@ class BulkIndexChunkedFn(BulkIndexFn):
         counters.Progress.add("indexed", len(landed), self.progress_every)
 
 
-class WriteChunkedToOpenSearch(beam.PTransform):
+class WriteChunkedToOpenSearch(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Chunked Documents -> {"dead_letter": DeadLetters}; bulk requests bounded by docs and bytes as usual."""
 
-    def __init__(self, cfg: OpenSearchSinkConfig, plan: Any, progress_every: float = 10.0):
+    def __init__(self, cfg: OpenSearchSinkConfig, plan: ChunkLayout, progress_every: float = 10.0):
         super().__init__()
         self.cfg = cfg
         self.plan = plan
         self.progress_every = progress_every
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         n = self.cfg.bulk.max_docs
         size = (lambda d: len(d.chunks or []) or 1) if self.plan.storage == "separate" else (lambda d: 1)
         out = (
@@ -115,13 +122,15 @@ class WriteChunkedToOpenSearch(beam.PTransform):
 
 
 class ToChunkRowFn(beam.DoFn):
-    def __init__(self, text_field: str, fields: list[str], plan: Any, progress_every: float):
+    """Chunked Document -> its Parquet row (a chunk list column), or its dead letter (metadata with no JSON form)."""
+
+    def __init__(self, text_field: str, fields: list[str], plan: ChunkLayout, progress_every: float):
         self.text_field = text_field
         self.fields = fields
         self.plan = plan
         self.progress_every = progress_every
 
-    def process(self, doc: Document):
+    def process(self, doc: Document) -> Iterable[Any]:
         from neural_ingest.transforms.write_parquet import metadata_or_dead
 
         meta = metadata_or_dead(doc)
@@ -135,10 +144,11 @@ class ToChunkRowFn(beam.DoFn):
         yield row
 
 
-class WriteChunkedParquet(beam.PTransform):
+class WriteChunkedParquet(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Chunked Documents -> Parquet files under ``prefix`` (one row per document, a chunk list column)."""
 
-    def __init__(self, prefix: str, schema: pa.Schema, text_field: str, fields: list[str], plan: Any, progress_every: float):
+    def __init__(self, prefix: str, schema: pa.Schema, text_field: str, fields: list[str], plan: ChunkLayout,
+                 progress_every: float):
         super().__init__()
         self.prefix = prefix
         self.schema = schema
@@ -147,7 +157,7 @@ class WriteChunkedParquet(beam.PTransform):
         self.plan = plan
         self.progress_every = progress_every
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         rows = docs | "ToChunkRow" >> beam.ParDo(
             ToChunkRowFn(self.text_field, self.fields, self.plan, self.progress_every)
         ).with_outputs(DEAD_LETTER, main="rows")

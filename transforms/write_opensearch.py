@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 
@@ -11,7 +11,12 @@ from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.metadata import json_value
 from neural_ingest.records import INDEX, Document
 from neural_ingest.transforms import counters
-from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.counters import DEAD_LETTER, DeadLetterOutput
+
+if TYPE_CHECKING:  # at run time imported where used (setup), as the sinks are
+    from opensearchpy import OpenSearch
+
+    from neural_ingest.sinks.bulk import BulkResult, BulkWriter
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ def to_source(doc: Document, text_field: str) -> dict[str, Any]:
 
 
 def dead_letter(record: Any, reason: str, message: str, doc_id: str | None = None, status: int | None = None,
-                attempts: int = 1) -> beam.pvalue.TaggedOutput:
+                attempts: int = 1) -> DeadLetterOutput:
     """The write stage's one failure path: count ``failed.index.<reason>`` and return the tagged dead letter."""
     return counters.dead_letter(INDEX, reason, message, record, doc_id=doc_id, status=status, attempts=attempts)
 
@@ -41,8 +46,8 @@ class BulkIndexFn(beam.DoFn):
         self.cfg = cfg
         self.progress_every = progress_every
         self.emit_ids = emit_ids
-        self._client = None
-        self._writer = None
+        self._client: OpenSearch | None = None
+        self._writer: BulkWriter | None = None
 
     def setup(self) -> None:
         from neural_ingest.sinks.bulk import BulkWriter
@@ -55,7 +60,20 @@ class BulkIndexFn(beam.DoFn):
         if self._client is not None:
             self._client.close()
 
-    def _dead(self, doc: Document, reason: str, message: str, status: int | None = None, attempts: int = 1):
+    def _opensearch(self) -> OpenSearch:
+        """The client of ``setup()`` (Beam calls it before the first bundle). Methods, not properties: Beam reads
+        every attribute of a DoFn when it builds the pipeline, before setup()."""
+        if self._client is None:
+            raise RuntimeError(f"{type(self).__name__} used before setup(): no OpenSearch client")
+        return self._client
+
+    def _bulk_writer(self) -> BulkWriter:
+        """The bulk writer of ``setup()``."""
+        if self._writer is None:
+            raise RuntimeError(f"{type(self).__name__} used before setup(): no bulk writer")
+        return self._writer
+
+    def _dead(self, doc: Document, reason: str, message: str, status: int | None = None, attempts: int = 1) -> DeadLetterOutput:
         return dead_letter(doc, reason, message, doc.id, status, attempts)
 
     def process(self, batch: Any) -> Iterable[Any]:
@@ -70,13 +88,13 @@ class BulkIndexFn(beam.DoFn):
                 items.append(make_item(doc, self.cfg.index, doc.id, to_source(doc, self.cfg.text_field)))
             except (TypeError, ValueError) as e:  # NaN or unserialisable metadata
                 yield self._dead(doc, "invalid_document", f"cannot serialise document as JSON: {e}")
-        w = self._writer
+        w = self._bulk_writer()
         before = w.retried_items, w.retried_requests, w.splits
         results = list(w.write(items))
         deltas = (w.retried_items - before[0], w.retried_requests - before[1], w.splits - before[2])
         yield from self._report_results(results, deltas)
 
-    def _report_results(self, results: Iterable[Any], deltas: tuple[int, int, int]) -> Iterable[Any]:
+    def _report_results(self, results: Iterable[BulkResult], deltas: tuple[int, int, int]) -> Iterable[Any]:
         """The one bulk-result reporter: each landed document's id (``emit_ids``) or each failed one's dead letter,
         then the ``indexed`` and ``retried.index.*`` counts (``deltas``: items retried, requests retried, splits)."""
         ok = 0
@@ -94,7 +112,7 @@ class BulkIndexFn(beam.DoFn):
         counters.Progress.add("indexed", ok, self.progress_every)
 
 
-class WriteToOpenSearch(beam.PTransform):
+class WriteToOpenSearch(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Documents -> {"dead_letter": DeadLetters} (and "indexed": ids, with ``emit_ids``); requests bounded by
     document count and bytes. The public :class:`neural_ingest.beam.WriteToOpenSearch` wraps this one."""
 
@@ -105,8 +123,8 @@ class WriteToOpenSearch(beam.PTransform):
         self.progress_every = progress_every
         self.emit_ids = emit_ids
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        from neural_ingest.transforms.batching import _WindowFn
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
+        from neural_ingest.transforms.batching import BufferDocumentsFn
         from neural_ingest.transforms.chunks import Chunk
 
         n = self.cfg.bulk.max_docs
@@ -114,7 +132,7 @@ class WriteToOpenSearch(beam.PTransform):
             docs
             # Full requests from the start, as helpers.bulk sends them (the adaptive ramp-up from 50 sent 28
             # requests instead of 6 for 3000 documents); Documents or lists of them (chunks) in, lists of n out.
-            | "BatchForBulk" >> beam.ParDo(_WindowFn(n, exact=True)).with_output_types(Chunk)
+            | "BatchForBulk" >> beam.ParDo(BufferDocumentsFn(n, exact=True)).with_output_types(Chunk)
             | "Bulk" >> beam.ParDo(_bulk_fn(self.cfg, self.progress_every, self.emit_ids)).with_outputs(DEAD_LETTER, main="ok")
         )
         return {DEAD_LETTER: out[DEAD_LETTER], **({"indexed": out.ok} if self.emit_ids else {})}

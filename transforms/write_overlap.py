@@ -19,31 +19,41 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
+from neural_ingest.config import OpenSearchSinkConfig
 from neural_ingest.records import Document
 from neural_ingest.transforms.write_opensearch import BulkIndexFn, to_source
+
+if TYPE_CHECKING:
+    from neural_ingest.sinks.bulk import BulkItem, BulkResult, BulkWriter
+
+# What a background request hands back: (invalid documents with why, bulk results, retry deltas).
+Written: TypeAlias = "tuple[list[tuple[Document, str]], list[BulkResult], tuple[int, int, int]]"
 
 log = logging.getLogger(__name__)
 
 
 class OverlappedBulkIndexFn(BulkIndexFn):
-    def __init__(self, cfg, progress_every: float = 10.0, emit_ids: bool = False):
+    """BulkIndexFn whose requests go out on ``bulk.in_flight`` background threads (module docstring)."""
+
+    def __init__(self, cfg: OpenSearchSinkConfig, progress_every: float = 10.0, emit_ids: bool = False):
         super().__init__(cfg, progress_every, emit_ids)
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: collections.deque = collections.deque()
+        # (the request's future, the batch's window, its timestamp), oldest first
+        self._pending: collections.deque[tuple[Future[Written], Any, Any]] = collections.deque()
 
     def setup(self) -> None:
         super().setup()
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.cfg.bulk.in_flight), thread_name_prefix="neural-ingest-bulk")
         self._local = threading.local()
 
-    def _thread_writer(self):
+    def _thread_writer(self) -> BulkWriter:
         """One BulkWriter per sending thread: its retry counters are read back per request."""
-        w = getattr(self._local, "writer", None)
+        w: BulkWriter | None = getattr(self._local, "writer", None)
         if w is None:
             from neural_ingest.sinks.bulk import BulkWriter
 
@@ -60,11 +70,12 @@ class OverlappedBulkIndexFn(BulkIndexFn):
         self._pending = collections.deque()
 
     # ---------------------------------------------------------------- background thread
-    def _build_and_write(self, batch: Sequence[Document]) -> tuple[list, list, tuple[int, int, int]]:
+    def _build_and_write(self, batch: Sequence[Document]) -> Written:
         """(invalid documents, bulk results, retry deltas): no Beam calls here, only data."""
         from neural_ingest.sinks.bulk import make_item
 
-        invalid, items = [], []
+        invalid: list[tuple[Document, str]] = []
+        items: list[BulkItem] = []
         for doc in batch:
             try:
                 items.append(make_item(doc, self.cfg.index, doc.id, to_source(doc, self.cfg.text_field)))
@@ -77,10 +88,10 @@ class OverlappedBulkIndexFn(BulkIndexFn):
         return invalid, results, deltas
 
     # ---------------------------------------------------------------- DoFn thread
-    def _report(self, fut: Future, window: Any, timestamp: Any) -> Iterable[Any]:
+    def _report(self, fut: Future[Written], window: Any, timestamp: Any) -> Iterable[Any]:
         invalid, results, deltas = fut.result()  # a failure of the request machinery fails the bundle, as in line
 
-        def windowed(tagged: beam.pvalue.TaggedOutput) -> beam.pvalue.TaggedOutput:
+        def windowed(tagged: beam.pvalue.TaggedOutput[str, Any]) -> beam.pvalue.TaggedOutput[str, WindowedValue]:
             return beam.pvalue.TaggedOutput(tagged.tag, WindowedValue(tagged.value, timestamp, (window,)))
 
         for doc, message in invalid:

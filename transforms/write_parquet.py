@@ -16,6 +16,7 @@ import pyarrow as pa
 from apache_beam.utils.windowed_value import WindowedValue
 
 from neural_ingest.metadata import MetadataError, metadata_json
+from neural_ingest.model_info import DenseVector, SparseVector
 from neural_ingest.records import INDEX, Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.chunks import ArrowTable
@@ -44,12 +45,13 @@ def record_batch(schema: pa.Schema, text_field: str, fields: list[str], rows: li
     ]
     for f in fields:
         typ = schema.field(f).type
-        vecs = [d.embeddings[f] for d in docs]
         if pa.types.is_fixed_size_list(typ):
-            flat = np.stack([np.asarray(v, dtype=np.float32) for v in vecs]).reshape(-1)
+            dense: list[DenseVector] = [d.embeddings[f] for d in docs]
+            flat = np.stack([np.asarray(v, dtype=np.float32) for v in dense]).reshape(-1)
             cols.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), type=typ))
         else:
-            cols.append(pa.array([list(v.items()) for v in vecs], type=typ))
+            sparse: list[SparseVector] = [d.embeddings[f] for d in docs]
+            cols.append(pa.array([list(v.items()) for v in sparse], type=typ))
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
@@ -73,7 +75,7 @@ class ToArrowFn(beam.DoFn):
             Any, int
         ] = {}  # per window: the buffered batches' nbytes, kept as they come (not summed again per batch)
 
-    def process(self, doc: Any, window=beam.DoFn.WindowParam) -> Iterable[Any]:
+    def process(self, doc: Any, window: Any = beam.DoFn.WindowParam) -> Iterable[Any]:
         """A Document, or a list of them (a chunk: ``ReadRecords(chunked=True)``), each its own row or dead letter."""
         rows = self._rows.setdefault(window, [])
         for d in doc if type(doc) is list else (doc,):
@@ -116,7 +118,7 @@ class ToArrowFn(beam.DoFn):
         return pa.Table.from_batches(batches, schema=self.schema) if batches else None
 
 
-class WriteParquetDataset(beam.PTransform):
+class WriteParquetDataset(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
     """Documents -> Parquet files under ``prefix``; {"dead_letter": metadata with no JSON form} (a write error fails the run)."""
 
     def __init__(self, prefix: str, schema: pa.Schema, text_field: str, fields: list[str], progress_every: float):
@@ -127,7 +129,7 @@ class WriteParquetDataset(beam.PTransform):
         self.fields = fields
         self.progress_every = progress_every
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
         to_arrow = beam.ParDo(ToArrowFn(self.schema, self.text_field, self.fields, self.progress_every)).with_output_types(
             ArrowTable
         )

@@ -11,6 +11,7 @@ from typing import Any
 from neural_ingest.config import (
     PipelineConfig,
     ReindexConfig,
+    SourceConfig,
 )
 from neural_ingest.pipelines.reindex.plan import (
     EXIT_VALIDATION_FAILED,
@@ -158,7 +159,8 @@ def reindex(
                 clone_index(client, plan.live, plan.new_index, meta)
                 log.info("cloned %s into %s in %.1f s", plan.live, plan.new_index, time.monotonic() - t)
                 warm_up(new_cfg.sink, plan.new_index)  # the clone's graphs load while the pipeline runs
-                reuse = CloneChanges(prep.fields, plan.model_hash, stored, new_cfg.source, new_cfg.sink,
+                assert isinstance(new_cfg.source, SourceConfig)  # for mypy: this branch is the file sources'
+                reuse = CloneChanges(prep.fields, plan.model_hash, stored, new_cfg.source, opensearch_sink(new_cfg),
                                      progress_every=cfg.run.progress_every_seconds, manifest=ref, manifest_out=out)
             else:
                 create_index(prep, client, plan.new_index, meta, run_id)
@@ -247,7 +249,7 @@ def _manifest_out(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, alias: 
     if cfg.source.type != "jsonl" or not cfg.source.deduplicate or chunk_mode(cfg):
         return None
     mindex = manifest.manifest_index(rcfg.lock_index)
-    return manifest.ManifestOut(cfg.sink.model_copy(update={"index": index}), mindex, alias, index)
+    return manifest.ManifestOut(opensearch_sink(cfg).model_copy(update={"index": index}), mindex, alias, index)
 
 
 def _manifest_ref(cfg: PipelineConfig, client: Any, rcfg: ReindexConfig, plan: ReindexPlan, live: Any,
