@@ -177,7 +177,7 @@ def make_config(tmp_path: Path) -> Callable[..., Any]:
         else:
             data["sink"] = {
                 "type": "opensearch",
-                "hosts": [os.environ["NEURAL_INGEST_OPENSEARCH_URL"]],
+                "hosts": [os.environ.get("NEURAL_INGEST_OPENSEARCH_URL", "http://127.0.0.1:9250")],
                 "index": index,
                 "knn": {"engine": "lucene"},
             }
