@@ -229,7 +229,8 @@ class StampRowsFn(beam.DoFn):
         self._parts: dict[int, list[Row]] = {}
 
     def process(self, doc: Any) -> Iterable[Any]:
-        from neural_ingest.transforms.reuse import STAMP_FIELD, partition
+        from neural_ingest.transforms.reuse import STAMP_FIELD
+        from neural_ingest.transforms.stamps_join import partition
 
         mark = doc.metadata[STAMP_FIELD]
         pos = doc.position
@@ -309,3 +310,9 @@ def discard(client: Any, mindex: str, index: str) -> None:
         helpers.bulk(client, ({"_op_type": "delete", "_index": mindex, "_id": i} for i in ids), raise_on_error=False)
     except Exception as e:  # noqa: BLE001 - best effort: parts never committed are never read
         log.warning("could not remove the manifest of %s: %s", index, e)
+
+
+def manifest_rows(stamped: beam.PCollection[Any], out: ManifestOut | None) -> None:
+    """A full build's manifest rows, from the stamped documents (their raw-line digests from the reader)."""
+    if out is not None:
+        _ = stamped | "ManifestRows" >> beam.ParDo(StampRowsFn()) | "Manifest" >> ManifestRows(out)
