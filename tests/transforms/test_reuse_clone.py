@@ -1,6 +1,6 @@
-"""The clone path (transforms/clone_night.py, stamps_join.py, source_scan.py): the source is read once down to small (id, position, digest) stamps in
-batches per partition, joined with the live index's stamps; each id gets the action its last source copy and
-the live stamp call for, and only the records to write are read back."""
+"""The clone path (transforms/clone_night.py, stamps_join.py, source_scan.py): the source is read once down to
+small (id, position, digest) stamps in batches per partition, joined with the live index's stamps; each id gets the
+action its last source copy and the live stamp call for, and only the records to write are read back."""
 from __future__ import annotations
 
 import gzip
