@@ -19,9 +19,11 @@ from neural_ingest.encoders.base import ModelInfo
 from neural_ingest.records import Document
 from neural_ingest.transforms import counters
 from neural_ingest.transforms.manifest import (
+    PARTITIONS,
     ManifestOut,
     ManifestRef,
     ManifestRows,
+    partition,
     short,
 )
 from neural_ingest.transforms.reuse import DELETED, READY, STAMP_FIELD, reused, stamp, stored_vectors
@@ -32,14 +34,12 @@ from neural_ingest.transforms.stamps_join import (
     FETCH,
     GONE,
     NEW,
-    PARTITIONS,
     ROWS,
     SRC,
     Change,
     JoinStampsFn,
     doc_digest,
     live_stamps,
-    partition,
 )
 
 if TYPE_CHECKING:

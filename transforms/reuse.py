@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -32,13 +32,7 @@ from neural_ingest.fingerprint import content_hash
 from neural_ingest.model_info import Vector
 from neural_ingest.records import Document
 from neural_ingest.transforms import counters
-from neural_ingest.transforms.manifest import (
-    ManifestOut,
-    manifest_rows,
-)
-
-if TYPE_CHECKING:
-    pass
+from neural_ingest.transforms.manifest import ManifestOut, ManifestRows, Row, block, partition, short
 
 STAMP_FIELD = "neural_ingest"  # object field (enabled: false) in every document reindex writes
 READY = "ready"
@@ -163,3 +157,40 @@ class ReuseStoredVectors(beam.PTransform[beam.PCollection[Any], dict[str, beam.P
             MatchStoredFn(self.fields, model_hash, self.reuse, self.progress_every)
         ).with_outputs(READY, main="documents")
         return {"documents": out.documents, READY: out[READY]}
+
+
+class StampRowsFn(beam.DoFn):
+    """Stamped Documents of a full build -> (partition, (ids, digests)) blocks of (id, raw, doc, content); the raw digest from the
+    position ParseJsonLine gave (0 when it has none)."""
+
+    _BATCH = 2000
+
+    def __init__(self) -> None:
+        beam.DoFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
+
+    def start_bundle(self) -> None:
+        self._parts: dict[int, list[Row]] = {}
+
+    def process(self, doc: Any) -> Iterable[Any]:
+        mark = doc.metadata[STAMP_FIELD]
+        pos = doc.position
+        raw = pos[2] if pos is not None and len(pos) > 2 else 0
+        part = partition(doc.id)
+        batch = self._parts.setdefault(part, [])
+        batch.append((doc.id, raw, short(mark["doc_sha256"]), short(mark["content_sha256"])))
+        if len(batch) >= self._BATCH:
+            yield part, block(self._parts.pop(part))
+
+    def finish_bundle(self) -> Iterable[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for part, batch in self._parts.items():
+            yield WindowedValue((part, block(batch)), 0, (GlobalWindow(),))
+        self._parts = {}
+
+
+def manifest_rows(stamped: beam.PCollection[Any], out: ManifestOut | None) -> None:
+    """A full build's manifest rows, from the stamped documents (their raw-line digests from the reader)."""
+    if out is not None:
+        _ = stamped | "ManifestRows" >> beam.ParDo(StampRowsFn()) | "Manifest" >> ManifestRows(out)

@@ -21,10 +21,11 @@ from neural_ingest.transforms.manifest import (
     NO_MANIFEST,
     ManifestRef,
     line_digest,
+    partition,
     short,
 )
 from neural_ingest.transforms.reuse import STAMP_FIELD
-from neural_ingest.transforms.stamps_join import BATCH, KNOWN, SRC, SourceStamp, doc_digest, live_stamps, partition
+from neural_ingest.transforms.stamps_join import BATCH, KNOWN, SRC, SourceStamp, doc_digest, live_stamps
 
 if TYPE_CHECKING:
     from neural_ingest.transforms.read_opensearch import SliceSpec

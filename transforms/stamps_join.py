@@ -7,7 +7,6 @@ joined with numpy. The result per id: unchanged (counted, no further), or a Chan
 """
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
@@ -22,10 +21,10 @@ from neural_ingest.transforms.manifest import (
     ManifestRef,
     Row,
     block,
-    manifest_rows,
+    partition,
     short,
 )
-from neural_ingest.transforms.reuse import DELETED, REUSED, STAMP_FIELD, doc_hash, stamp
+from neural_ingest.transforms.reuse import DELETED, REUSED, STAMP_FIELD, doc_hash, manifest_rows, stamp
 
 if TYPE_CHECKING:
     pass
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 SRC, LIVE, KNOWN = 0, 1, 2  # KNOWN: lines whose bytes are a manifest row's, as (path, row numbers, byte offsets)
 NEW, CHANGED, GONE = 0, 1, 2  # a source id absent from the live index; present but changed; a live id gone from the source
 FETCH, DUPLICATES, ROWS = "fetch", "duplicates", "rows"
-PARTITIONS = 64  # the join's keys: stamps travel in batches per partition of the ids, never one element per document
 BATCH = 2000  # stamps per batch
 DIGEST_HEX = 16  # hex characters of a stamp hash an older join carried (digests now travel as manifest.short ints)
 
@@ -44,11 +42,6 @@ DIGEST_HEX = 16  # hex characters of a stamp hash an older join carried (digests
 SourceStamp: TypeAlias = tuple[Any, ...]  # (id, position, doc digest[, text digest, raw-line digest]) of a source record
 LiveStamp: TypeAlias = tuple[str, int | None, int | None, bool]  # (id, doc digest, text digest, same model) of a live one
 StampBatch: TypeAlias = tuple[int, list[Any]]  # (SRC | LIVE, its stamps)
-
-
-def partition(doc_id: str) -> int:
-    """Stable across processes and runs (Python's hash() is not)."""
-    return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % PARTITIONS
 
 
 def doc_digest(doc: Document) -> int:

@@ -10,9 +10,10 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.fingerprint import content_hash
 from neural_ingest.transforms import counters, manifest
 from neural_ingest.transforms.counters import DEAD_LETTER
+from neural_ingest.transforms.manifest import partition
 from neural_ingest.transforms.reuse import doc_hash
 from neural_ingest.transforms.source_scan import FetchLinesFn, ScanJsonlFn
-from neural_ingest.transforms.stamps_join import DUPLICATES, FETCH, KNOWN, LIVE, ROWS, SRC, JoinStampsFn, join_stamps, partition
+from neural_ingest.transforms.stamps_join import DUPLICATES, FETCH, KNOWN, LIVE, ROWS, SRC, JoinStampsFn, join_stamps
 
 _IDS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 

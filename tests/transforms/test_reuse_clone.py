@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
+from neural_ingest.transforms.manifest import partition
 from neural_ingest.transforms.positions import ReadLinesWithOffsets
 from neural_ingest.transforms.source_scan import FetchLinesFn, jsonl_ranges, lines_of
 from neural_ingest.transforms.stamps_join import (
@@ -28,7 +29,6 @@ from neural_ingest.transforms.stamps_join import (
     JoinStampsFn,
     doc_digest,
     join_stamps,
-    partition,
 )
 
 
