@@ -81,7 +81,7 @@ def build_ingest(
     ready = []
     chunked = False  # docs' elements are lists of Documents (file sources: one Beam element a chunk, read to write)
     if before_encode is not None and getattr(before_encode, "reads_source", False):
-        # reindex's incremental night of a file source (transforms/reuse.py CloneChanges) reads and prepares the
+        # reindex's incremental night of a file source (transforms/clone_night.py CloneChanges) reads and prepares the
         # source itself: only the documents to write come out (truncation is counted for those it encodes)
         pre = p | "ReadChanges" >> before_encode
         docs, ready, dead, skipped = pre["documents"], [pre["ready"]], [pre[DEAD_LETTER]], pre[SKIPPED]

@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 Row: TypeAlias = tuple[str, int, int, int]  # a manifest row: (id, raw-line digest, doc digest, text digest)
 
 VERSION = 1  # of the manifest's format and of the rules that map a line to its digests
-PARTS = 64  # = reuse.PARTITIONS: one part per partition of the ids
+PARTITIONS = PARTS = 64  # the ids' partitions: the join's keys (stamps travel in batches per partition, never one
+# element a document), and one manifest part each
+
+
+def partition(doc_id: str) -> int:
+    """Stable across processes and runs (Python's hash() is not)."""
+    return zlib.crc32(doc_id.encode("utf-8", "surrogatepass")) % PARTITIONS
 
 
 def manifest_index(lock_index: str) -> str:
@@ -214,39 +220,6 @@ class ManifestRows(beam.PTransform[beam.PCollection[Any], beam.PCollection[Any]]
             WriteManifestFn(self.out)
         )
         return written
-
-
-class StampRowsFn(beam.DoFn):
-    """Stamped Documents of a full build -> (partition, (ids, digests)) blocks of (id, raw, doc, content); the raw digest from the
-    position ParseJsonLine gave (0 when it has none)."""
-
-    _BATCH = 2000
-
-    def __init__(self) -> None:
-        beam.DoFn.__init__(self)  # Beam's own (unannotated) __init__, named: mypy takes super()'s for ours
-
-    def start_bundle(self) -> None:
-        self._parts: dict[int, list[Row]] = {}
-
-    def process(self, doc: Any) -> Iterable[Any]:
-        from neural_ingest.transforms.reuse import STAMP_FIELD, partition
-
-        mark = doc.metadata[STAMP_FIELD]
-        pos = doc.position
-        raw = pos[2] if pos is not None and len(pos) > 2 else 0
-        part = partition(doc.id)
-        batch = self._parts.setdefault(part, [])
-        batch.append((doc.id, raw, short(mark["doc_sha256"]), short(mark["content_sha256"])))
-        if len(batch) >= self._BATCH:
-            yield part, block(self._parts.pop(part))
-
-    def finish_bundle(self) -> Iterable[Any]:
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
-
-        for part, batch in self._parts.items():
-            yield WindowedValue((part, block(batch)), 0, (GlobalWindow(),))
-        self._parts = {}
 
 
 # --------------------------------------------------------------------------- the driver's side

@@ -8,7 +8,7 @@
    run id, model identity), all in the create request;
 3. run the ingest pipeline into it; with ``incremental`` (and an unchanged model identity) and a file
    source the new index is a ``_clone`` of the live one and only the changes are written into it
-   (transforms/reuse.py CloneChanges: ids classified by a join of small (id, hashes) tuples; unchanged
+   (transforms/clone_night.py CloneChanges: ids classified by a join of small (id, hashes) tuples; unchanged
    documents are not written, metadata-only changes reuse their stored vectors, new and changed ones
    are encoded, vanished ones are deleted from the clone; a JSONL night takes the live stamps from the live
    index's stamps manifest when it still describes that index exactly, transforms/manifest.py, and parses

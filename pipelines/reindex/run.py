@@ -94,11 +94,9 @@ def reindex(
     ``reindex`` section; a build that crashes still writes it (status failed, the error)."""
     from neural_ingest.pipelines.ingest import new_run_id, prepare, run_ingest
     from neural_ingest.sinks.opensearch_client import make_client
-    from neural_ingest.transforms.reuse import (
-        CloneChanges,
-        CountGone,
-        ReuseStoredVectors,
-    )
+    from neural_ingest.transforms.clone_night import CloneChanges
+    from neural_ingest.transforms.reuse import ReuseStoredVectors
+    from neural_ingest.transforms.stamps_join import CountGone
 
     rcfg, alias = settings(cfg)
     client = make_client(opensearch_sink(cfg))

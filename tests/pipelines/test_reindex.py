@@ -458,7 +458,7 @@ def test_a_reindex_that_crashes_still_writes_its_summary(os_client, index_name, 
     """A bug mid-build: exit 1, the summary (status failed, the error, the config path) written, the alias
     untouched and the half-built index stamped failed, so the next run removes it."""
     from neural_ingest.transforms.prepare import PrepareFn
-    from neural_ingest.transforms.reuse import JoinStampsFn
+    from neural_ingest.transforms.stamps_join import JoinStampsFn
 
     alias = index_name
     cfg = reindex_config(synthetic_docs(10, prefix="c"))
@@ -554,7 +554,7 @@ def test_changed_night_writes_only_the_changes_and_never_touches_the_live_index(
 
 
 def test_a_crash_mid_night_leaves_the_live_index_and_alias_intact(os_client, index_name, reindex_config, monkeypatch):
-    from neural_ingest.transforms.reuse import ChangesOnlyFn
+    from neural_ingest.transforms.clone_night import ChangesOnlyFn
 
     alias = index_name
     docs = synthetic_docs(30, prefix="x")

@@ -10,20 +10,10 @@ from neural_ingest.config import SourceConfig
 from neural_ingest.fingerprint import content_hash
 from neural_ingest.transforms import counters, manifest
 from neural_ingest.transforms.counters import DEAD_LETTER
-from neural_ingest.transforms.reuse import (
-    DUPLICATES,
-    FETCH,
-    KNOWN,
-    LIVE,
-    ROWS,
-    SRC,
-    FetchLinesFn,
-    JoinStampsFn,
-    ScanJsonlFn,
-    doc_hash,
-    join_stamps,
-    partition,
-)
+from neural_ingest.transforms.manifest import partition
+from neural_ingest.transforms.reuse import doc_hash
+from neural_ingest.transforms.source_scan import FetchLinesFn, ScanJsonlFn
+from neural_ingest.transforms.stamps_join import DUPLICATES, FETCH, KNOWN, LIVE, ROWS, SRC, JoinStampsFn, join_stamps
 
 _IDS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 
@@ -145,7 +135,7 @@ def test_a_line_changed_under_the_run_is_a_source_changed_dead_letter(tmp_path):
        st.sampled_from([b"\n", b"\r\n"]), st.booleans(), st.integers(1, 9))
 @settings(max_examples=60, deadline=None)
 def test_a_range_read_whole_gives_the_lines_and_offsets_of_the_line_reader(tmp_path_factory, lines, eol, last_eol, block):
-    from neural_ingest.transforms.reuse import block_lines, lines_of
+    from neural_ingest.transforms.source_scan import block_lines, lines_of
 
     path = tmp_path_factory.mktemp("blk") / "f.jsonl"
     path.write_bytes(eol.join(lines) + (eol if last_eol else b""))
@@ -159,7 +149,7 @@ def test_a_range_read_whole_gives_the_lines_and_offsets_of_the_line_reader(tmp_p
 @given(st.lists(st.binary(max_size=40), max_size=30), st.data())
 @settings(max_examples=100, deadline=None)
 def test_lines_are_digested_and_looked_up_at_once_as_one_by_one(lines, data):
-    from neural_ingest.transforms.reuse import line_digests
+    from neural_ingest.transforms.source_scan import line_digests
 
     raws = line_digests(lines)
     assert raws.tolist() == [manifest.line_digest(line) for line in lines]

@@ -1,6 +1,6 @@
-"""The clone path (transforms/reuse.py): the source is read once down to small (id, position, digest) stamps in
-batches per partition, joined with the live index's stamps; each id gets the action its last source copy and
-the live stamp call for, and only the records to write are read back."""
+"""The clone path (transforms/clone_night.py, stamps_join.py, source_scan.py): the source is read once down to
+small (id, position, digest) stamps in batches per partition, joined with the live index's stamps; each id gets the
+action its last source copy and the live stamp call for, and only the records to write are read back."""
 from __future__ import annotations
 
 import gzip
@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from neural_ingest.fingerprint import content_hash
 from neural_ingest.records import Document
+from neural_ingest.transforms.manifest import partition
 from neural_ingest.transforms.positions import ReadLinesWithOffsets
-from neural_ingest.transforms.reuse import (
+from neural_ingest.transforms.source_scan import FetchLinesFn, jsonl_ranges, lines_of
+from neural_ingest.transforms.stamps_join import (
     CHANGED,
     DUPLICATES,
     FETCH,
@@ -24,13 +26,9 @@ from neural_ingest.transforms.reuse import (
     NEW,
     SRC,
     Change,
-    FetchLinesFn,
     JoinStampsFn,
     doc_digest,
     join_stamps,
-    jsonl_ranges,
-    lines_of,
-    partition,
 )
 
 
@@ -160,7 +158,7 @@ def test_a_live_slice_that_cannot_be_read_fails_the_scan_in_the_dofns_own_thread
 
     from neural_ingest.config import OpenSearchSourceConfig, SourceConfig
     from neural_ingest.transforms.read_opensearch import SliceSpec, SourceReadError
-    from neural_ingest.transforms.reuse import ScanJsonlFn
+    from neural_ingest.transforms.source_scan import ScanJsonlFn
 
     src = tmp_path / "s.jsonl"
     src.write_text('{"id": "a", "title": "t", "body": "b"}\n')
@@ -180,7 +178,7 @@ def test_live_stamps_are_read_in_big_pages_and_parallel_slices():
     """The stamps read is a few digests a hit: it gets pages of 2,000 and two slices (threads) where the vector
     reader has 200 in one, and never less than a configured page size or slice count."""
     from neural_ingest.config import OpenSearchSourceConfig
-    from neural_ingest.transforms.reuse import stamps_reader
+    from neural_ingest.transforms.source_scan import stamps_reader
 
     base = {"type": "opensearch", "hosts": ["http://x:9200"], "index": "live", "text_fields": ["text"]}
     small = stamps_reader(OpenSearchSourceConfig(**base, page_size=200))
