@@ -164,8 +164,32 @@ def _timedelta_iso(value: _dt.timedelta) -> str:
 
 
 # --------------------------------------------------------------------------- Python values
+def _json_ready_flat(value: dict[Any, Any]) -> bool:
+    """True when json_value would give back a copy of ``value`` as it is: str keys and values, in-range ints,
+    finite floats, bools and None, every string valid Unicode (ASCII told valid without encoding it). What a
+    record's metadata usually is, decided in one pass instead of a recursive call a value."""
+    for k, v in value.items():
+        if type(k) is not str or not (k.isascii() or not lone_surrogate(k)):
+            return False
+        t = type(v)
+        if t is str:
+            if not (v.isascii() or not lone_surrogate(v)):
+                return False
+        elif t is int:
+            if not INT_MIN <= v <= UINT_MAX:
+                return False
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif t is not bool and v is not None:
+            return False
+    return True
+
+
 def json_value(value: Any, field: str = "") -> Any:
     """``value`` as JSON OpenSearch accepts (see the module docstring); MetadataError names the field otherwise."""
+    if type(value) is dict and _json_ready_flat(value):
+        return dict(value)  # the common flat record: what the walk below would build, in one pass
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from hostile import ANY_TEXT, JSON_SCALARS, JSON_VALUES, PY_VALUES, arrow_arrays, has_surrogate, strict_json_loads
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from neural_ingest.metadata import MetadataError, arrow_values, find_lone_surrogate, json_value, metadata_json, record_problem
@@ -151,3 +151,35 @@ def test_record_problem_flat_fast_path_agrees_with_the_walk(record):
     assert (problem is None) == (bad is None) == (not has_surrogate(record))
     if problem is not None:
         assert problem[0] == "invalid_unicode" and repr(bad) in problem[1]
+
+
+@FAST
+@given(st.dictionaries(st.one_of(ANY_TEXT, st.integers(), st.booleans()),
+                       st.one_of(JSON_SCALARS, PY_VALUES, st.integers(-(2**70), 2**70), st.floats()), max_size=6))
+@example({"a": math.nan, "b": 1})
+@example({"a": 2**64, "b": -(2**63) - 1})
+@example({"a": "\ud800"})
+@example({"\udc80": 1})
+@example({1: "x", 2.5: None})
+@example({"a": dt.date(2024, 1, 2)})
+def test_a_flat_dict_is_answered_in_one_pass_as_the_walk_answers_it(value):
+    """json_value's flat fast path gives what the recursive walk gives (the same dict, or the same error)."""
+    from neural_ingest import metadata
+
+    def walk(v):
+        real = metadata._json_ready_flat
+        metadata._json_ready_flat = lambda _: False
+        try:
+            return ("ok", json_value(v))
+        except MetadataError as e:
+            return ("error", str(e))
+        finally:
+            metadata._json_ready_flat = real
+
+    try:
+        fast = ("ok", json_value(value))
+    except MetadataError as e:
+        fast = ("error", str(e))
+    assert repr(fast) == repr(walk(value))
+    if fast[0] == "ok":
+        assert fast[1] is not value  # a new dict, as the walk builds
