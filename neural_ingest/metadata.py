@@ -165,25 +165,13 @@ def _timedelta_iso(value: _dt.timedelta) -> str:
 
 # --------------------------------------------------------------------------- Python values
 def _json_ready_flat(value: dict[Any, Any]) -> bool:
-    """True when json_value would give back a copy of ``value`` as it is: str keys and values, in-range ints,
-    finite floats, bools and None, every string valid Unicode (ASCII told valid without encoding it). What a
-    record's metadata usually is, decided in one pass instead of a recursive call a value."""
-    for k, v in value.items():
-        if type(k) is not str or not (k.isascii() or not lone_surrogate(k)):
-            return False
-        t = type(v)
-        if t is str:
-            if not (v.isascii() or not lone_surrogate(v)):
-                return False
-        elif t is int:
-            if not INT_MIN <= v <= UINT_MAX:
-                return False
-        elif t is float:
-            if not math.isfinite(v):
-                return False
-        elif t is not bool and v is not None:
-            return False
-    return True
+    """True when json_value would give back a copy of ``value`` as it is: flat and valid Unicode (_flat_and_valid),
+    its ints in range and its floats finite. What a record's metadata usually is, decided in one pass instead of a
+    recursive call a value."""
+    return _flat_and_valid(value) and all(
+        INT_MIN <= v <= UINT_MAX if type(v) is int else math.isfinite(v) if type(v) is float else True
+        for v in value.values()
+    )
 
 
 def json_value(value: Any, field: str = "") -> Any:
