@@ -10,7 +10,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from apache_beam.utils import shared
 
@@ -23,8 +23,17 @@ if TYPE_CHECKING:
 M = TypeVar("M")
 
 __all__ = [  # ModelInfo, SPACE_TYPES and Vector live in neural_ingest.model_info (no Beam); re-exported from here
-    "MODEL_LOAD_LOG_ENV", "SPACE_TYPES", "EncodeError", "Encoder", "Loaded", "ModelInfo", "Tokenized", "Vector",
-    "acquire_shared", "vector_problem",
+    "MODEL_LOAD_LOG_ENV",
+    "SPACE_TYPES",
+    "EncodeError",
+    "Encoder",
+    "Loaded",
+    "ModelInfo",
+    "SettingsFromConfig",
+    "Tokenized",
+    "Vector",
+    "acquire_shared",
+    "vector_problem",
 ]
 
 class EncodeError(NeuralIngestError, RuntimeError):
@@ -61,6 +70,31 @@ class Tokenized:
     lengths: list[int]
     truncated: list[bool]
     tokens: list[Any] | None = None
+
+
+class _ModelSettings(Protocol):
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def batching(self) -> BatchingConfig: ...
+    @property
+    def max_seq_length(self) -> int | None: ...
+
+
+class SettingsFromConfig:
+    """What the transforms ask of a local model's encoder, read from its config (``batch_size``, ``batching``,
+    ``max_seq_length``): mixed in before Encoder by the dense and sparse encoders."""
+
+    cfg: _ModelSettings
+
+    def batch_size(self) -> int:
+        return self.cfg.batch_size
+
+    def batching(self) -> BatchingConfig | None:
+        return self.cfg.batching
+
+    def max_seq_length(self) -> int | None:
+        return self.cfg.max_seq_length
 
 
 class Encoder(ABC, Generic[M]):

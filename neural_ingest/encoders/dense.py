@@ -9,15 +9,16 @@ from typing import Any
 import numpy as np
 
 from neural_ingest.catalogue import verify_loaded
-from neural_ingest.config import BatchingConfig, SentenceTransformersEncoderConfig
-from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Tokenized, Vector
+from neural_ingest.config import SentenceTransformersEncoderConfig
+from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, SettingsFromConfig, Tokenized, Vector
 from neural_ingest.encoders.device import resolve_device
 from neural_ingest.model_resolve import resolve_model_dir
 
 log = logging.getLogger(__name__)
 
 
-class SentenceTransformerEncoder(Encoder[Any]):  # a SentenceTransformer, or a FastSentenceModel on onnx/openvino
+class SentenceTransformerEncoder(SettingsFromConfig, Encoder[Any]):  # a SentenceTransformer, or a FastSentenceModel
+    cfg: SentenceTransformersEncoderConfig
     kind = "dense"
     counts_tokens = True
 
@@ -29,15 +30,6 @@ class SentenceTransformerEncoder(Encoder[Any]):  # a SentenceTransformer, or a F
         key = f"st:{c.model}:{c.model_path}:{c.device}:{c.normalize}:{c.max_seq_length}"
         backend = getattr(c, "backend", "torch")
         return key if backend == "torch" else f"{key}:{backend}:{c.quantize}"
-
-    def batch_size(self) -> int:
-        return self.cfg.batch_size
-
-    def batching(self) -> BatchingConfig:
-        return self.cfg.batching
-
-    def max_seq_length(self) -> int | None:
-        return self.cfg.max_seq_length
 
     def load_model(self) -> Loaded[Any]:
         # Weights come from local disk only; never let a missing file turn into a hub download.

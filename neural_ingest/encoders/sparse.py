@@ -34,8 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from neural_ingest.config import BatchingConfig, NeuralSparseEncoderConfig
-from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, Vector
+from neural_ingest.config import NeuralSparseEncoderConfig
+from neural_ingest.encoders.base import Encoder, Loaded, ModelInfo, SettingsFromConfig, Vector
 from neural_ingest.encoders.device import resolve_device
 from neural_ingest.encoders.sparse_prune import prune
 from neural_ingest.model_resolve import resolve_model_dir, short_name
@@ -126,7 +126,8 @@ def _query_model_idf(query_model: str, models_dir: str | None) -> Path | None:
     return None
 
 
-class NeuralSparseEncoder(Encoder[SparseModel]):
+class NeuralSparseEncoder(SettingsFromConfig, Encoder[SparseModel]):
+    cfg: NeuralSparseEncoderConfig
     kind = "sparse"
     counts_tokens = True
 
@@ -139,15 +140,6 @@ class NeuralSparseEncoder(Encoder[SparseModel]):
             f"sparse:{c.model}:{c.model_path}:{c.models_dir}:{c.device}:{c.max_seq_length}:{c.activation}:"
             f"{c.query_mode}:{c.idf_path}"
         )
-
-    def batch_size(self) -> int:
-        return self.cfg.batch_size
-
-    def batching(self) -> BatchingConfig:
-        return self.cfg.batching
-
-    def max_seq_length(self) -> int | None:
-        return self.cfg.max_seq_length
 
     # ------------------------------------------------------------------ loading
     def load_model(self) -> Loaded[SparseModel]:
