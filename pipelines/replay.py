@@ -98,11 +98,6 @@ def read_dead_letters(files: list[str], cfg: PipelineConfig | None = None) -> Re
     return out
 
 
-def original_lines(files: list[str]) -> Iterator[str]:
-    """One JSONL line per replayable dead letter: the source record as it was read."""
-    yield from read_dead_letters(files).lines
-
-
 def _letters(files: list[str]) -> Iterator[tuple[str, int, dict[str, Any]]]:
     for name in files:
         with open(name, encoding="utf-8", errors="surrogateescape") as f:

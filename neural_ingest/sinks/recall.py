@@ -135,19 +135,19 @@ def recall_at_k(approx: list[list[str]], exact: list[list[str]], k: int) -> floa
     return sum(shares) / len(shares) if shares else 0.0
 
 
-def measure(client: Any, index: str, field: str, vectors: Sequence[DenseVector], k: int, space_type: str) -> float:
-    """recall@k of the plain knn query against brute force, for query ``vectors``."""
-    return probe(client, index, field, vectors, k, space_type, k)[0]
-
-
 def probe(client: Any, index: str, field: str, vectors: Sequence[DenseVector], k: int, space_type: str,
           depth: int) -> tuple[float, FieldProbes]:
     """recall@k for query ``vectors``, and the probes a later night carries forward (each query's exact top ``depth``)."""
     approx = _msearch_ids(client, index, [plain_query(field, v, k) for v in vectors])
     exact = msearch_hits(client, index, [exact_query(field, v, depth, space_type) for v in vectors])
-    probes = FieldProbes(space_type, [[float(x) for x in v] for v in vectors], exact,
-                         [hits[-1][1] if len(hits) >= depth else None for hits in exact])
+    probes = FieldProbes(space_type, [[float(x) for x in v] for v in vectors], exact, [cut_off(hits, depth) for hits in exact])
     return recall_at_k(approx, [[i for i, _ in hits] for hits in exact], k), probes
+
+
+def cut_off(hits: list[Hit], depth: int) -> float | None:
+    """The score above which an exact search asked for ``depth`` hits listed every document: the last hit's when it
+    returned that many (more may tie or follow), None when it returned fewer (it listed them all)."""
+    return hits[-1][1] if len(hits) >= depth else None
 
 
 @dataclass

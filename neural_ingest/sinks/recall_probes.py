@@ -35,6 +35,7 @@ from neural_ingest.sinks.recall import (
     Hit,
     Probes,
     check_index_probes,
+    cut_off,
     exact_query,
     field_facts,
     msearch_hits,
@@ -140,9 +141,10 @@ def _written_top(client: Any, index: str, field: str, vectors: list[list[float]]
                            preference=f"_shards:{shard}")
         for q, hits in enumerate(got):
             tops[q] += hits
-            if len(hits) >= depth:
+            cut = cut_off(hits, depth)
+            if cut is not None:
                 before = bounds[q]
-                bounds[q] = hits[-1][1] if before is None else max(before, hits[-1][1])
+                bounds[q] = cut if before is None else max(before, cut)
     return tops, bounds
 
 
@@ -190,7 +192,7 @@ def carried(client: Any, index: str, base: Probes, seq_then: list[list[int]], li
             again += len(short)
             full = msearch_hits(client, index, [exact_query(name, f.vectors[q], base.depth, f.space_type) for q in short])
             for q, hits in zip(short, full):
-                exact[q], bound[q] = hits, (hits[-1][1] if len(hits) >= base.depth else None)
+                exact[q], bound[q] = hits, cut_off(hits, base.depth)
         approx = [[i for i, _ in hits] for hits in msearch_hits(client, index, [plain_query(name, v, base.k) for v in f.vectors])]
         out.fields[name] = FieldProbes(f.space_type, f.vectors, exact, bound)
         facts = field_facts(client, index, name)

@@ -21,7 +21,7 @@ from neural_ingest.config.remote_encoders import (
     _RemoteEncoderBase,
 )
 from neural_ingest.encoders.remote.client import RemoteSetupError
-from neural_ingest.encoders.remote.jsonpath import PathError, evaluate, has_wildcard, parse_path
+from neural_ingest.encoders.remote.jsonpath import PathError, evaluate, has_wildcard
 from neural_ingest.encoders.remote.redact import Redactor, safe_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -388,10 +388,6 @@ class HttpTemplateAdapter(Adapter[HttpEncoderConfig]):
             value = _vectors_from(value, n, self.response_path)
             return [sparse_from_pairs(v) for v in value]
         return _vectors_from(value, n, self.response_path)
-
-
-def check_response_path(path: str) -> None:
-    parse_path(path)
 
 
 ADAPTERS: dict[str, type[Adapter[Any]]] = {
