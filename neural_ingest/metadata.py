@@ -243,9 +243,14 @@ def _interval_iso(v: Any) -> str:
     return f"P{v.months}M{v.days}DT{sign}{secs}{_fraction(frac, 'ns')}S"
 
 
+_STRICT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # json.dumps with these builds one a call
+
+
 def metadata_json(metadata: dict[str, Any]) -> str:
     """The metadata as strict JSON text (the Parquet sink's metadata column)."""
-    return json.dumps(json_value(metadata), ensure_ascii=False, allow_nan=False)
+    if type(metadata) is dict and _json_ready_flat(metadata):
+        return _STRICT_JSON.encode(metadata)  # json_value would copy it as it is
+    return _STRICT_JSON.encode(json_value(metadata))
 
 
 # --------------------------------------------------------------------------- Arrow columns

@@ -10,6 +10,7 @@ duplicates are resolved.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 from typing import Any
 
 from apache_beam import coders, typehints
@@ -115,7 +116,8 @@ class _TextSourceChunks(textio._TextSource):
                         return
                     i = block.find(b"\n")
                     if i >= 0:
-                        data, pos = block[i + 1:], pos + i + 1
+                        pos += i + 1
+                        f.seek(pos)  # ``data`` below is at most one line: the rest of this block is read again
                         break
                     pos += len(block)
             chunk: list[tuple[int, Any]] = []  # lines read, not yet claimed
@@ -123,18 +125,23 @@ class _TextSourceChunks(textio._TextSource):
             while not eof:
                 block = f.read(BLOCK_BYTES)
                 eof = not block
-                lines = (data + block).split(b"\n")
+                carriage_returns = b"\r" in block or b"\r" in data
+                lines = block.split(b"\n")
+                lines[0] = data + lines[0]  # the line begun in the block before (not the whole block copied again)
                 data = lines.pop()  # no newline after it yet: it waits for the next block
-                for line in lines:
-                    chunk.append((pos, line[:-1] if line[-1:] == b"\r" else line))
-                    pos += len(line) + 1
-                    if len(chunk) >= CHUNK_LINES:
-                        claimed = self._claim(range_tracker, chunk)
-                        if claimed:
-                            yield file_name, claimed
-                        if len(claimed) < len(chunk):
-                            return  # the rest starts past this split's end
-                        next_start, chunk = pos, []
+                starts = list(accumulate([len(line) + 1 for line in lines], initial=pos))
+                pos = starts.pop()  # where ``data`` starts
+                if carriage_returns:
+                    lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+                chunk.extend(zip(starts, lines))
+                while len(chunk) >= CHUNK_LINES:
+                    piece, chunk = chunk[:CHUNK_LINES], chunk[CHUNK_LINES:]
+                    claimed = self._claim(range_tracker, piece)
+                    if claimed:
+                        yield file_name, claimed
+                    if len(claimed) < len(piece):
+                        return  # the rest starts past this split's end
+                    next_start = chunk[0][0] if chunk else pos
             if data:  # the last line, without a newline after it (as Beam's reader: its "\r" kept)
                 chunk.append((pos, data))
             claimed = self._claim(range_tracker, chunk) if chunk else []

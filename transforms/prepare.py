@@ -24,7 +24,7 @@ from neural_ingest.records import PREPARE, Document, content_id
 from neural_ingest.transforms import counters, positions
 from neural_ingest.transforms.chunks import Chunk
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, DeadLetterOutput
-from neural_ingest.transforms.positions import pop_position
+from neural_ingest.transforms.positions import POSITION, pop_position
 
 
 def _nan(value: Any) -> bool:
@@ -69,8 +69,9 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             out.position = position
         return out
 
-    def _output(self, record: dict[str, Any]) -> Any:
-        """The record's one outcome: a Document, a dead letter or a skip (one pass over the text fields)."""
+    def _output(self, record: dict[str, Any], build: bool = True) -> Any:
+        """The record's one outcome: a Document (without ``build``: only its id, for the duplicate-id pass), a dead
+        letter or a skip (one pass over the text fields)."""
         c = self.cfg
         if not isinstance(record, dict):
             return self._dead("not_an_object", f"expected a record (object), got {type(record).__name__}", record)
@@ -83,7 +84,8 @@ class PrepareFn(counters.Tallied, beam.DoFn):
             if value is None or _nan(value):
                 continue
             present.append(f)
-            self.count(counter)  # the summary's text_fields: a field no record has is warned about
+            if build:  # the summary's text_fields (a field no record has is warned about): the run's read, not the id pass
+                self.count(counter)
             if type(value) is str:
                 if not value.isascii() and lone_surrogate(value):  # isascii: O(1), no UTF-8 encoding of the text
                     not_unicode.append(f)
@@ -119,6 +121,8 @@ class PrepareFn(counters.Tallied, beam.DoFn):
                 return self._dead(*problem, record)
         if not parts:  # every present text field empty or whitespace (a part holds more): nothing to embed
             return counters.skip_record(PREPARE, "empty_text", "text is empty or only whitespace", record, doc_id)
+        if not build:
+            return doc_id
         return Document(id=doc_id, text=text, metadata=metadata, source=record)
 
 
@@ -213,16 +217,33 @@ class IdAndPositionChunkFn(PrepareFn):
     """A list of records -> (bucket, {id: (count, last position)}) for the chunk's Documents (PrepareFn's
     rules), combined within the chunk: a few elements a chunk for CountAndLastPositions to merge."""
 
+    def __init__(self, cfg: AnySourceConfig):
+        super().__init__(cfg)
+        self._names_position = POSITION in (cfg.id_field, *cfg.text_fields, *cfg.metadata_fields)  # then copy as PrepareFn
+
     def process(self, records: Any) -> Iterable[Any]:
         buckets: dict[int, dict[str, tuple[int, Any]]] = {}
-        one = self._prepare
+        document_id = self._document_id
         for record in records:
-            out = one(record)
-            if type(out) is Document:
-                acc = buckets.setdefault(id_bucket(out.id), {})
-                seen = acc.get(out.id)
-                acc[out.id] = (1, out.position) if seen is None else (seen[0] + 1, _later(seen[1], out.position))
+            doc_id = document_id(record)
+            if doc_id is not None:
+                position = record.get(POSITION)
+                acc = buckets.setdefault(id_bucket(doc_id), {})
+                seen = acc.get(doc_id)
+                acc[doc_id] = (1, position) if seen is None else (seen[0] + 1, _later(seen[1], position))
         yield from buckets.items()
+
+    def _document_id(self, record: Any) -> str | None:
+        """The id of the Document PrepareFn makes of ``record``, or None when it makes none: the same rules,
+        without copying the record (its position stays in it: no rule reads that key) or building the Document."""
+        if type(record) is not dict or self._names_position:
+            out = self._prepare(record)
+            return out.id if type(out) is Document else None
+        try:
+            out = self._output(record, build=False)
+        except Exception:  # noqa: BLE001 - PrepareFn's prepare_error: a dead letter, not a Document
+            return None
+        return out if type(out) is str else None
 
 
 class KeepOneFn(beam.DoFn):

@@ -5,6 +5,7 @@ text are read per file, because CSV rows may span lines and a text file is one d
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -16,6 +17,7 @@ from apache_beam import coders
 from apache_beam.io import fileio
 
 from neural_ingest.config import AnySourceConfig, SourceConfig
+from neural_ingest.json_lines import flat_record
 from neural_ingest.metadata import arrow_values, lone_surrogate, record_problem
 from neural_ingest.records import READ
 from neural_ingest.transforms import counters
@@ -41,12 +43,27 @@ class _JsonLines(counters.Tallied, beam.DoFn):
     def __init__(self, encoding: str = "utf-8", line_digests: bool = False):
         self.encoding = encoding
         self.line_digests = line_digests  # position (file, offset, raw-line digest): reindex's stamps manifest
+        self._utf8 = codecs.lookup(encoding).name == "utf-8"  # flat_record's bytes are UTF-8
 
     def _parse(self, filename: str, offset: int, line: bytes) -> Any:
         """The line's one outcome: its record (a dict), its dead letter, or None (a blank line)."""
         if not line or line.isspace():
             return None  # blank lines separate nothing in JSONL: not a record
         self.count("read")
+        obj = flat_record(line) if self._utf8 else None  # the common line, parsed by orjson (json_lines.py)
+        if obj is None:
+            obj = self._slow(filename, line)
+            if type(obj) is not dict:
+                return obj
+        if self.line_digests:
+            from neural_ingest.transforms.manifest import line_digest
+
+            obj[POSITION] = (filename, offset, line_digest(line))
+            return obj
+        return with_position(obj, filename, offset)
+
+    def _slow(self, filename: str, line: bytes) -> Any:
+        """json.loads' record of the line (checked: record_problem), or its dead letter."""
         try:
             text = line.decode(self.encoding)
         except UnicodeDecodeError as e:
@@ -61,12 +78,7 @@ class _JsonLines(counters.Tallied, beam.DoFn):
         if problem is not None:
             reason, message = problem
             return _dead(reason, f"{message}: fix it at the source", {"file": filename, "line": line})
-        if self.line_digests:
-            from neural_ingest.transforms.manifest import line_digest
-
-            obj[POSITION] = (filename, offset, line_digest(line))
-            return obj
-        return with_position(obj, filename, offset)
+        return obj
 
 
 class ParseJsonLine(_JsonLines):

@@ -1,9 +1,10 @@
 """Where documents come from: files (jsonl, csv, parquet, text) or an existing OpenSearch index."""
 from __future__ import annotations
 
+import codecs
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from neural_ingest.config.base import _Strict
 from neural_ingest.config.sinks import AwsSigV4Config
@@ -28,7 +29,18 @@ class SourceConfig(_Strict):
         ),
     )
     csv_delimiter: str = ","
-    encoding: str = "utf-8"
+    encoding: str = Field("utf-8", description="Text encoding of jsonl / csv / text files (a Python codec name).")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, v: str) -> str:
+        try:
+            known = getattr(codecs.lookup(v), "_is_text_encoding", True)  # rot13, base64...: not bytes <-> text
+        except LookupError:
+            known = False
+        if not known:
+            raise ValueError(f"unknown encoding {v!r}: use a Python codec name such as utf-8, latin-1 or cp1252")
+        return v
 
 
 # --------------------------------------------------------------------------- OpenSearch as a source

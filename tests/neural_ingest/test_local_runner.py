@@ -90,3 +90,28 @@ def test_on_flink_documents_go_from_read_to_sink_inside_one_sdk_stage(make_confi
     assert any(n.startswith("Read/ReadLine") for n in doc_path[0])  # ReadLines, or ReadLineChunks (chunks of lines)
     assert any("Encode[embedding]" in n for n in doc_path[0])  # Encode/Encode[embedding]: the EncodeAll composite
     assert any(n.startswith("Write/") for n in doc_path[0])
+
+
+def test_pickles_of_a_local_run_stay_uncompressed_and_old_ones_still_load():
+    import bz2
+
+    from apache_beam.internal import cloudpickle_pickler, pickler
+
+    from neural_ingest.local_runner import uncompressed_pickles
+
+    before = pickler.dumps({"a": 1})
+    with uncompressed_pickles():
+        inside = pickler.dumps({"b": 2})
+        assert pickler.loads(inside) == {"b": 2} and pickler.loads(before) == {"a": 1}
+        assert b"BZh" not in __import__("base64").b64decode(inside)[:3]
+    assert cloudpickle_pickler.bz2 is bz2 and pickler.loads(pickler.dumps({"c": 3})) == {"c": 3}
+
+
+def test_state_samplers_sleep_briefly_only_during_a_local_run():
+    from apache_beam.runners.worker import statesampler
+
+    from neural_ingest.local_runner import SAMPLING_PERIOD_MS, prompt_state_samplers
+
+    with prompt_state_samplers():
+        assert statesampler.StateSampler("s", None).sampling_period_ms == SAMPLING_PERIOD_MS
+    assert statesampler.StateSampler("s", None).sampling_period_ms == statesampler.DEFAULT_SAMPLING_PERIOD_MS

@@ -52,3 +52,15 @@ def test_chunked_reader_reads_gzip_as_beam_does(tmp_path):
         b'{"id": 2}',
         b'\r{"id": 3}',
     ]
+
+
+def test_a_split_in_the_middle_of_a_block_reads_every_line_after_it_once(tmp_path):
+    """A split starting mid-file skips the line it starts in; the block read to find that line's end holds many
+    more lines, which are all read (each once), whatever the block size."""
+    data = b"".join(b'{"id": %d}%s' % (i, b"\r\n" if i % 3 else b"\n") for i in range(40))
+    path = str(tmp_path / "a.jsonl")
+    with open(path, "wb") as f:
+        f.write(data)
+    for cut in range(1, len(data)):
+        cuts = [0, cut, len(data)]
+        assert _lines(positions._TextSourceChunks, path, cuts) == _lines(positions._TextSourceWithOffsets, path, cuts)

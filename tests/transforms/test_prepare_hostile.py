@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from neural_ingest.config import SourceConfig
 from neural_ingest.records import Document
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED
-from neural_ingest.transforms.prepare import PrepareFn
+from neural_ingest.transforms.positions import with_position
+from neural_ingest.transforms.prepare import IdAndPositionChunkFn, PrepareFn
 
 CFG = SourceConfig(type="jsonl", path="x", text_fields=["title", "body"], metadata_fields=["topic", "when"])
 FIELD_VALUES = st.one_of(ANY_TEXT, PY_VALUES)
@@ -73,3 +74,25 @@ def test_any_record_has_exactly_one_outcome(record, id_field):
         assert strict_json_loads(json.dumps(doc.metadata, ensure_ascii=False, allow_nan=False)) == doc.metadata
     for letter in dead + skipped:
         strict_json_loads(letter.to_json("run"))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.dictionaries(st.sampled_from(["id", "title", "body", "topic", "when", "other"]), FIELD_VALUES, max_size=6),
+        FIELD_VALUES,  # not a record at all
+    ),
+    st.sampled_from(["id", None]),
+    st.booleans(),
+)
+def test_the_id_pass_finds_the_id_of_every_document_and_of_nothing_else(record, id_field, positioned):
+    """The duplicate-id pass applies PrepareFn's rules without building the Document: the same id, or none."""
+    cfg = SourceConfig(
+        type="jsonl", path="x", id_field=id_field, text_fields=["title", "body"], metadata_fields=["topic", "when"]
+    )
+    if positioned and isinstance(record, dict):
+        record = with_position(dict(record), "f.jsonl", 42)
+    prepared = next(iter(PrepareFn(cfg).process(record)))
+    expected = (prepared.id, prepared.position if cfg.deduplicate else None) if isinstance(prepared, Document) else None
+    found = [pair for _, ids in IdAndPositionChunkFn(cfg).process([record]) for pair in ids.items()]
+    assert found == ([] if expected is None else [(expected[0], (1, expected[1]))])
