@@ -31,7 +31,7 @@ from neural_ingest.transforms import dofn_specs, option_views
 from neural_ingest.transforms.batching import Unchunk
 from neural_ingest.transforms.chunk import ChunkDocuments
 from neural_ingest.transforms.counters import DEAD_LETTER, SKIPPED, Progress
-from neural_ingest.transforms.dead_letters import WriteDeadLetters
+from neural_ingest.transforms.dead_letters import DEAD_LETTERS, SKIPPED_FILES, WriteDeadLetters
 from neural_ingest.transforms.encode import EncodeAll
 from neural_ingest.transforms.prepare import PrepareDocuments
 from neural_ingest.transforms.read import ReadRecords
@@ -95,7 +95,6 @@ def build_ingest(
         prepared = read["records"] | "Prepare" >> PrepareDocuments(cfg.source, reread, chunked=files)
         docs, dead, skipped = prepared["documents"], [read[DEAD_LETTER], prepared[DEAD_LETTER]], prepared[SKIPPED]
         chunked = files
-    _ = skipped | "WriteSkipped" >> WriteDeadLetters(cfg.dead_letter.path, run_id, name="skipped")
     counted = truncation_counted_by_encode(prep.chunking, prep.encoders, before_encode)
     chunk_step = prep.chunking is not None and not counted
     if chunked and (chunk_step or before_encode is not None):  # these take one Document an element
@@ -121,7 +120,8 @@ def build_ingest(
     written = docs | "Write" >> prep.sink.write(run_id, prep.fields, every)
     if DEAD_LETTER in written:
         dead.append(written[DEAD_LETTER])
-    _ = tuple(dead) | "AllDeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteDeadLetters(cfg.dead_letter.path, run_id)
+    letters = {DEAD_LETTERS: tuple(dead) | "AllDeadLetters" >> beam.Flatten(), SKIPPED_FILES: skipped}
+    _ = letters | "WriteDeadLetters" >> WriteDeadLetters(cfg.dead_letter.path, run_id)
 
 
 def truncation_counted_by_encode(

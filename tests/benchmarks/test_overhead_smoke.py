@@ -21,7 +21,7 @@ def test_overhead_writes_runs_and_ratios(tmp_path, opensearch_url, os_client):
     prefix = f"overhead-test-{tmp_path.name.lower()[-12:]}"
     res = main(["--docs", "40", "--out", str(out), "--work-dir", str(tmp_path / "work"), "--dimension", "16",
                 "--batch-size", "8", "--hash-batch-size", "16", "--write-batch", "15", "--opensearch-url", opensearch_url,
-                "--index-prefix", prefix])
+                "--index-prefix", prefix, "--repeat", "2"])
     assert json.loads((out / "overhead.json").read_text()) == res
     assert res["schema"] == 1 and res["corpus"]["documents"] == 40 and res["skipped"] == {}
     assert {"cores", "load_before", "load_after"} <= set(res["machine"])
@@ -29,6 +29,7 @@ def test_overhead_writes_runs_and_ratios(tmp_path, opensearch_url, os_client):
     assert names == ["tiny_direct_encode", "tiny_parquet", "hash_bare_loop", "hash_parquet", "hash_raw_bulk", "hash_opensearch"]
     for r in res["runs"]:
         assert r["docs"] == 40 and r["seconds"] > 0 and r["docs_per_second"] > 0 and r["cpu_seconds"] >= 0
+        assert len(r["repeats"]) == 2 and r["seconds"] == min(r["repeats"])  # the fastest of --repeat runs
     assert [r["count_in_index"] for r in res["runs"] if "count_in_index" in r] == [40, 40]
     assert [r["rows_written"] for r in res["runs"] if "rows_written" in r] == [40, 40]
     assert set(res["ratios"]) == {
