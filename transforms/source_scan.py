@@ -8,6 +8,7 @@ import math
 import queue
 import threading
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
@@ -64,10 +65,29 @@ def lines_of(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
 
 
 def block_lines(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
-    """lines_of for a seekable (uncompressed) file: the range read whole and split (what a night spends on its
-    unchanged lines is this and their digests), the same (offset, line) pairs."""
+    """lines_of for a seekable (uncompressed) file, from line_chunks: the same (offset, line) pairs."""
+    for offsets, lines in line_chunks(f, start, end):
+        yield from zip(offsets, lines)
+
+
+_CHUNK_LINES = 20_000  # lines digested and looked up at once (and between two looks at the live stamps read meanwhile)
+
+
+def line_chunks(f: Any, start: int, end: float) -> Iterable[tuple[list[int], list[bytes]]]:
+    """The (offsets, lines) of lines_of in lists of up to _CHUNK_LINES: what the scan digests and looks up at once.
+    A seekable (uncompressed) file's range is read whole and split at once, the offsets summed from the lengths (what
+    a night spends on its unchanged lines is this and their digests); a compressed one is read line by line."""
     if end == math.inf:
-        yield from lines_of(f, start, end)
+        offsets: list[int] = []
+        lines: list[bytes] = []
+        for offset, line in lines_of(f, start, end):
+            offsets.append(offset)
+            lines.append(line)
+            if len(lines) >= _CHUNK_LINES:
+                yield offsets, lines
+                offsets, lines = [], []
+        if lines:
+            yield offsets, lines
         return
     pos = 0
     if start > 0:
@@ -78,33 +98,23 @@ def block_lines(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
     if pos >= end:
         return
     data = f.read(int(end) - pos)
-    if data and not data.endswith(b"\n"):
-        data += f.readline()  # the last line starts in the range: all of it
     lines = data.split(b"\n")
+    tail = f.readline() if lines[-1] else b""  # the last line starts in the range: all of it
+    if tail:
+        lines[-1] += tail  # added to that line, not to the whole range (a copy of one line, not of the block)
+        if tail.endswith(b"\n"):
+            lines[-1] = lines[-1][:-1]
+            lines.append(b"")
     last = lines.pop()  # after the last \n: b"", or a last line with no line break (its \r is kept, as _strip_eol does)
-    for line in lines:
-        n = len(line) + 1
-        yield pos, line[:-1] if line.endswith(b"\r") else line
-        pos += n
+    offsets = list(accumulate([len(line) + 1 for line in lines], initial=pos))
+    after = offsets.pop()
+    if b"\r" in data or b"\r" in tail:
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     if last:
-        yield pos, last
-
-
-_CHUNK_LINES = 20_000  # lines digested and looked up at once (and between two looks at the live stamps read meanwhile)
-
-
-def line_chunks(f: Any, start: int, end: float) -> Iterable[tuple[list[int], list[bytes]]]:
-    """block_lines as (offsets, lines) lists of up to _CHUNK_LINES: what the scan digests and looks up at once."""
-    offsets: list[int] = []
-    lines: list[bytes] = []
-    for offset, line in block_lines(f, start, end):
-        offsets.append(offset)
-        lines.append(line)
-        if len(lines) >= _CHUNK_LINES:
-            yield offsets, lines
-            offsets, lines = [], []
-    if lines:
-        yield offsets, lines
+        offsets.append(after)
+        lines.append(last)
+    for i in range(0, len(lines), _CHUNK_LINES):
+        yield offsets[i:i + _CHUNK_LINES], lines[i:i + _CHUNK_LINES]
 
 
 def line_digests(lines: list[bytes]) -> np.ndarray:

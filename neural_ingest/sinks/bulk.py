@@ -56,11 +56,15 @@ class BulkResult:
     message: str | None = None
 
 
+_ACTION_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps with arguments builds an encoder a call
+_SOURCE_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def make_item(key: Any, index: str, doc_id: str, source: dict[str, Any]) -> BulkItem:
     """An ``index`` action with an explicit id: idempotent, so BulkWriter may re-send a request the server
     may already have applied (a client-side timeout); ``create`` would fail the re-sent copy with a 409."""
-    action = json.dumps({"index": {"_index": index, "_id": doc_id}}, ensure_ascii=False)
-    body = json.dumps(source, ensure_ascii=False, allow_nan=False)
+    action = _ACTION_JSON.encode({"index": {"_index": index, "_id": doc_id}})
+    body = _SOURCE_JSON.encode(source)
     return BulkItem(key, doc_id, (action + "\n" + body + "\n").encode("utf-8"))
 
 
