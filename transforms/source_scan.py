@@ -64,12 +64,6 @@ def lines_of(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
         pos += len(line)
 
 
-def block_lines(f: Any, start: int, end: float) -> Iterable[tuple[int, bytes]]:
-    """lines_of for a seekable (uncompressed) file, from line_chunks: the same (offset, line) pairs."""
-    for offsets, lines in line_chunks(f, start, end):
-        yield from zip(offsets, lines)
-
-
 _CHUNK_LINES = 20_000  # lines digested and looked up at once (and between two looks at the live stamps read meanwhile)
 
 
