@@ -1,16 +1,11 @@
 """Every stage's dead letters and skipped records, as JSONL files of the run: ``<dir>/<run_id>/dead-letters-NNNNN.jsonl``
 and ``skipped-NNNNN.jsonl`` (an empty ``-00000`` file when there are none).
 
-Beam's ``WriteToText`` costs five stages a sink (initialise, write, group, pre-finalise, finalise), run even when
-nothing is written: for the two outputs of every run that was most of a small run's fixed cost (profiled). Here each
-bundle writes what it has to temporary files of its own, in a directory of this run, and hands their names on; one
-step after all bundles gives the committed ones their final names and deletes the directory, so a retried bundle's
-files (never handed on) are not kept. Beam's ``FileSystems``: local paths, gs://, s3:// alike.
+Each bundle writes what it has to temporary files of its own and one step after all bundles names the committed ones
+(``bundle_files``): two stages for both outputs, where Beam's ``WriteToText`` costs five for each.
 """
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,54 +13,28 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from neural_ingest.records import DeadLetter
+from neural_ingest.transforms.bundle_files import BundleFilesFn, CommitBundleFiles, temp_dir_under
 
 DEAD_LETTERS = "dead-letters"
 SKIPPED_FILES = "skipped"
 
 
-class _WriteBundleFn(beam.DoFn):
+class _WriteBundleFn(BundleFilesFn):
     """(name, DeadLetter) -> JSONL lines in one temporary file per name and bundle; (name, path) of each file out."""
 
+    ext = "jsonl"
+
     def __init__(self, temp_dir: str, run_id: str):
-        self.temp_dir = temp_dir
+        super().__init__(temp_dir)
         self.run_id = run_id
 
-    def start_bundle(self) -> None:
-        self._files: dict[str, tuple[str, Any]] = {}
+    def open_file(self, path: str) -> Any:
+        return FileSystems.create(path, mime_type="application/jsonl")
 
     def process(self, item: tuple[str, DeadLetter]) -> Iterable[Any]:
         name, letter = item
-        opened = self._files.get(name)
-        if opened is None:
-            path = FileSystems.join(self.temp_dir, f"{name}-{uuid.uuid4().hex}.jsonl")
-            opened = self._files[name] = (path, FileSystems.create(path, mime_type="application/jsonl"))
-        opened[1].write(letter.to_json(self.run_id).encode("utf-8") + b"\n")
+        self.file(name).write(letter.to_json(self.run_id).encode("utf-8") + b"\n")
         return ()
-
-    def finish_bundle(self) -> Iterable[Any]:
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
-
-        files, self._files = self._files, {}
-        for name, (path, handle) in files.items():
-            handle.close()
-            yield WindowedValue((name, path), GlobalWindow().max_timestamp(), (GlobalWindow(),))
-
-
-def _name_files(_: Any, written: list[tuple[str, str]], run_dir: str, temp_dir: str, names: tuple[str, ...]) -> None:
-    """The committed temporary files -> ``<name>-NNNNN.jsonl`` in ``run_dir`` (``-00000`` empty when a name has none);
-    then the temporary directory goes, with any file of a bundle that was retried."""
-    for name in names:
-        paths = sorted({path for n, path in written if n == name})
-        if not paths:
-            FileSystems.create(FileSystems.join(run_dir, f"{name}-00000.jsonl")).close()
-            continue
-        todo = [(src, FileSystems.join(run_dir, f"{name}-{i:05d}.jsonl")) for i, src in enumerate(paths)]
-        todo = [(src, dst) for src, dst in todo if FileSystems.exists(src)]  # a retried finalise: already moved
-        if todo:
-            FileSystems.rename([src for src, _ in todo], [dst for _, dst in todo])
-    with contextlib.suppress(OSError):  # gone already (a retried finalise), or none was made: nothing to clean
-        FileSystems.delete([temp_dir])
 
 
 class WriteDeadLetters(beam.PTransform[Any, Any]):
@@ -77,20 +46,14 @@ class WriteDeadLetters(beam.PTransform[Any, Any]):
         self.run_id = run_id
 
     def expand(self, outputs: dict[str, beam.PCollection[Any]]) -> Any:
-        temp_dir = FileSystems.join(self.run_dir, f".tmp-{uuid.uuid4().hex[:12]}")
+        temp_dir = temp_dir_under(self.run_dir)
         named = [
             pcoll | f"Name{name.title().replace('-', '')}" >> beam.Map(lambda d, name=name: (name, d))
             for name, pcoll in outputs.items()
         ]
-        written = (
+        return (
             tuple(named)
             | "AllLetters" >> beam.Flatten()
             | "WriteBundles" >> beam.ParDo(_WriteBundleFn(temp_dir, self.run_id))
-        )
-        return (
-            written.pipeline
-            | "Once" >> beam.Create([None])
-            | "NameFiles" >> beam.Map(
-                _name_files, beam.pvalue.AsList(written), self.run_dir, temp_dir, tuple(outputs)
-            )
+            | "Commit" >> CommitBundleFiles(self.run_dir, temp_dir, outputs, "jsonl")
         )

@@ -1,4 +1,4 @@
-"""Write chunked Documents: OpenSearch (nested or one document per chunk) and Parquet (a chunk column).
+"""Write chunked Documents: OpenSearch (nested or one document per chunk) and Parquet rows (a chunk column).
 
 A document counts as ``indexed`` once, when all of it landed (every chunk, for separate storage);
 ``indexed_chunks`` counts chunks. With separate storage, the chunks a document no longer has (it got
@@ -121,48 +121,12 @@ class WriteChunkedToOpenSearch(beam.PTransform[beam.PCollection[Any], dict[str, 
         return {DEAD_LETTER: out[DEAD_LETTER]}
 
 
-class ToChunkRowFn(beam.DoFn):
-    """Chunked Document -> its Parquet row (a chunk list column), or its dead letter (metadata with no JSON form)."""
-
-    def __init__(self, text_field: str, fields: list[str], plan: ChunkLayout, progress_every: float):
-        self.text_field = text_field
-        self.fields = fields
-        self.plan = plan
-        self.progress_every = progress_every
-
-    def process(self, doc: Document) -> Iterable[Any]:
-        from neural_ingest.transforms.write_parquet import metadata_or_dead
-
-        meta = metadata_or_dead(doc)
-        if not isinstance(meta, str):
-            yield meta
-            return
-        row = parquet_row(doc, self.text_field, self.fields, self.plan, meta)
-        counters.inc("indexed")
-        counters.inc("indexed_chunks", len(doc.chunks or []))
-        counters.Progress.add("written", 1, self.progress_every)
-        yield row
+def chunk_record_batch(schema: pa.Schema, text_field: str, fields: list[str], plan: ChunkLayout,
+                       rows: list[tuple[Document, str]]) -> pa.RecordBatch:
+    """(chunked document, metadata JSON) pairs -> one record batch of the chunked schema (a chunk list column);
+    their chunks are counted as ``indexed_chunks``."""
+    counters.inc("indexed_chunks", sum(len(d.chunks or []) for d, _ in rows))
+    return pa.RecordBatch.from_pylist([parquet_row(d, text_field, fields, plan, meta) for d, meta in rows], schema=schema)
 
 
-class WriteChunkedParquet(beam.PTransform[beam.PCollection[Any], dict[str, beam.PCollection[Any]]]):
-    """Chunked Documents -> Parquet files under ``prefix`` (one row per document, a chunk list column)."""
-
-    def __init__(self, prefix: str, schema: pa.Schema, text_field: str, fields: list[str], plan: ChunkLayout,
-                 progress_every: float):
-        super().__init__()
-        self.prefix = prefix
-        self.schema = schema
-        self.text_field = text_field
-        self.fields = fields
-        self.plan = plan
-        self.progress_every = progress_every
-
-    def expand(self, docs: beam.PCollection[Any]) -> dict[str, beam.PCollection[Any]]:
-        rows = docs | "ToChunkRow" >> beam.ParDo(
-            ToChunkRowFn(self.text_field, self.fields, self.plan, self.progress_every)
-        ).with_outputs(DEAD_LETTER, main="rows")
-        _ = rows.rows | "WriteParquet" >> beam.io.WriteToParquet(self.prefix, self.schema, file_name_suffix=".parquet")
-        return {DEAD_LETTER: rows[DEAD_LETTER]}
-
-
-__all__ = ["BulkIndexChunkedFn", "WriteChunkedParquet", "WriteChunkedToOpenSearch", "chunk_id"]
+__all__ = ["BulkIndexChunkedFn", "WriteChunkedToOpenSearch", "chunk_id", "chunk_record_batch"]

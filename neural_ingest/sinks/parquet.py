@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +104,15 @@ class ParquetSink(Sink):
         self.staging(run_id).mkdir(parents=True, exist_ok=True)
 
     def write(self, run_id: str, fields: dict[str, ModelInfo], progress_every: float) -> beam.PTransform[Any, Any]:
+        from neural_ingest.transforms.write_parquet import WriteParquetDataset, record_batch
+
         schema = self.schema(fields)
-        prefix = str(self.staging(run_id) / "part")
+        to_batch: Any = partial(record_batch, schema, list(fields))
         if self.chunking is not None:
-            from neural_ingest.transforms.write_chunks import WriteChunkedParquet
+            from neural_ingest.transforms.write_chunks import chunk_record_batch
 
-            return WriteChunkedParquet(prefix, schema, self.cfg.text_field, list(fields), self.chunking, progress_every)
-        from neural_ingest.transforms.write_parquet import WriteParquetDataset
-
-        return WriteParquetDataset(prefix, schema, self.cfg.text_field, list(fields), progress_every)
+            to_batch = partial(chunk_record_batch, schema, self.cfg.text_field, list(fields), self.chunking)
+        return WriteParquetDataset(str(self.staging(run_id)), schema, to_batch, progress_every)
 
     def finalize(self, run_id: str, success: bool) -> None:
         staging = self.staging(run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from neural_ingest.records import DeadLetter
-from neural_ingest.transforms.dead_letters import DEAD_LETTERS, SKIPPED_FILES, WriteDeadLetters, _name_files
+from neural_ingest.transforms.dead_letters import DEAD_LETTERS, SKIPPED_FILES, WriteDeadLetters
 
 
 def letters(kind: str, n: int) -> list[DeadLetter]:
@@ -39,15 +39,3 @@ def test_a_run_without_letters_still_has_an_empty_file_of_each_kind(tmp_path):
     run_dir = run(tmp_path, [], [])
     assert sorted(p.name for p in run_dir.iterdir()) == ["dead-letters-00000.jsonl", "skipped-00000.jsonl"]
     assert (run_dir / "dead-letters-00000.jsonl").read_text() == ""
-
-
-def test_only_the_files_handed_on_are_kept_and_a_second_finalise_changes_nothing(tmp_path):
-    run_dir, temp = tmp_path / "run", tmp_path / "run" / ".tmp-x"
-    temp.mkdir(parents=True)
-    (temp / "dead-letters-a.jsonl").write_text('{"n": 1}\n')
-    (temp / "dead-letters-retried.jsonl").write_text('{"n": 1}\n')  # a bundle that failed, then ran again as "a"
-    written = [(DEAD_LETTERS, str(temp / "dead-letters-a.jsonl"))]
-    for _ in range(2):
-        _name_files(None, written, str(run_dir), str(temp), (DEAD_LETTERS, SKIPPED_FILES))
-    assert sorted(p.name for p in run_dir.iterdir()) == ["dead-letters-00000.jsonl", "skipped-00000.jsonl"]
-    assert (run_dir / "dead-letters-00000.jsonl").read_text() == '{"n": 1}\n'
